@@ -1,0 +1,65 @@
+"""After cookiecutter renders: write the copier answers file, then print the next steps.
+
+With the answers file a cookiecutter-made project takes `copier update` like a copier-made one. Its
+content matches what copier writes for the same answers (keys sorted, `_commit` and `_src_path` first).
+"""
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import yaml
+
+CONTEXT = json.loads(r'''{{ cookiecutter | tojson }}''')
+QUESTIONS = (
+    "project_name", "project_slug", "package_name", "description",
+    "author_name", "author_email", "python_version", "use_cron",
+)
+# The same text as `_message_after_copy` in copier.yml (tests/test_hooks.py compares them).
+NEXT_STEPS = """
+Next steps:
+    cd {{ cookiecutter.project_slug }}
+    uv sync
+    uv run pytest
+    docker compose up --wait
+Then open http://localhost:8000/docs (README.md has the curl commands and a run without Docker).
+"""
+HEADER = "# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n"
+
+
+def template_source() -> tuple[str, str | None]:
+    """Where the template came from, as copier records it, and the git revision rendered."""
+    source = CONTEXT.get("_template", "")
+    repo_dir = CONTEXT.get("_repo_dir") or source
+    if not os.path.isabs(repo_dir):
+        # Hooks run inside the new project; a relative template path is relative to where the user
+        # ran cookiecutter, which the shell's PWD still names.
+        repo_dir = os.path.join(os.environ.get("PWD", os.getcwd()), repo_dir)
+    if os.path.isfile(os.path.join(repo_dir, "cookiecutter.json")) and not source.startswith(
+        ("gh:", "gl:", "bb:", "git+", "git@", "https:", "http:", "ssh:")
+    ):
+        source = os.path.normpath(repo_dir)  # a relative path would break later updates
+    try:
+        commit = subprocess.run(
+            ["git", "-C", repo_dir, "describe", "--tags", "--always"],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return source, commit
+
+
+def write_answers(path: Path) -> None:
+    source, commit = template_source()
+    answers = {key: CONTEXT[key] for key in QUESTIONS}
+    if commit:
+        answers["_commit"] = commit
+    answers["_src_path"] = source
+    body = yaml.safe_dump(answers, indent=4, allow_unicode=True, default_flow_style=False)
+    path.write_text(HEADER + body, encoding="utf-8")
+
+
+if __name__ == "__main__":
+    write_answers(Path(".copier-answers.yml"))
+    print(NEXT_STEPS)

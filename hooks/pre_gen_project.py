@@ -1,0 +1,60 @@
+"""Reject answers that would generate a broken project, before cookiecutter writes anything.
+
+The same rules live in copier.yml as `validator:` expressions; tests/test_questions.py feeds the same
+bad answers to both engines. Exit status 1 makes cookiecutter remove the partial output.
+"""
+
+import json
+import re
+import sys
+
+# Jinja's tojson escapes quotes and writes one line, so the raw string cannot be closed early.
+ANSWERS = json.loads(r'''{{ cookiecutter | tojson }}''')
+
+SUPPORTED_PYTHONS = ("3.12", "3.11", "3.13")
+SHADOWED = {
+    "arq", "fastapi", "redis", "pydantic", "uvicorn", "httpx", "tests", "test", "src",
+    "settings", "queue", "asyncio", "json", "logging", "typing",
+}
+CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def problems(a: dict) -> list[str]:
+    found = []
+    if not a["project_name"].strip():
+        found.append("project_name must not be empty")
+    slug = a["project_slug"]
+    if not re.fullmatch(r"[a-z][a-z0-9]*(-[a-z0-9]+)*", slug) or len(slug) > 64:
+        found.append(
+            f"project_slug {slug!r} is not valid: use 1-64 lowercase letters, digits and single "
+            "hyphens, starting with a letter (e.g. my-service)"
+        )
+    package = a["package_name"]
+    if not re.fullmatch(r"[a-z][a-z0-9]*(_[a-z0-9]+)*", package) or len(package) > 64:
+        found.append(
+            f"package_name {package!r} is not valid: use 1-64 lowercase letters, digits and single "
+            "underscores, starting with a letter (e.g. my_service)"
+        )
+    elif package in SHADOWED:
+        found.append(f"package_name {package!r} would shadow a module the project imports: choose another")
+    if CONTROL.search(a["description"]):
+        found.append("description must be a single line without control characters")
+    if not a["author_name"].strip() or CONTROL.search(a["author_name"]):
+        found.append("author_name must be a non-empty single line")
+    if not re.fullmatch(r"[^@\s\"]+@[^@\s\"]+\.[^@\s\"]+", a["author_email"]):
+        found.append(f"author_email {a['author_email']!r} is not an email address")
+    if a["python_version"] not in SUPPORTED_PYTHONS:
+        found.append(
+            f"python_version {a['python_version']!r} is not supported: choose one of "
+            + ", ".join(SUPPORTED_PYTHONS)
+        )
+    if not isinstance(a["use_cron"], bool):
+        found.append(f"use_cron must be true or false, not {a['use_cron']!r}")
+    return found
+
+
+if __name__ == "__main__":
+    errors = problems(ANSWERS)
+    for error in errors:
+        print(f"ERROR: {error}", file=sys.stderr)
+    sys.exit(1 if errors else 0)

@@ -1,0 +1,17 @@
+"""The tasks this service runs: one module per task, declared once in TASKS.
+
+To add a task: write `tasks/<name>.py` with an argument model, the function and its `TASK`, then
+list it below. The worker serves it and the web accepts it from then on.
+"""
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from . import check_url, word_count
+from .registry import Context, Task, UnknownTaskError, prepare
+
+TASKS: Mapping[str, Task] = MappingProxyType(
+    {task.name: task for task in (word_count.TASK, check_url.TASK)}
+)
+
+__all__ = ["TASKS", "Context", "Task", "UnknownTaskError", "prepare"]

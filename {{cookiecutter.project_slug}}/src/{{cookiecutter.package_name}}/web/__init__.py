@@ -1,0 +1,1 @@
+"""The web app: `uvicorn {{ cookiecutter.package_name }}.web.app:create_app --factory`."""

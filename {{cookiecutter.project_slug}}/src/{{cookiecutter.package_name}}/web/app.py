@@ -1,0 +1,34 @@
+"""The FastAPI app factory. Its lifespan opens the queue (the ArqRedis pool) and closes it."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+
+from ..queue import JobQueue
+from ..queue.arq_backend import ArqJobQueue
+from ..settings import Settings, get_settings
+from .routes import health, jobs, tasks
+
+QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
+
+
+def create_app(
+    settings: Settings | None = None, queue_factory: QueueFactory | None = None
+) -> FastAPI:
+    """Build the app. Tests pass their own settings and, for the fast tier, an in-memory queue."""
+    settings = settings or get_settings()
+    open_queue: QueueFactory = queue_factory or ArqJobQueue.connect
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        # Lifespan state reaches every request as `request.state`; see deps.py.
+        async with open_queue(settings) as queue:
+            yield {"queue": queue, "settings": settings}
+
+    app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app.include_router(jobs.router)
+    app.include_router(tasks.router)
+    app.include_router(health.router)
+    return app

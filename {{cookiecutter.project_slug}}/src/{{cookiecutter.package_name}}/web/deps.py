@@ -1,0 +1,20 @@
+"""Dependencies: what routes get from the app's lifespan, as Annotated aliases."""
+
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+
+from ..queue import JobQueue
+from ..settings import Settings
+
+
+def get_queue(request: Request) -> JobQueue:
+    return cast("JobQueue", request.state.queue)
+
+
+def get_app_settings(request: Request) -> Settings:
+    return cast("Settings", request.state.settings)
+
+
+QueueDep = Annotated[JobQueue, Depends(get_queue)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]

@@ -1,0 +1,75 @@
+"""What the API accepts and returns."""
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..queue import JobRecord, JobState
+
+JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+
+
+class EnqueueRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"task": "word_count", "args": {"text": "hello arq"}}]},
+    )
+
+    task: str = Field(min_length=1, max_length=100, description="A task name from GET /tasks.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The task's arguments.")
+    job_id: str | None = Field(
+        default=None,
+        pattern=JOB_ID_PATTERN,
+        description="Your own id: refused (409) while a job or result with it exists.",
+    )
+
+
+class JobAccepted(BaseModel):
+    id: str
+    task: str
+    state: JobState
+    url: str
+
+
+class JobErrorOut(BaseModel):
+    type: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: str
+    task: str
+    state: JobState
+    tries: int
+    enqueued_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    result: Any = None
+    error: JobErrorOut | None = None
+
+    @classmethod
+    def from_record(cls, record: JobRecord) -> "JobOut":
+        return cls(
+            id=record.id,
+            task=record.task,
+            state=record.state,
+            tries=record.tries,
+            enqueued_at=record.enqueued_at,
+            started_at=record.started_at,
+            finished_at=record.finished_at,
+            result=record.result,
+            error=JobErrorOut(type=record.error.type, message=record.error.message)
+            if record.error
+            else None,
+        )
+
+
+class TaskOut(BaseModel):
+    name: str
+    args_schema: dict[str, Any]
+
+
+class HealthOut(BaseModel):
+    status: str
+    detail: str | None = None

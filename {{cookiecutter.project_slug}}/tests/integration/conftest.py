@@ -1,0 +1,126 @@
+"""Integration tier: real Redis, a real arq Worker, the app with its real lifespan.
+
+Redis comes from REDIS_URL when it is set (it must answer), else from a `redis-server` these tests
+start on a free port and stop afterwards. With neither, the tier fails: it never skips silently.
+Each test uses a queue of its own and deletes the keys it created: a shared Redis is left as found.
+"""
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+
+import httpx
+import pytest
+from arq.worker import Worker
+from asgi_lifespan import LifespanManager
+from redis import Redis
+from redis.exceptions import RedisError
+
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.web.app import create_app
+from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.path).replace(os.sep, "/"):
+            item.add_marker(pytest.mark.integration)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def answers(url: str, wait: float = 0.0) -> bool:
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as redis:
+                return bool(redis.ping())
+        except (RedisError, OSError):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    url = os.environ.get("REDIS_URL")
+    if url:
+        if not answers(url, wait=5):
+            pytest.fail(f"REDIS_URL={url} does not answer PING: start Redis or unset REDIS_URL")
+        yield url
+        return
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail(
+            "the integration tier needs Redis: set REDIS_URL to a running server, or put "
+            "redis-server on PATH (e.g. apt-get install redis-server) so the tests start one"
+        )
+    port = free_port()
+    process = subprocess.Popen(
+        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        if not answers(url, wait=10):
+            pytest.fail(f"redis-server on port {port} did not start")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def settings(redis_url: str) -> Iterator[Settings]:
+    """Settings of one test: its own queue and worker id on the real Redis."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    settings = Settings(
+        _env_file=None,
+        redis_url=redis_url,
+        queue_name=f"{name}:queue",
+        worker_id=name,
+        worker_poll_delay=0.01,
+        worker_heartbeat_interval=1,
+        job_keep_result=120,  # results of these tests expire by themselves
+    )
+    yield settings
+    with Redis.from_url(redis_url) as redis:
+        owned = list(redis.scan_iter(match=f"{name}:*"))
+        if owned:
+            redis.delete(*owned)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+RunWorker = Callable[[], Awaitable[Worker]]
+
+
+@pytest.fixture
+async def run_worker(settings: Settings) -> AsyncIterator[RunWorker]:
+    """Run a real arq Worker in burst mode: it drains the queue, then returns."""
+    workers: list[Worker] = []
+
+    async def run() -> Worker:
+        worker = Worker(**{**worker_settings(settings), "burst": True, "handle_signals": False})
+        workers.append(worker)
+        await worker.main()
+        return worker
+
+    yield run
+    for worker in workers:
+        await worker.close()

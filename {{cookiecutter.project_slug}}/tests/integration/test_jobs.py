@@ -1,0 +1,94 @@
+"""Enqueue through the API, a real arq Worker runs the job, the API reads the outcome from Redis."""
+
+import httpx
+from asgi_lifespan import LifespanManager
+from redis.asyncio import Redis
+
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.web.app import create_app
+
+from .conftest import RunWorker, free_port
+
+
+async def test_a_job_enqueued_through_the_api_is_run_by_the_worker(
+    client: httpx.AsyncClient, run_worker: RunWorker
+) -> None:
+    accepted = await client.post("/jobs", json={"task": "word_count", "args": {"text": "a b c d"}})
+    assert accepted.status_code == 202
+    location = accepted.headers["location"]
+
+    queued = (await client.get(location)).json()
+    assert queued["state"] == "queued"
+
+    worker = await run_worker()
+    assert (worker.jobs_complete, worker.jobs_failed) == (1, 0)
+
+    done = (await client.get(location)).json()
+    assert done["state"] == "succeeded"
+    assert done["result"] == {"words": 4, "characters": 7}
+    assert done["tries"] == 1
+    assert done["enqueued_at"] <= done["started_at"] <= done["finished_at"]
+
+
+async def test_a_failed_job_reads_as_failed_with_its_error(
+    client: httpx.AsyncClient, run_worker: RunWorker
+) -> None:
+    closed = f"http://127.0.0.1:{free_port()}/"
+    location = (
+        await client.post("/jobs", json={"task": "check_url", "args": {"url": closed}})
+    ).headers["location"]
+
+    worker = await run_worker()
+    assert worker.jobs_failed == 1
+
+    job = (await client.get(location)).json()
+    assert job["state"] == "failed"
+    assert job["error"]["type"] == "ConnectError"
+    assert job["result"] is None
+
+
+async def test_a_taken_job_id_is_409_while_the_result_is_kept(
+    client: httpx.AsyncClient, run_worker: RunWorker
+) -> None:
+    request = {"task": "word_count", "args": {"text": "x"}, "job_id": "nightly-1"}
+    assert (await client.post("/jobs", json=request)).status_code == 202
+    await run_worker()
+
+    again = await client.post("/jobs", json=request)
+
+    assert again.status_code == 409
+
+
+async def test_unknown_jobs_are_404(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/jobs/never-enqueued")).status_code == 404
+
+
+async def test_the_queue_is_the_configured_one(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    await client.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        assert await redis.zcard(settings.queue_name) == 1
+
+
+async def test_readiness_and_enqueue_say_503_while_redis_is_unreachable(
+    settings: Settings,
+) -> None:
+    down = Settings(
+        _env_file=None,
+        redis_url=f"redis://127.0.0.1:{free_port()}/0",
+        queue_name=settings.queue_name,
+    )
+    app = create_app(down)  # starts without Redis, unlike arq's create_pool
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            ready = await http.get("/health/ready")
+            enqueue = await http.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+            live = await http.get("/health/live")
+
+    assert ready.status_code == 503
+    assert enqueue.status_code == 503
+    assert enqueue.headers["retry-after"] == "5"
+    assert live.status_code == 200

@@ -1,0 +1,54 @@
+"""The worker's own behaviour against real Redis: its liveness key and the probe that reads it."""
+
+import asyncio
+import os
+import subprocess
+import sys
+
+from redis.asyncio import Redis
+
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
+from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
+
+
+def probe(settings: Settings) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "REDIS_URL": str(settings.redis_url),
+        "QUEUE_NAME": settings.queue_name,
+        "WORKER_ID": settings.worker_id or "",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.worker.probe"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+async def test_the_probe_follows_this_workers_heartbeat(settings: Settings) -> None:
+    assert probe(settings).returncode == 1  # not started yet
+
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        ctx = {"settings": settings, "redis": redis}
+        await startup(ctx)
+        try:
+            for _ in range(50):
+                if await redis.exists(worker_key(settings)):
+                    break
+                await asyncio.sleep(0.05)
+            alive = await asyncio.to_thread(probe, settings)
+            other = await asyncio.to_thread(
+                probe, settings.model_copy(update={"worker_id": "another-worker"})
+            )
+        finally:
+            await shutdown(ctx)
+        gone = await asyncio.to_thread(probe, settings)
+
+    assert alive.returncode == 0, alive.stderr
+    assert other.returncode == 1  # another worker's key says nothing about this one
+    assert gone.returncode == 1  # a clean stop removes the key at once
+    assert "no recent heartbeat" in gone.stderr

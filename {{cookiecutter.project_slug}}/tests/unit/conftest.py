@@ -1,0 +1,67 @@
+"""Fast tier: the app on the in-memory queue (a fake, named as such); tasks with a ctx of ours."""
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+
+from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.tasks import TASKS
+from {{ cookiecutter.package_name }}.web.app import create_app
+
+
+@pytest.fixture
+def memory_queue() -> InMemoryJobQueue:
+    return InMemoryJobQueue()
+
+
+@pytest.fixture
+async def client(
+    settings: Settings, memory_queue: InMemoryJobQueue
+) -> AsyncIterator[httpx.AsyncClient]:
+    @asynccontextmanager
+    async def open_fake(_settings: Settings) -> AsyncIterator[InMemoryJobQueue]:
+        yield memory_queue
+
+    app = create_app(settings, queue_factory=open_fake)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            yield http
+
+
+@pytest.fixture
+def http_handler() -> list[Callable[[httpx.Request], httpx.Response]]:
+    """Tests append the handler that answers the tasks' outgoing HTTP requests."""
+    return []
+
+
+@pytest.fixture
+async def ctx(
+    settings: Settings, http_handler: list[Callable[[httpx.Request], httpx.Response]]
+) -> AsyncIterator[dict[str, Any]]:
+    """What worker.lifecycle.startup gives a task, with outgoing HTTP answered in-process."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if not http_handler:
+            raise AssertionError(f"unexpected request {request.method} {request.url}")
+        return http_handler[-1](request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as http:
+        yield {"settings": settings, "http": http, "job_id": "test-job", "job_try": 1}
+
+
+@pytest.fixture
+def run_jobs(memory_queue: InMemoryJobQueue, ctx: dict[str, Any]) -> Callable[[], Any]:
+    """Run the queued jobs as the worker would (in-process, in order)."""
+
+    async def run() -> int:
+        return await memory_queue.run_pending(
+            {name: task.function for name, task in TASKS.items()}, ctx
+        )
+
+    return run
