@@ -33,9 +33,13 @@ def template_source() -> tuple[str, str | None]:
     source = CONTEXT.get("_template", "")
     repo_dir = CONTEXT.get("_repo_dir") or source
     if not os.path.isabs(repo_dir):
-        # Hooks run inside the new project; a relative template path is relative to where the user
-        # ran cookiecutter, which the shell's PWD still names.
-        repo_dir = os.path.join(os.environ.get("PWD", os.getcwd()), repo_dir)
+        # Hooks run inside the new project, while cookiecutter itself works inside the template
+        # folder: its working directory is the absolute template path. Elsewhere than Linux, the
+        # shell's PWD (where the user ran cookiecutter) is the next best guess.
+        try:
+            repo_dir = os.readlink(f"/proc/{os.getppid()}/cwd")
+        except OSError:
+            repo_dir = os.path.join(os.environ.get("PWD", os.getcwd()), repo_dir)
     if os.path.isfile(os.path.join(repo_dir, "cookiecutter.json")) and not source.startswith(
         ("gh:", "gl:", "bb:", "git+", "git@", "https:", "http:", "ssh:")
     ):

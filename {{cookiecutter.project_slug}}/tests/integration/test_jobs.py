@@ -1,5 +1,7 @@
 """Enqueue through the API, a real arq Worker runs the job, the API reads the outcome from Redis."""
 
+import uuid
+
 import httpx
 from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
@@ -50,7 +52,8 @@ async def test_a_failed_job_reads_as_failed_with_its_error(
 async def test_a_taken_job_id_is_409_while_the_result_is_kept(
     client: httpx.AsyncClient, run_worker: RunWorker
 ) -> None:
-    request = {"task": "word_count", "args": {"text": "x"}, "job_id": "nightly-1"}
+    # arq's job keys are not per queue: a unique id keeps runs on a shared Redis apart.
+    request = {"task": "word_count", "args": {"text": "x"}, "job_id": f"nightly-{uuid.uuid4().hex}"}
     assert (await client.post("/jobs", json=request)).status_code == 202
     await run_worker()
 

@@ -1,0 +1,141 @@
+"""Shared helpers of the template's tests: render with either engine, compare trees, run commands."""
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import copier
+from cookiecutter.main import cookiecutter
+from uv import find_uv_bin
+
+ROOT = Path(__file__).resolve().parent.parent
+TREE_NAME = "{{cookiecutter.project_slug}}"
+
+# The option sets every engine renders. Keys are test ids; values are answers over the defaults.
+# Add an option: give it a non-default value in at least one set (tests/test_questions.py checks).
+OPTION_SETS: dict[str, dict[str, Any]] = {
+    "defaults": {},
+    "no-cron-py311": {"use_cron": False, "python_version": "3.11"},
+    "py313": {"python_version": "3.13"},
+    "unusual-answers": {
+        "project_name": "Café Ünïcode «Dienst»",
+        "project_slug": "cafe-2-dienst",
+        "description": 'Says "hi", {braces}, back\\slash and an apostrophe\'s worth of text',
+        "author_name": "Zoë O'Brien-Łukasz",
+        "author_email": "zoe.obrien@example.org",
+        "use_cron": False,
+    },
+}
+
+# Files that exist only with an option, by relative path in a render of package `pkg`.
+CRON_FILES = (
+    "src/{pkg}/worker/cron.py",
+    "tests/unit/test_cron.py",
+    "tests/integration/test_cron_jobs.py",
+)
+
+
+def template_copy(dest: Path) -> Path:
+    """The template's files as a plain folder (no .git, no caches): what both engines render."""
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", "test-output"
+    )
+    shutil.copytree(ROOT, dest, ignore=ignore)
+    return dest
+
+
+def render_cookiecutter(template: Path, answers: Mapping[str, Any], out: Path) -> Path:
+    return Path(
+        cookiecutter(str(template), no_input=True, extra_context=dict(answers), output_dir=str(out))
+    )
+
+
+def render_copier(template: Path, answers: Mapping[str, Any], out: Path, slug: str) -> Path:
+    dest = out / slug
+    copier.run_copy(str(template), str(dest), data=dict(answers), defaults=True, quiet=True)
+    return dest
+
+
+def tree(root: Path, skip: Sequence[str] = ()) -> dict[str, tuple[bytes, bool]]:
+    """Every file under root: its bytes and whether it is executable."""
+    files: dict[str, tuple[bytes, bool]] = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and rel not in skip:
+            files[rel] = (path.read_bytes(), os.access(path, os.X_OK))
+    return files
+
+
+def find_python(version: str) -> str:
+    """An interpreter of exactly this minor version, without downloading one."""
+    candidates = [
+        *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))),
+        f"/usr/bin/python{version}",
+        f"/usr/local/bin/python{version}",
+        shutil.which(f"python{version}") or "",
+    ]
+    if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
+        candidates.insert(0, sys.executable)
+    for candidate in candidates:
+        if candidate and os.path.exists(candidate):
+            probe = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True, text=True, check=False,
+            )
+            if probe.returncode == 0 and probe.stdout.strip() == version:
+                return candidate
+    raise RuntimeError(
+        f"Python {version} is needed to test renders that choose it, and none was found "
+        "(looked in ~/.pyenv/versions, /usr/bin, /usr/local/bin and PATH)"
+    )
+
+
+UV = find_uv_bin()
+
+
+def run(
+    command: Sequence[str],
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 600,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command; on failure raise with its output, so the test report says what went wrong."""
+    result = subprocess.run(
+        list(command), cwd=cwd, env=dict(env) if env is not None else None,
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(command)} exited {result.returncode} in {cwd}\n"
+            f"--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}"
+        )
+    return result
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """The environment for a generated project's commands: no leaked venv, no pyenv pin games."""
+    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "REDIS_URL"}}
+    env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", **extra)
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(check: Any, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,87 @@
+"""Every option set renders with each engine into a clean project: no template leftovers, the
+option's files present or absent, ruff and mypy clean, and a lockfile that matches pyproject.toml."""
+
+import re
+from collections.abc import Callable
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from conftest import Render
+from support import CRON_FILES, OPTION_SETS, UV, clean_env, run
+
+ENGINES = ("cookiecutter", "copier")
+LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.|_copier_")
+
+
+def package_of(project: Path) -> str:
+    [package] = [path.name for path in (project / "src").iterdir() if path.is_dir()]
+    return package
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_no_template_syntax_is_left_in_any_file_or_name(
+    render: Render, engine: str, option_set: str
+) -> None:
+    project = render(engine, option_set)
+    leftovers = []
+    for path in project.rglob("*"):
+        rel = path.relative_to(project).as_posix()
+        if LEFTOVER.search(rel):
+            leftovers.append(f"name: {rel}")
+        if path.is_file() and path.name != ".copier-answers.yml":
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                if LEFTOVER.search(line):
+                    leftovers.append(f"{rel}:{number}: {line.strip()}")
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) -> None:
+    project = render("cookiecutter", option_set)
+    package = package_of(project)
+    use_cron = OPTION_SETS[option_set].get("use_cron", True)
+    for pattern in CRON_FILES:
+        assert (project / pattern.format(pkg=package)).is_file() is use_cron, pattern
+    settings = (project / "src" / package / "worker" / "settings.py").read_text()
+    assert ("CRON_JOBS" in settings) is use_cron
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_answers_reach_the_project(render: Render, option_set: str) -> None:
+    answers = OPTION_SETS[option_set]
+    project = render("cookiecutter", option_set)
+    meta = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    version = answers.get("python_version", "3.12")
+
+    assert meta["name"] == project.name
+    assert meta["description"] == answers.get(
+        "description", "A FastAPI service with ARQ background jobs"
+    )
+    assert meta["authors"][0]["name"] == answers.get("author_name", "Your Name")
+    assert (project / ".python-version").read_text().strip() == version
+    assert f"FROM python:{version}-slim" in (project / "Dockerfile").read_text()
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert readme.startswith(f"# {answers.get('project_name', 'My Service')}\n")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_ruff_and_mypy_pass_and_the_lock_matches(
+    render: Render, synced: Callable[[str], Path], option_set: str
+) -> None:
+    # Lint and type-check with the default render's environment: dependencies do not vary with
+    # answers (uv lock --check below holds that), so one environment serves every render.
+    tools = synced("defaults") / ".venv" / "bin"
+    project = render("cookiecutter", option_set)
+    env = clean_env()
+    run([str(tools / "ruff"), "check", "--no-cache", "."], cwd=project, env=env)
+    run([str(tools / "ruff"), "format", "--check", "--no-cache", "."], cwd=project, env=env)
+    run(
+        [str(tools / "mypy"), "--python-executable", str(tools / "python"), "--no-incremental"],
+        cwd=project,
+        env=env,
+    )
+    run([UV, "lock", "--check", "--offline"], cwd=project, env=env)
