@@ -26,7 +26,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         project = Path(
             cookiecutter(
-                str(ROOT), no_input=True, output_dir=tmp, accept_hooks=False,
+                str(ROOT),
+                no_input=True,
+                output_dir=tmp,
+                accept_hooks=False,
                 extra_context={"project_slug": SLUG},
             )
         )

@@ -78,13 +78,16 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def synced(render: Render) -> Callable[[str], Path]:
-    """synced(option_set) -> a cookiecutter render with `uv sync --locked` done (dev deps too)."""
+def synced(render: Render, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """synced(option_set) -> a copy of the cookiecutter render with `uv sync --locked` done (dev
+    dependencies too). A copy, so the pristine renders stay comparable."""
     cache: dict[str, Path] = {}
 
     def _synced(option_set: str) -> Path:
         if option_set not in cache:
-            project = render("cookiecutter", option_set)
+            rendered = render("cookiecutter", option_set)
+            project = tmp_path_factory.mktemp(f"synced-{option_set}") / rendered.name
+            shutil.copytree(rendered, project)
             version = (project / ".python-version").read_text().strip()
             run(
                 [UV, "sync", "--locked", "--python", find_python(version)],

@@ -1,4 +1,4 @@
-"""Shared helpers of the template's tests: render with either engine, compare trees, run commands."""
+"""Helpers of the template's tests: render with either engine, compare trees, run commands."""
 
 import glob
 import os
@@ -17,6 +17,7 @@ from uv import find_uv_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE_NAME = "{{cookiecutter.project_slug}}"
+UV = find_uv_bin()
 
 # The option sets every engine renders. Keys are test ids; values are answers over the defaults.
 # Add an option: give it a non-default value in at least one set (tests/test_questions.py checks).
@@ -76,10 +77,18 @@ def tree(root: Path, skip: Sequence[str] = ()) -> dict[str, tuple[bytes, bool]]:
 def find_python(version: str) -> str:
     """An interpreter of exactly this minor version, without downloading one."""
     candidates = [
-        *sorted(glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))),
+        *sorted(
+            glob.glob(os.path.expanduser(f"~/.pyenv/versions/{version}.*/bin/python{version}"))
+        ),
         f"/usr/bin/python{version}",
         f"/usr/local/bin/python{version}",
         shutil.which(f"python{version}") or "",
+        subprocess.run(  # where uv keeps the Pythons it installed (e.g. on CI runners)
+            [UV, "python", "find", "--no-project", version],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout.strip(),
     ]
     if f"{sys.version_info[0]}.{sys.version_info[1]}" == version:
         candidates.insert(0, sys.executable)
@@ -87,7 +96,9 @@ def find_python(version: str) -> str:
         if candidate and os.path.exists(candidate):
             probe = subprocess.run(
                 [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
-                capture_output=True, text=True, check=False,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if probe.returncode == 0 and probe.stdout.strip() == version:
                 return candidate
@@ -95,9 +106,6 @@ def find_python(version: str) -> str:
         f"Python {version} is needed to test renders that choose it, and none was found "
         "(looked in ~/.pyenv/versions, /usr/bin, /usr/local/bin and PATH)"
     )
-
-
-UV = find_uv_bin()
 
 
 def run(
@@ -108,8 +116,13 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a command; on failure raise with its output, so the test report says what went wrong."""
     result = subprocess.run(
-        list(command), cwd=cwd, env=dict(env) if env is not None else None,
-        capture_output=True, text=True, timeout=timeout, check=False,
+        list(command),
+        cwd=cwd,
+        env=dict(env) if env is not None else None,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if result.returncode != 0:
         raise AssertionError(
@@ -121,7 +134,9 @@ def run(
 
 def clean_env(**extra: str) -> dict[str, str]:
     """The environment for a generated project's commands: no leaked venv, no pyenv pin games."""
-    env = {k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "REDIS_URL"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "REDIS_URL"}
+    }
     env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", **extra)
     return env
 

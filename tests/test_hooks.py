@@ -8,11 +8,17 @@ from pathlib import Path
 import yaml
 
 from conftest import Render
-from support import ROOT, render_cookiecutter
+from support import ROOT
 
 QUESTIONS = (
-    "author_email", "author_name", "description", "package_name",
-    "project_name", "project_slug", "python_version", "use_cron",
+    "author_email",
+    "author_name",
+    "description",
+    "package_name",
+    "project_name",
+    "project_slug",
+    "python_version",
+    "use_cron",
 )
 
 
@@ -25,10 +31,12 @@ def test_cookiecutter_writes_the_answers_file_copier_would(render: Render) -> No
 
     assert {k: ours[k] for k in QUESTIONS} == {k: theirs[k] for k in QUESTIONS}
     assert Path(ours["_src_path"]).is_absolute()
+
     # Same layout, line by line, once the source path (which differs) is set aside.
     def lines(path: Path) -> list[str]:
         return [
-            line for line in path.read_text(encoding="utf-8").splitlines()
+            line
+            for line in path.read_text(encoding="utf-8").splitlines()
             if not line.startswith(("_src_path:", "_commit:"))
         ]
 
@@ -38,7 +46,9 @@ def test_cookiecutter_writes_the_answers_file_copier_would(render: Render) -> No
 def test_a_relative_template_path_is_recorded_absolute(template_dir: Path, tmp_path: Path) -> None:
     subprocess.run(
         [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path), "."],
-        cwd=template_dir, check=True, capture_output=True,
+        cwd=template_dir,
+        check=True,
+        capture_output=True,
     )
     answers = yaml.safe_load((tmp_path / "my-service" / ".copier-answers.yml").read_text())
 
@@ -47,12 +57,32 @@ def test_a_relative_template_path_is_recorded_absolute(template_dir: Path, tmp_p
 
 def test_both_engines_end_with_the_same_next_steps(template_dir: Path, tmp_path: Path) -> None:
     cookiecutter = subprocess.run(
-        [sys.executable, "-m", "cookiecutter", "--no-input", "-o", str(tmp_path / "a"), str(template_dir)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "cookiecutter",
+            "--no-input",
+            "-o",
+            str(tmp_path / "a"),
+            str(template_dir),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     copier = subprocess.run(
-        [sys.executable, "-m", "copier", "copy", "--defaults", str(template_dir), str(tmp_path / "b")],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "copier",
+            "copy",
+            "--defaults",
+            str(template_dir),
+            str(tmp_path / "b"),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
     steps = "Next steps:\n    cd my-service\n    uv sync\n    uv run pytest\n"

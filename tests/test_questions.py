@@ -82,7 +82,9 @@ def test_cookiecutter_refuses_with_a_one_line_reason_and_leaves_nothing(
     if refused.type is ValueError:
         reasons = [str(refused.value)]
     else:
-        reasons = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")]
+        reasons = [
+            line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")
+        ]
     assert reasons, "no reason was given"
     assert any(question in line for line in reasons), reasons
     assert list(tmp_path.iterdir()) == []

@@ -1,15 +1,15 @@
 """Every option set renders with each engine into a clean project: no template leftovers, the
-option's files present or absent, ruff and mypy clean, and a lockfile that matches pyproject.toml."""
+option's files present or absent, ruff and mypy clean, a lockfile that matches pyproject.toml."""
 
 import re
-from collections.abc import Callable
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import Render
-from support import CRON_FILES, OPTION_SETS, UV, clean_env, run
+from support import CRON_FILES, OPTION_SETS, UV, clean_env, find_python, run
 
 ENGINES = ("cookiecutter", "copier")
 LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.|_copier_")
@@ -84,4 +84,5 @@ def test_ruff_and_mypy_pass_and_the_lock_matches(
         cwd=project,
         env=env,
     )
-    run([UV, "lock", "--check", "--offline"], cwd=project, env=env)
+    python = find_python((project / ".python-version").read_text().strip())
+    run([UV, "lock", "--check", "--offline", "--python", python], cwd=project, env=env)

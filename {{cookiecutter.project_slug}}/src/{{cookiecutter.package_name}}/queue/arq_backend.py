@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 UNAVAILABLE = (RedisError, OSError, TimeoutError)
 
 
-def redis_settings(settings: Settings) -> RedisSettings:
+def redis_settings(settings: Settings, retries: int = 5) -> RedisSettings:
     """arq's connection settings from our URL.
 
     Unlike `RedisSettings.from_dsn` this decodes percent-escaped user names and passwords, and it
-    retries commands with backoff, so a short Redis outage does not kill an idle worker.
+    retries commands with backoff (0.1, 0.2, 0.4 ... s), so a Redis blip of a few seconds does not
+    kill an idle worker.
     """
     url = settings.redis_url
     return RedisSettings(
@@ -44,7 +45,7 @@ def redis_settings(settings: Settings) -> RedisSettings:
         conn_retry_delay=1,
         retry_on_timeout=True,
         retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
-        retry=Retry(ExponentialBackoff(cap=2, base=0.05), retries=5),
+        retry=Retry(ExponentialBackoff(cap=2, base=0.05), retries=retries),
     )
 
 
@@ -67,7 +68,8 @@ class ArqJobQueue:
         Unlike arq's `create_pool` this does not insist on Redis at start-up: the app starts, says
         503 on /health/ready and on enqueue while Redis is away, and recovers by itself.
         """
-        conf = redis_settings(settings)
+        # Few retries: a client waiting for its 503 is better served by a quick answer.
+        conf = redis_settings(settings, retries=2)
         redis = ArqRedis(
             host=conf.host,
             port=conf.port,
