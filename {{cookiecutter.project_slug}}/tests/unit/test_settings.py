@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.queue.arq_backend import redis_settings
+from {{ cookiecutter.package_name }}.queue.arq import redis_settings
 from {{ cookiecutter.package_name }}.settings import Settings
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ..queue import JobQueue
-from ..queue.arq_backend import ArqJobQueue
+from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
 from .routes import health, jobs, tasks
 

@@ -5,7 +5,7 @@ from typing import Any, Final, cast
 from arq import func
 from arq.typing import WorkerCoroutine
 
-from ..queue.arq_backend import redis_settings
+from ..queue.arq import redis_settings
 from ..settings import Settings
 from ..tasks import TASKS
 {%- if cookiecutter.use_cron %}

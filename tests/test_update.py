@@ -1,0 +1,318 @@
+"""`copier update` against a real git history of this template: template fixes arrive, user edits
+survive, overlapping edits are reported as copier documents, answers can change later, projects
+made by cookiecutter adopt updates, and migrations carry renamed files over.
+
+Each test copies the working template into a fresh git repository and tags releases there, so the
+updates run against the current code, never against a published version.
+"""
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import copier
+import pytest
+import yaml
+from copier.errors import UnsafeTemplateError
+
+from support import (
+    CRON_FILES,
+    TREE_NAME,
+    UV,
+    clean_env,
+    find_python,
+    render_cookiecutter,
+    run,
+    template_copy,
+    tree,
+)
+
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}
+MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
+
+
+def git(cwd: Path, *args: str) -> str:
+    return run(["git", *args], cwd=cwd, env=clean_env(**IDENTITY)).stdout
+
+
+class TemplateRepo:
+    """A git repository holding a copy of the working template; releases are tags."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        git(path, "init", "-q", "-b", "main")
+
+    def file(self, relative: str) -> Path:
+        """A file of the generated tree, by its path in a default render's terms."""
+        return (
+            self.path / TREE_NAME / relative.replace("my_service", "{{cookiecutter.package_name}}")
+        )
+
+    def replace(self, relative: str, old: str, new: str) -> None:
+        path = self.file(relative)
+        text = path.read_text(encoding="utf-8")
+        assert old in text, f"{old!r} not in {relative}"
+        path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+    def release(self, tag: str) -> None:
+        git(self.path, "add", "-A")
+        git(self.path, "commit", "-q", "--allow-empty", "-m", f"release {tag}")
+        git(self.path, "tag", tag)
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TemplateRepo:
+    for key, value in IDENTITY.items():  # copier commits in its own temporary clones too
+        monkeypatch.setenv(key, value)
+    return TemplateRepo(template_copy(tmp_path / "template"))
+
+
+def commit_all(project: Path, message: str) -> None:
+    git(project, "add", "-A")
+    git(project, "commit", "-q", "-m", message)
+
+
+def generate(repo: TemplateRepo, dest: Path, **answers: Any) -> Path:
+    copier.run_copy(str(repo.path), str(dest), data=answers, defaults=True, quiet=True)
+    git(dest, "init", "-q", "-b", "main")
+    commit_all(dest, "generated")
+    return dest
+
+
+def update(project: Path, trust: bool = False, **kwargs: Any) -> None:
+    copier.run_update(
+        str(project), defaults=True, overwrite=True, quiet=True, unsafe=trust, **kwargs
+    )
+
+
+def edit(project: Path, relative: str, old: str, new: str) -> None:
+    path = project / relative
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {relative}"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def answers_of(project: Path) -> dict[str, Any]:
+    answers: dict[str, Any] = yaml.safe_load(
+        (project / ".copier-answers.yml").read_text(encoding="utf-8")
+    )
+    return answers
+
+
+def conflicts(project: Path) -> list[str]:
+    found = [p.relative_to(project).as_posix() for p in project.rglob("*.rej")]
+    for path in project.rglob("*"):
+        if (
+            path.is_file()
+            and not {".git", ".venv"} & set(path.parts)
+            and MARKERS.search(path.read_text(encoding="utf-8", errors="replace"))
+        ):
+            found.append(path.relative_to(project).as_posix())
+    return found
+
+
+def assert_fast_tier_passes(project: Path) -> None:
+    """The updated project installs from its lockfile and its fast test tier passes."""
+    python = find_python((project / ".python-version").read_text().strip())
+    env = clean_env()
+    run([UV, "sync", "--locked", "--python", python], cwd=project, env=env)
+    run(
+        [str(project / ".venv" / "bin" / "pytest"), "tests/unit", "-q", "-p", "no:cacheprovider"],
+        cwd=project,
+        env=env,
+    )
+
+
+# A template fix used by several tests: a README sentence and a Dockerfile label.
+def release_a_fix(repo: TemplateRepo, tag: str) -> None:
+    repo.replace(
+        "README.md",
+        "## Scale\n",
+        "## Scale\n\nTemplate fix: size workers by queue lag, not by CPU.\n",
+    )
+    repo.replace(
+        "Dockerfile",
+        "EXPOSE 8000\n",
+        'EXPOSE 8000\nLABEL org.opencontainers.image.source="template-fix"\n',
+    )
+    repo.release(tag)
+
+
+@pytest.mark.slow
+def test_a_template_fix_arrives_and_user_edits_survive(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    template_repo.release("v1.0.0")
+    project = generate(template_repo, tmp_path / "my-service")
+    edit(
+        project,
+        "README.md",
+        "\n## Run it\n",
+        "\nOur on-call notes live in the wiki.\n\n## Run it\n",
+    )
+    edit(project, "src/my_service/tasks/word_count.py", '"counted %d words', '"counted %d words!')
+    (project / "src/my_service/tasks/invoices.py").write_text('"""Our own task."""\n')
+    commit_all(project, "our edits")
+
+    release_a_fix(template_repo, "v1.1.0")
+    update(project)
+
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert "Template fix: size workers by queue lag" in readme
+    assert "Our on-call notes live in the wiki." in readme
+    assert (
+        'LABEL org.opencontainers.image.source="template-fix"'
+        in (project / "Dockerfile").read_text()
+    )
+    assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
+    assert (project / "src/my_service/tasks/invoices.py").is_file()
+    assert conflicts(project) == []
+    assert answers_of(project)["_commit"] == "v1.1.0"
+    assert_fast_tier_passes(project)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["inline", "rej"])
+def test_overlapping_edits_are_reported_as_conflicts(
+    template_repo: TemplateRepo, tmp_path: Path, mode: str
+) -> None:
+    template_repo.release("v1.0.0")
+    project = generate(template_repo, tmp_path / "my-service")
+    edit(project, "README.md", "# My Service\n", "# My Service (internal)\n")
+    commit_all(project, "our title")
+
+    template_repo.replace(
+        "README.md",
+        "# {{ cookiecutter.project_name }}\n",
+        "# {{ cookiecutter.project_name }} service\n",
+    )
+    template_repo.release("v1.1.0")
+    update(project, conflict=mode)
+
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    if mode == "inline":
+        assert conflicts(project) == ["README.md"]
+        assert "<<<<<<< before updating\n# My Service (internal)\n" in readme
+        assert "# My Service service\n>>>>>>> after updating" in readme
+        assert "UU README.md" in git(project, "status", "--short")
+    else:
+        # The template's line is applied; the user's lost hunk waits in the .rej file.
+        assert conflicts(project) == ["README.md.rej"]
+        assert readme.startswith("# My Service service\n")
+        assert "(internal)" in (project / "README.md.rej").read_text()
+    assert_fast_tier_passes(project)
+
+
+@pytest.mark.slow
+def test_switching_an_option_adds_and_removes_exactly_its_files(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    template_repo.release("v1.0.0")
+    project = generate(template_repo, tmp_path / "my-service")
+    fresh = tree(project, skip=[".copier-answers.yml"])
+    edit(project, "src/my_service/tasks/word_count.py", '"counted %d words', '"counted %d words!')
+    commit_all(project, "our edit")
+    cron_files = [path.format(pkg="my_service") for path in CRON_FILES]
+
+    update(project, data={"use_cron": False})
+
+    assert not any((project / path).exists() for path in cron_files)
+    assert "CRON_JOBS" not in (project / "src/my_service/worker/settings.py").read_text()
+    assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
+    assert answers_of(project)["use_cron"] is False
+    assert conflicts(project) == []
+    assert_fast_tier_passes(project)
+    commit_all(project, "without cron")
+
+    update(project, data={"use_cron": True})
+
+    for path in cron_files:
+        assert (project / path).read_bytes() == fresh[path][0], path
+    settings = "src/my_service/worker/settings.py"
+    assert (project / settings).read_bytes() == fresh[settings][0]
+    assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
+    assert conflicts(project) == []
+    assert_fast_tier_passes(project)
+
+
+@pytest.mark.slow
+def test_a_project_made_by_cookiecutter_adopts_updates(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    template_repo.release("v1.0.0")
+    project = render_cookiecutter(template_repo.path, {}, tmp_path / "cc")
+    assert answers_of(project)["_commit"] == "v1.0.0"
+    assert answers_of(project)["_src_path"] == str(template_repo.path)
+    git(project, "init", "-q", "-b", "main")
+    commit_all(project, "generated by cookiecutter")
+
+    release_a_fix(template_repo, "v1.1.0")
+    update(project)
+
+    # The adopted project now equals one copier made at v1.1.0.
+    made_by_copier = tmp_path / "copier" / "my-service"
+    copier.run_copy(str(template_repo.path), str(made_by_copier), defaults=True, quiet=True)
+    skip = [".copier-answers.yml"]
+    ours = {k: v for k, v in tree(project, skip).items() if not k.startswith(".git/")}
+    assert ours == tree(made_by_copier, skip)
+    assert answers_of(project)["_commit"] == "v1.1.0"
+    assert_fast_tier_passes(project)
+
+
+@pytest.mark.slow
+def test_the_v0_2_0_migration_carries_edits_of_the_renamed_queue_module(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    # Rebuild v0.1.0 as released: the arq adapter was queue/arq_backend.py then.
+    old = template_repo.file("src/my_service/queue/arq_backend.py")
+    shutil.move(template_repo.file("src/my_service/queue/arq.py"), old)
+    for user in ("src/my_service/web/app.py", "src/my_service/worker/settings.py"):
+        template_repo.replace(user, "..queue.arq import", "..queue.arq_backend import")
+    template_repo.replace(
+        "tests/unit/test_settings.py", ".queue.arq import", ".queue.arq_backend import"
+    )
+    template_repo.release("v0.1.0")
+    project = generate(template_repo, tmp_path / "my-service")
+    edit(
+        project,
+        "src/my_service/queue/arq_backend.py",
+        "log = logging.getLogger(__name__)\n",
+        "log = logging.getLogger(__name__)\nOUR_TUNING = 42\n",
+    )
+    commit_all(project, "our tuning")
+
+    shutil.rmtree(template_repo.path / TREE_NAME)
+    template_copy(tmp_path / "current")
+    shutil.copytree(tmp_path / "current" / TREE_NAME, template_repo.path / TREE_NAME)
+    template_repo.release("v0.2.0")
+
+    with pytest.raises(UnsafeTemplateError):
+        update(project)  # migrations run only when the user trusts the template
+    update(project, trust=True)
+
+    # The user's file moved with its history; only the user's own lines are left to confirm.
+    moved = project / "src/my_service/queue/arq.py"
+    assert not (project / "src/my_service/queue/arq_backend.py").exists()
+    assert conflicts(project) == ["src/my_service/queue/arq.py"]
+    assert "<<<<<<< before updating\nOUR_TUNING = 42\n=======\n>>>>>>> after updating\n" in (
+        moved.read_text()
+    )
+    resolved = re.sub(
+        r"<<<<<<< before updating\n(.*?)=======\n.*?>>>>>>> after updating\n",
+        r"\1",
+        moved.read_text(),
+        flags=re.DOTALL,
+    )
+    moved.write_text(resolved)
+    fresh = tmp_path / "current" / TREE_NAME / "src/{{cookiecutter.package_name}}/queue/arq.py"
+    assert resolved == fresh.read_text().replace(
+        "log = logging.getLogger(__name__)\n",
+        "log = logging.getLogger(__name__)\nOUR_TUNING = 42\n",
+    )
+    assert_fast_tier_passes(project)
