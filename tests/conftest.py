@@ -1,6 +1,7 @@
 """Fixtures: the template as a plain folder, renders cached per engine and option set, a private
 Redis server, and generated projects with their dependencies installed (shared uv cache)."""
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable, Iterator
@@ -52,7 +53,15 @@ def render(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Rend
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A redis-server of the tests' own on a free port: nothing else's data is touched."""
+    """A redis-server of the tests' own on a free port: nothing else's data is touched.
+
+    TEST_REDIS_URL (e.g. a CI service container) replaces it; the generated projects' tests use
+    queues and keys of their own there and delete what they create.
+    """
+    given = os.environ.get("TEST_REDIS_URL")
+    if given:
+        yield given
+        return
     server = shutil.which("redis-server")
     if server is None:
         pytest.fail("redis-server is needed (apt-get install redis-server); .ci/run installs it")

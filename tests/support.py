@@ -28,7 +28,10 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
         "project_slug": "cafe-2-dienst",
-        "description": 'Says "hi", {braces}, back\\slash and an apostrophe\'s worth of text',
+        "description": (
+            'Says "hi", {braces}, back\\slash and an apostrophe\'s worth of text; a long line '
+            "that no formatter may wrap: résumé, naïve café, 日本語, emoji 🚀, 50% off & <tags>"
+        ),
         "author_name": "Zoë O'Brien-Łukasz",
         "author_email": "zoe.obrien@example.org",
         "use_cron": False,

@@ -98,3 +98,15 @@ def test_copier_refuses_with_a_reason_and_leaves_nothing(
         render_copier(template_dir, answers, tmp_path, "project")
 
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("question", ["project_name", "description"])
+def test_copier_refuses_template_syntax_in_free_text(
+    template_dir: Path, tmp_path: Path, question: str
+) -> None:
+    # cookiecutter would render it (README.md says so); copier would copy it verbatim. Neither is
+    # what the user meant, so copier refuses it outright.
+    with pytest.raises(ValueError, match="template syntax"):
+        render_copier(template_dir, {question: "Uses {{ 6 * 7 }}"}, tmp_path, "project")
+
+    assert list(tmp_path.iterdir()) == []

@@ -8,6 +8,7 @@ updates run against the current code, never against a published version.
 
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from copier.errors import UnsafeTemplateError
 
 from support import (
     CRON_FILES,
+    ROOT,
     TREE_NAME,
     UV,
     clean_env,
@@ -34,6 +36,7 @@ IDENTITY = {
     "GIT_COMMITTER_NAME": "Template Tests",
     "GIT_COMMITTER_EMAIL": "tests@example.com",
 }
+README = (ROOT / "README.md").read_text(encoding="utf-8")
 MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
 
 
@@ -161,7 +164,14 @@ def test_a_template_fix_arrives_and_user_edits_survive(
     commit_all(project, "our edits")
 
     release_a_fix(template_repo, "v1.1.0")
-    update(project)
+    # As README.md says to update, through copier's command line.
+    readme_update = re.search(r"^uvx copier update (.*?)\s+#", README, re.MULTILINE)
+    assert readme_update, "README.md gives no update command"
+    run(
+        [sys.executable, "-m", "copier", "update", *readme_update.group(1).split()],
+        cwd=project,
+        env=clean_env(**IDENTITY),
+    )
 
     readme = (project / "README.md").read_text(encoding="utf-8")
     assert "Template fix: size workers by queue lag" in readme
