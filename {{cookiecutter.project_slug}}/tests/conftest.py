@@ -12,4 +12,5 @@ def settings() -> Settings:
         _env_file=None,
         redis_url="redis://127.0.0.1:1/0",
         queue_name="tests:queue",
+        bulk_queue_name="tests:bulk",
     )

@@ -25,6 +25,24 @@ class Settings(BaseSettings):
         description="The queue the web enqueues to and the worker reads.",
     )
 
+    bulk_queue_name: str = Field(
+        default="{{ cookiecutter.project_slug }}:bulk",
+        min_length=1,
+        max_length=200,
+        description="The queue of long tasks, served by workers of their own.",
+    )
+    job_retention: int = Field(
+        default=7 * 86_400,
+        ge=60,
+        description="Seconds a job's record and events stay readable after its last change.",
+    )
+    idempotency_window: int = Field(
+        default=86_400, ge=1, description="Seconds an Idempotency-Key returns the same job."
+    )
+    stream_ping_interval: float = Field(
+        default=15, gt=0, le=300, description="Seconds between keep-alive pings of event streams."
+    )
+
     # Worker tuning. arq's own defaults (10 jobs, 0.5 s poll) cap I/O-bound jobs near 20 jobs/s per
     # worker: a worker refills its free slots only once per poll. 50 slots polled every 50 ms keep
     # slots busy (about 2,000 jobs/s of 10 ms jobs) for about 20 Redis commands/s when idle.
@@ -60,7 +78,15 @@ class Settings(BaseSettings):
         description="Name of this worker in its liveness key; the host name when unset.",
     )
 
+    bulk_worker_max_jobs: int = Field(
+        default=4, ge=1, le=10_000, description="Long jobs one bulk worker runs at once."
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    def queue_for(self, key: str) -> str:
+        """The queue name of a task's queue key (`default` or `bulk`)."""
+        return self.bulk_queue_name if key == "bulk" else self.queue_name
 
 
 @lru_cache

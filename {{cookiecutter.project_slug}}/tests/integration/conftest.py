@@ -5,6 +5,8 @@ start on a free port and stop afterwards. With neither, the tier fails: it never
 Each test uses a queue of its own and deletes the keys it created: a shared Redis is left as found.
 """
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -12,15 +14,18 @@ import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Protocol
 
 import httpx
 import pytest
+import uvicorn
 from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from redis import Redis
 from redis.exceptions import RedisError
 
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.tasks.registry import QueueKey
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 
@@ -86,10 +91,13 @@ def settings(redis_url: str) -> Iterator[Settings]:
         _env_file=None,
         redis_url=redis_url,
         queue_name=f"{name}:queue",
+        bulk_queue_name=f"{name}:bulk",
         worker_id=name,
         worker_poll_delay=0.01,
         worker_heartbeat_interval=1,
         job_keep_result=120,  # results of these tests expire by themselves
+        job_retention=600,
+        stream_ping_interval=1,
     )
     yield settings
     with Redis.from_url(redis_url) as redis:
@@ -107,16 +115,19 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             yield http
 
 
-RunWorker = Callable[[], Awaitable[Worker]]
+class RunWorker(Protocol):
+    def __call__(self, queue: QueueKey = "default") -> Awaitable[Worker]: ...
 
 
 @pytest.fixture
 async def run_worker(settings: Settings) -> AsyncIterator[RunWorker]:
-    """Run a real arq Worker in burst mode: it drains the queue, then returns."""
+    """Run a real arq Worker for one queue in burst mode: it drains the queue, then returns."""
     workers: list[Worker] = []
 
-    async def run() -> Worker:
-        worker = Worker(**{**worker_settings(settings), "burst": True, "handle_signals": False})
+    async def run(queue: QueueKey = "default") -> Worker:
+        worker = Worker(
+            **{**worker_settings(settings, queue), "burst": True, "handle_signals": False}
+        )
         workers.append(worker)
         await worker.main()
         return worker
@@ -124,3 +135,47 @@ async def run_worker(settings: Settings) -> AsyncIterator[RunWorker]:
     yield run
     for worker in workers:
         await worker.close()
+
+
+StartWorkers = Callable[[], Awaitable[None]]
+
+
+@pytest.fixture
+async def start_workers(settings: Settings) -> AsyncIterator[StartWorkers]:
+    """Start one real arq Worker per queue, running in the background until the test ends."""
+    running: list[tuple[Worker, asyncio.Task[None]]] = []
+
+    async def start() -> None:
+        for queue in ("default", "bulk"):
+            worker = Worker(**{**worker_settings(settings, queue), "handle_signals": False})
+            running.append((worker, asyncio.create_task(worker.async_run())))
+
+    yield start
+    for worker, task in running:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+@pytest.fixture
+async def serve(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[str]]]:
+    """serve() -> base URL of one more web app instance, a real uvicorn server on a free port."""
+    servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+
+    async def start() -> str:
+        port = free_port()
+        config = uvicorn.Config(
+            create_app(settings), host="127.0.0.1", port=port, log_level="warning"
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve())
+        while not server.started:  # noqa: ASYNC110 - uvicorn offers a flag, not an event
+            await asyncio.sleep(0.01)
+        servers.append((server, task))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, task in servers:
+        server.should_exit = True
+        await task

@@ -33,7 +33,7 @@ async def test_the_probe_follows_this_workers_heartbeat(settings: Settings) -> N
     assert probe(settings).returncode == 1  # not started yet
 
     async with Redis.from_url(str(settings.redis_url)) as redis:
-        ctx = {"settings": settings, "redis": redis}
+        ctx = {"settings": settings, "redis": redis, "queue_name": settings.queue_name}
         await startup(ctx)
         try:
             for _ in range(50):

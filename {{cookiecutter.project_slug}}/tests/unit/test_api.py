@@ -178,5 +178,5 @@ async def test_readiness_follows_the_queue(
 async def test_tasks_are_listed_with_their_argument_schemas(client: httpx.AsyncClient) -> None:
     tasks = {task["name"]: task for task in (await client.get("/tasks")).json()}
 
-    assert set(tasks) == {"word_count", "check_url"}
+    assert set(tasks) == {"word_count", "check_url", "render_report"}
     assert tasks["word_count"]["args_schema"]["required"] == ["text"]

@@ -1,23 +1,41 @@
 """The queue port: what the web and the tasks need from a job queue, and its implementations.
 
 Routes talk to `JobQueue`, never to arq: arq is in maintenance-only mode, and keeping it behind this
-interface means swapping the backend touches this package alone.
+interface means swapping the backend touches this package (and the worker) alone.
 """
 
 from .base import (
+    FINISHED,
     DuplicateJobError,
+    Enqueued,
+    Idempotency,
+    IdempotencyConflictError,
+    JobCancelledError,
     JobError,
+    JobEvent,
+    JobFinishedError,
+    JobNotFoundError,
     JobQueue,
     JobRecord,
     JobState,
+    Progress,
     QueueUnavailableError,
 )
 
 __all__ = [
+    "FINISHED",
     "DuplicateJobError",
+    "Enqueued",
+    "Idempotency",
+    "IdempotencyConflictError",
+    "JobCancelledError",
     "JobError",
+    "JobEvent",
+    "JobFinishedError",
+    "JobNotFoundError",
     "JobQueue",
     "JobRecord",
     "JobState",
+    "Progress",
     "QueueUnavailableError",
 ]

@@ -1,14 +1,28 @@
-"""The JobQueue on arq and Redis: the only module of the web side that imports arq."""
+"""The JobQueue on arq and Redis: the only module of the web side that imports arq.
 
+A job's state comes from two places. The ledger (ledger.py) is authoritative once a job has
+finished, and keeps it for JOB_RETENTION. While a job is alive, arq's own keys say where it is
+(queued, deferred, in progress), which stays true even for jobs that plain arq clients enqueued.
+"""
+
+import hashlib
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis, RedisSettings
-from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
+from arq.constants import (
+    abort_jobs_ss,
+    in_progress_key_prefix,
+    job_key_prefix,
+    result_key_prefix,
+)
 from arq.jobs import DeserializationError, deserialize_job, deserialize_result
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -17,7 +31,20 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
-from .base import DuplicateJobError, JobError, JobRecord, JobState, QueueUnavailableError
+from .base import (
+    DuplicateJobError,
+    Enqueued,
+    Idempotency,
+    IdempotencyConflictError,
+    JobError,
+    JobEvent,
+    JobFinishedError,
+    JobNotFoundError,
+    JobRecord,
+    JobState,
+    QueueUnavailableError,
+)
+from .ledger import Ledger, record_from
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +76,26 @@ def redis_settings(settings: Settings, retries: int = 5) -> RedisSettings:
     )
 
 
+def ledger_for(redis: Any, settings: Settings) -> Ledger:
+    return Ledger(redis, settings.queue_name, settings.job_retention)
+
+
 def _utc(moment: datetime | None) -> datetime | None:
     if moment is None:
         return None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _cancelled(error: BaseException) -> bool:
+    return type(error).__name__ == "CancelledError"
+
+
 class ArqJobQueue:
-    def __init__(self, redis: ArqRedis, queue_name: str) -> None:
+    def __init__(self, redis: ArqRedis, settings: Settings) -> None:
         self._redis = redis
-        self._queue_name = queue_name
+        self._settings = settings
+        self._queues = (settings.queue_name, settings.bulk_queue_name)
+        self._ledger = ledger_for(redis, settings)
 
     @classmethod
     @asynccontextmanager
@@ -79,13 +116,14 @@ class ArqJobQueue:
             ssl=conf.ssl,
             socket_connect_timeout=conf.conn_timeout,
             # A hung Redis must not hang requests: fail the command, the route answers 503.
-            socket_timeout=5,
+            # (Event streams block for at most stream_ping_interval, below this.)
+            socket_timeout=max(5.0, settings.stream_ping_interval + 5),
             retry=conf.retry,
             retry_on_error=conf.retry_on_error,
             retry_on_timeout=conf.retry_on_timeout,
             default_queue_name=settings.queue_name,
         )
-        queue = cls(redis, settings.queue_name)
+        queue = cls(redis, settings)
         try:
             await queue.ping()
         except QueueUnavailableError as exc:
@@ -96,50 +134,106 @@ class ArqJobQueue:
             await redis.aclose()
 
     async def enqueue(
-        self, task: str, kwargs: Mapping[str, Any], *, job_id: str | None = None
-    ) -> str:
+        self,
+        task: str,
+        kwargs: Mapping[str, Any],
+        *,
+        queue: str,
+        job_id: str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> Enqueued:
         try:
-            job = await self._redis.enqueue_job(
-                task, _job_id=job_id, _queue_name=self._queue_name, **kwargs
-            )
+            return await self._enqueue(task, kwargs, queue, job_id, idempotency)
         except UNAVAILABLE as exc:
             raise QueueUnavailableError(str(exc)) from exc
-        if job is None:
-            raise DuplicateJobError(job_id or "?")
-        return job.job_id
+
+    async def _enqueue(
+        self,
+        task: str,
+        kwargs: Mapping[str, Any],
+        queue: str,
+        job_id: str | None,
+        idempotency: Idempotency | None,
+    ) -> Enqueued:
+        chosen = job_id or uuid.uuid4().hex
+        claim = None
+        if idempotency is not None:
+            digest = hashlib.sha256(idempotency.key.encode()).hexdigest()
+            claim = f"{self._settings.queue_name}:idempotency:{digest}"
+            mine = f"{idempotency.fingerprint} {chosen}"
+            if not await self._redis.set(claim, mine, nx=True, ex=idempotency.window):
+                earlier = (await self._redis.get(claim) or b"").decode()
+                fingerprint, _, earlier_id = earlier.partition(" ")
+                if fingerprint == idempotency.fingerprint:
+                    return Enqueued(earlier_id, created=False)
+                raise IdempotencyConflictError(idempotency.key, earlier_id)
+        try:
+            if job_id is not None:
+                # Refuse a taken id before touching its record; arq checks again atomically.
+                taken = await self._redis.exists(
+                    job_key_prefix + job_id, result_key_prefix + job_id
+                )
+                if taken:
+                    raise DuplicateJobError(job_id)
+                # An abort left for an earlier job of this id must not kill this one (arq #485).
+                await self._redis.zrem(abort_jobs_ss, job_id)
+            # The record first: a worker may start the job the moment arq has queued it.
+            await self._ledger.created(chosen, task, queue)
+            job = await self._redis.enqueue_job(task, _job_id=chosen, _queue_name=queue, **kwargs)
+            if job is None:
+                raise DuplicateJobError(chosen)
+        except BaseException:
+            if claim is not None:  # nothing half-written: the key may be used again
+                await self._redis.delete(claim)
+            raise
+        return Enqueued(chosen)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        # One round trip instead of arq's Job.status() + Job.info() (three).
         try:
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.get(result_key_prefix + job_id)
-                pipe.get(job_key_prefix + job_id)
-                pipe.exists(in_progress_key_prefix + job_id)
-                pipe.zscore(self._queue_name, job_id)
-                result_raw, job_raw, in_progress, score = await pipe.execute()
+            return await self._get(job_id)
         except UNAVAILABLE as exc:
             raise QueueUnavailableError(str(exc)) from exc
 
+    async def _get(self, job_id: str) -> JobRecord | None:
+        # One round trip for the ledger and every arq key that says where the job is.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._ledger.key(job_id))
+            pipe.get(result_key_prefix + job_id)
+            pipe.get(job_key_prefix + job_id)
+            pipe.exists(in_progress_key_prefix + job_id)
+            for queue in self._queues:
+                pipe.zscore(queue, job_id)
+            raw_fields, result_raw, job_raw, in_progress, *scores = await pipe.execute()
+        fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
+        ledger = record_from(job_id, fields) if fields else None
+        if ledger is not None and ledger.state.finished:
+            return ledger
         try:
             if result_raw is not None:
-                return self._finished(job_id, result_raw)
-            if job_raw is None:
-                return None
-            job = deserialize_job(job_raw)
+                return await self._from_result(job_id, result_raw, ledger)
+            job = deserialize_job(job_raw) if job_raw is not None else None
         except DeserializationError:
             return JobRecord(
                 id=job_id,
-                task="?",
+                task=ledger.task if ledger else "?",
                 state=JobState.FAILED,
-                tries=0,
+                tries=ledger.tries if ledger else 0,
                 error=JobError("DeserializationError", "the stored job cannot be read"),
             )
+        score = next((s for s in scores if s is not None), None)
         if in_progress:
             state = JobState.IN_PROGRESS
-        elif score is not None and score > datetime.now(tz=UTC).timestamp() * 1000:
-            state = JobState.DEFERRED
+        elif score is not None:
+            deferred = score > time.time() * 1000
+            state = JobState.DEFERRED if deferred else JobState.QUEUED
+        elif ledger is not None:
+            return ledger
         else:
-            state = JobState.QUEUED
+            return None
+        if ledger is not None:
+            return replace(ledger, state=state)
+        if job is None:
+            return None
         return JobRecord(
             id=job_id,
             task=job.function,
@@ -148,24 +242,73 @@ class ArqJobQueue:
             enqueued_at=_utc(job.enqueue_time),
         )
 
-    def _finished(self, job_id: str, raw: bytes) -> JobRecord:
+    async def _from_result(self, job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
+        """A finished job that the ledger does not know as finished (a timeout, an abort the
+        worker reported through arq only, or a job from a plain arq client)."""
         info = deserialize_result(raw)
-        common: dict[str, Any] = {
-            "id": job_id,
-            "task": info.function,
-            "tries": info.job_try or 1,
-            "enqueued_at": _utc(info.enqueue_time),
-            "started_at": _utc(info.start_time),
-            "finished_at": _utc(info.finish_time),
-        }
+        error = None if info.success else info.result
         if info.success:
-            return JobRecord(state=JobState.SUCCEEDED, result=info.result, **common)
-        error = info.result
-        return JobRecord(
-            state=JobState.FAILED,
-            error=JobError(type(error).__name__, str(error)),
-            **common,
+            state = JobState.SUCCEEDED
+        elif (
+            error is not None and _cancelled(error) and (ledger is None or ledger.cancel_requested)
+        ):
+            state = JobState.CANCELLED
+        else:
+            state = JobState.FAILED
+        job_error = None if error is None else JobError(type(error).__name__, str(error))
+        record = replace(
+            ledger or JobRecord(id=job_id, task=info.function, state=state, tries=0),
+            state=state,
+            tries=info.job_try or 1,
+            enqueued_at=_utc(info.enqueue_time),
+            started_at=_utc(info.start_time),
+            finished_at=_utc(info.finish_time),
+            result=info.result if info.success else None,
+            error=job_error,
         )
+        if ledger is not None:  # keep the outcome past arq's result expiry
+            await self._ledger.finished(
+                job_id,
+                state,
+                result=record.result,
+                error=job_error,
+                finished_at=record.finished_at,
+            )
+        return record
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        try:
+            return await self._cancel(job_id)
+        except UNAVAILABLE as exc:
+            raise QueueUnavailableError(str(exc)) from exc
+
+    async def _cancel(self, job_id: str) -> JobRecord:
+        record = await self._get(job_id)
+        if record is None:
+            # Nothing is written for an unknown id, so it cannot poison a later job (arq #485).
+            raise JobNotFoundError(job_id)
+        if record.state.finished:
+            raise JobFinishedError(job_id, record.state)
+        if record.state in (JobState.QUEUED, JobState.DEFERRED):
+            removed = 0
+            for queue in self._queues:
+                removed += await self._redis.zrem(queue, job_id)
+            if removed:  # taken off the queue before any worker claimed it: it never starts
+                await self._redis.delete(job_key_prefix + job_id)
+                await self._ledger.finished(job_id, JobState.CANCELLED)
+                return await self._get(job_id) or record
+        # Running (or claimed a moment ago): ask its worker to cancel it.
+        await self._ledger.request_cancel(job_id)
+        await self._redis.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})
+        return replace(record, cancel_requested=True)
+
+    async def events(
+        self, job_id: str, after: str | None = None, wait: float = 0
+    ) -> list[JobEvent]:
+        try:
+            return await self._ledger.events(job_id, after, wait)
+        except UNAVAILABLE as exc:
+            raise QueueUnavailableError(str(exc)) from exc
 
     async def ping(self) -> None:
         try:

@@ -1,7 +1,7 @@
 """The interface between the web app and a job queue, and the records it returns."""
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -13,6 +13,14 @@ class JobState(StrEnum):
     IN_PROGRESS = "in_progress"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in FINISHED
+
+
+FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,16 +32,54 @@ class JobError:
 
 
 @dataclass(frozen=True, slots=True)
+class Progress:
+    percent: float
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class JobEvent:
+    """One entry of a job's history: a state change or a progress report."""
+
+    id: str
+    kind: str  # "state" or "progress"
+    at: datetime
+    state: JobState | None = None
+    progress: Progress | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
     id: str
     task: str
     state: JobState
     tries: int
+    queue: str | None = None
     enqueued_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     result: Any = None
     error: JobError | None = None
+    progress: Progress | None = None
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    job_id: str
+    created: bool = True
+    """False when an idempotency key returned an earlier job."""
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotency:
+    key: str
+    fingerprint: str
+    window: int = field(default=86_400)
+
+
+class JobCancelledError(Exception):
+    """Raised by a task that saw `await ctx["cancel_requested"]()` say yes: it stops cleanly."""
 
 
 class QueueUnavailableError(Exception):
@@ -48,19 +94,58 @@ class DuplicateJobError(Exception):
         self.job_id = job_id
 
 
+class IdempotencyConflictError(Exception):
+    """The idempotency key was used with a different request."""
+
+    def __init__(self, key: str, job_id: str) -> None:
+        super().__init__(f"Idempotency-Key {key!r} was used for another request (job {job_id})")
+        self.job_id = job_id
+
+
+class JobNotFoundError(LookupError):
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id!r} not found")
+
+
+class JobFinishedError(Exception):
+    def __init__(self, job_id: str, state: JobState) -> None:
+        super().__init__(f"job {job_id!r} already {state.value}")
+        self.state = state
+
+
 class JobQueue(Protocol):
     async def enqueue(
-        self, task: str, kwargs: Mapping[str, Any], *, job_id: str | None = None
-    ) -> str:
-        """Queue `task(**kwargs)` and return the job id.
+        self,
+        task: str,
+        kwargs: Mapping[str, Any],
+        *,
+        queue: str,
+        job_id: str | None = None,
+        idempotency: Idempotency | None = None,
+    ) -> Enqueued:
+        """Queue `task(**kwargs)` on `queue` and return the job id.
 
-        Raises DuplicateJobError when `job_id` is taken, QueueUnavailableError when the store is
-        down.
+        Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
+        was used for another request, QueueUnavailableError when the store is down.
         """
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:
-        """The job's current record, or None when the id is unknown (or its result expired)."""
+        """The job's current record, or None when the id is unknown (or its record expired)."""
+        ...
+
+    async def cancel(self, job_id: str) -> JobRecord:
+        """Stop a job: a queued one never starts, a running one is cancelled.
+
+        Returns the record after the request (cancelled, or still in progress while the worker
+        stops it). Raises JobNotFoundError or JobFinishedError.
+        """
+        ...
+
+    async def events(
+        self, job_id: str, after: str | None = None, wait: float = 0
+    ) -> list[JobEvent]:
+        """The job's events after event id `after`, waiting up to `wait` seconds for one."""
         ...
 
     async def ping(self) -> None:

@@ -7,11 +7,11 @@ list it below. The worker serves it and the web accepts it from then on.
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from . import check_url, word_count
-from .registry import Context, Task, UnknownTaskError, prepare
+from . import check_url, render_report, word_count
+from .registry import Context, QueueKey, Task, UnknownTaskError, prepare
 
 TASKS: Mapping[str, Task] = MappingProxyType(
-    {task.name: task for task in (word_count.TASK, check_url.TASK)}
+    {task.name: task for task in (word_count.TASK, check_url.TASK, render_report.TASK)}
 )
 
-__all__ = ["TASKS", "Context", "Task", "UnknownTaskError", "prepare"]
+__all__ = ["TASKS", "Context", "QueueKey", "Task", "UnknownTaskError", "prepare"]

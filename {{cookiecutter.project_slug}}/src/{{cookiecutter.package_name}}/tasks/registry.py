@@ -1,19 +1,22 @@
-"""What a task is: its name, its function, and the model its arguments must satisfy.
+"""What a task is: its name, function, argument model, queue, and how it runs.
 
 The web validates arguments against `args` before it enqueues, so bad input is a 422 to the client,
-not a failure in the worker; the worker serves exactly the functions declared here.
+not a failure in the worker; each queue's worker serves exactly the tasks routed to that queue.
 """
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 Context = dict[str, Any]
-"""arq's per-job context: what `worker.lifecycle.startup` put there, plus job_id, job_try, redis."""
+"""arq's per-job context: what `worker.lifecycle.startup` put there, plus job_id, job_try, redis,
+and `progress` / `cancel_requested` from `worker.runner`."""
 
 TaskFunction = Callable[..., Awaitable[Any]]
+QueueKey = Literal["default", "bulk"]
+"""`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.settings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,8 +24,13 @@ class Task:
     name: str
     function: TaskFunction
     args: type[BaseModel]
+    queue: QueueKey = "default"
     timeout: float | None = None
     """Seconds; None takes the worker's JOB_TIMEOUT."""
+    max_tries: int | None = None
+    """Starts allowed (crash and shutdown re-runs included); None takes JOB_MAX_TRIES."""
+    keep_result: int | None = None
+    """Seconds arq keeps the result; None takes JOB_KEEP_RESULT. The job record lives longer."""
 
 
 class UnknownTaskError(LookupError):

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..queue import JobRecord, JobState
+from ..queue import JobEvent, JobRecord, JobState
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -37,16 +37,24 @@ class JobErrorOut(BaseModel):
     message: str
 
 
+class ProgressOut(BaseModel):
+    percent: float
+    message: str
+
+
 class JobOut(BaseModel):
     id: str
     task: str
     state: JobState
+    queue: str | None
     tries: int
     enqueued_at: datetime | None
     started_at: datetime | None
     finished_at: datetime | None
     result: Any = None
     error: JobErrorOut | None = None
+    progress: ProgressOut | None = None
+    cancel_requested: bool = False
 
     @classmethod
     def from_record(cls, record: JobRecord) -> "JobOut":
@@ -54,6 +62,7 @@ class JobOut(BaseModel):
             id=record.id,
             task=record.task,
             state=record.state,
+            queue=record.queue,
             tries=record.tries,
             enqueued_at=record.enqueued_at,
             started_at=record.started_at,
@@ -61,6 +70,31 @@ class JobOut(BaseModel):
             result=record.result,
             error=JobErrorOut(type=record.error.type, message=record.error.message)
             if record.error
+            else None,
+            progress=ProgressOut(percent=record.progress.percent, message=record.progress.message)
+            if record.progress
+            else None,
+            cancel_requested=record.cancel_requested,
+        )
+
+
+class EventOut(BaseModel):
+    id: str
+    kind: str
+    at: datetime
+    state: JobState | None = None
+    progress: ProgressOut | None = None
+
+    @classmethod
+    def from_event(cls, event: JobEvent) -> "EventOut":
+        progress = event.progress
+        return cls(
+            id=event.id,
+            kind=event.kind,
+            at=event.at,
+            state=event.state,
+            progress=ProgressOut(percent=progress.percent, message=progress.message)
+            if progress
             else None,
         )
 

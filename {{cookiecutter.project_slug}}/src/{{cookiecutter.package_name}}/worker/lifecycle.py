@@ -7,6 +7,7 @@ import logging
 import httpx
 from redis.exceptions import RedisError
 
+from ..queue.arq import ledger_for
 from ..settings import Settings
 from ..tasks import Context
 from .heartbeat import beat_forever, worker_key
@@ -15,12 +16,14 @@ log = logging.getLogger(__name__)
 
 
 async def startup(ctx: Context) -> None:
-    """Put the shared HTTP client and the liveness loop in ctx (arq already put `redis` there)."""
+    """Put the job ledger, the shared HTTP client and the liveness loop in ctx (arq already put
+    `redis` there)."""
     settings: Settings = ctx["settings"]
     logging.getLogger("{{ cookiecutter.package_name }}").setLevel(settings.log_level)
+    ctx["ledger"] = ledger_for(ctx["redis"], settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx["redis"], settings), name="heartbeat")
-    log.info("worker started on queue %s", settings.queue_name)
+    log.info("worker started on queue %s", ctx["queue_name"])
 
 
 async def shutdown(ctx: Context) -> None:

@@ -1,33 +1,80 @@
-"""Enqueue a task and read a job."""
+"""Jobs: enqueue (with idempotency), read, cancel, list events, stream events (SSE)."""
 
+import hashlib
+import json
+from collections.abc import AsyncIterator
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
-from ...queue import DuplicateJobError, JobState, QueueUnavailableError
+from ...queue import (
+    DuplicateJobError,
+    Idempotency,
+    IdempotencyConflictError,
+    JobEvent,
+    JobFinishedError,
+    JobNotFoundError,
+    JobQueue,
+    JobState,
+    QueueUnavailableError,
+)
 from ...tasks import TASKS, UnknownTaskError, prepare
-from ..deps import QueueDep
-from ..schemas import JOB_ID_PATTERN, EnqueueRequest, JobAccepted, JobOut
+from ..deps import QueueDep, SettingsDep
+from ..schemas import JOB_ID_PATTERN, EnqueueRequest, EventOut, JobAccepted, JobOut
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job id from POST /jobs.")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Repeat a request safely: the same key and body return the same job.",
+    ),
+]
 
 UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
+NOT_FOUND = {"description": "Unknown job, or its record has expired"}
+
+
+def unavailable() -> HTTPException:
+    return HTTPException(
+        status.HTTP_503_SERVICE_UNAVAILABLE, "queue unavailable", headers={"Retry-After": "5"}
+    )
+
+
+async def found(queue: JobQueue, job_id: str) -> JobOut:
+    try:
+        record = await queue.get(job_id)
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
+    return JobOut.from_record(record)
 
 
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        status.HTTP_409_CONFLICT: {"description": "A job with this job_id exists"},
+        status.HTTP_200_OK: {"description": "Replayed: this Idempotency-Key's earlier job"},
+        status.HTTP_409_CONFLICT: {"description": "job_id taken, or Idempotency-Key reused"},
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
 async def enqueue(
-    body: EnqueueRequest, queue: QueueDep, request: Request, response: Response
+    body: EnqueueRequest,
+    queue: QueueDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
     """Validate the task's arguments, queue the job, and point to it (`Location`)."""
     try:
@@ -40,33 +87,135 @@ async def enqueue(
         raise RequestValidationError(
             [{**error, "loc": ("body", "args", *error["loc"])} for error in exc.errors()]
         ) from exc
+    idempotency = None
+    if idempotency_key is not None:
+        canonical = json.dumps([body.task, kwargs, body.job_id], sort_keys=True)
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
+    task = TASKS[body.task]
     try:
-        job_id = await queue.enqueue(body.task, kwargs, job_id=body.job_id)
-    except DuplicateJobError as exc:
+        enqueued = await queue.enqueue(
+            body.task,
+            kwargs,
+            queue=settings.queue_for(task.queue),
+            job_id=body.job_id,
+            idempotency=idempotency,
+        )
+    except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except QueueUnavailableError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "queue unavailable", headers={"Retry-After": "5"}
-        ) from exc
-    url = str(request.url_for("get_job", job_id=job_id).path)
+        raise unavailable() from exc
+    url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
     response.headers["Location"] = url
-    return JobAccepted(id=job_id, task=body.task, state=JobState.QUEUED, url=url)
+    if not enqueued.created:
+        response.status_code = status.HTTP_200_OK
+        response.headers["Idempotent-Replayed"] = "true"
+    return JobAccepted(id=enqueued.job_id, task=body.task, state=JobState.QUEUED, url=url)
 
 
 @router.get(
     "/{job_id}",
     responses={
-        status.HTTP_404_NOT_FOUND: {"description": "Unknown job, or its result has expired"},
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
 async def get_job(job_id: JobId, queue: QueueDep) -> JobOut:
+    return await found(queue, job_id)
+
+
+@router.post(
+    "/{job_id}/cancel",
+    responses={
+        status.HTTP_202_ACCEPTED: {"description": "Running: its worker is stopping it"},
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
+        status.HTTP_409_CONFLICT: {"description": "The job has already finished"},
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+)
+async def cancel_job(job_id: JobId, queue: QueueDep, response: Response) -> JobOut:
+    """A queued job never starts (200, cancelled); a running one is stopped by its worker (202)."""
     try:
-        record = await queue.get(job_id)
+        record = await queue.cancel(job_id)
+    except JobNotFoundError as exc:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
+    except JobFinishedError as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except QueueUnavailableError as exc:
-        raise HTTPException(
-            status.HTTP_503_SERVICE_UNAVAILABLE, "queue unavailable", headers={"Retry-After": "5"}
-        ) from exc
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
+        raise unavailable() from exc
+    if not record.state.finished:
+        response.status_code = status.HTTP_202_ACCEPTED
     return JobOut.from_record(record)
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+)
+async def list_events(job_id: JobId, queue: QueueDep) -> list[EventOut]:
+    """The job's state changes and progress reports so far, oldest first."""
+    await found(queue, job_id)
+    try:
+        return [EventOut.from_event(event) for event in await queue.events(job_id)]
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+
+
+def sse(event: JobEvent) -> str:
+    data = EventOut.from_event(event).model_dump_json(exclude_none=True)
+    return f"id: {event.id}\nevent: {event.kind}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/{job_id}/stream",
+    response_class=StreamingResponse,
+    responses={
+        status.HTTP_200_OK: {"content": {"text/event-stream": {}}},
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+)
+async def stream_events(
+    job_id: JobId, queue: QueueDep, settings: SettingsDep, request: Request
+) -> StreamingResponse:
+    """Server-Sent Events: the events so far, then live ones, until the job ends.
+
+    Any web replica serves any job (the events live in Redis). Comment lines (`: ping`) keep idle
+    connections open through proxies.
+    """
+    await found(queue, job_id)
+    last_event_id = request.headers.get("last-event-id")
+
+    async def events() -> AsyncIterator[str]:
+        after = last_event_id or "0-0"
+        try:
+            batch = await queue.events(job_id, after=last_event_id)
+            while True:
+                for event in batch:
+                    yield sse(event)
+                    after = event.id
+                    if event.state is not None and event.state.finished:
+                        return
+                if await request.is_disconnected():
+                    return
+                batch = await queue.events(job_id, after=after, wait=settings.stream_ping_interval)
+                if not batch:
+                    record = await queue.get(job_id)
+                    if record is None or record.state.finished:
+                        # Finished without a new event here (e.g. a timeout): one last look.
+                        batch = await queue.events(job_id, after=after)
+                        for event in batch:
+                            yield sse(event)
+                        return
+                    yield ": ping\n\n"
+        except QueueUnavailableError:
+            return  # the client reconnects with Last-Event-ID and resumes
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )

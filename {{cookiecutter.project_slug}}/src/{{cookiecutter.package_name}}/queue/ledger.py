@@ -1,0 +1,156 @@
+"""The job ledger: one Redis hash and one Redis stream per job, shared by web and worker.
+
+arq keeps a job's result for `keep_result` seconds and says "complete" for failures and aborts
+alike. The ledger keeps what clients need for JOB_RETENTION seconds after the job's last change:
+state (with cancelled apart from failed), tries, times, result or error, and progress; the stream
+holds the job's events for listing and live streaming, from any web replica.
+
+Keys: `<queue>:job:<id>` (hash) and `<queue>:job:<id>:events` (stream), with <queue> the default
+queue's name, so every key of the service shares one prefix.
+"""
+
+import json
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, cast
+
+from redis.asyncio import Redis
+
+from .base import JobError, JobEvent, JobRecord, JobState, Progress
+
+EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
+
+
+def now() -> datetime:
+    return datetime.now(tz=UTC)
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+class Ledger:
+    def __init__(self, redis: "Redis", prefix: str, retention: int) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self.retention = retention
+
+    def key(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}"
+
+    def events_key(self, job_id: str) -> str:
+        return f"{self.key(job_id)}:events"
+
+    async def _write(
+        self, job_id: str, fields: dict[str, str], event: dict[str, str] | None = None
+    ) -> None:
+        key, events = self.key(job_id), self.events_key(job_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(key, mapping=fields)
+            pipe.expire(key, self.retention)
+            if event is not None:
+                pipe.xadd(events, dict(event), maxlen=EVENTS_KEPT, approximate=True)  # type: ignore[arg-type]
+                pipe.expire(events, self.retention)
+            await pipe.execute()
+
+    async def created(self, job_id: str, task: str, queue: str) -> None:
+        """Start a fresh record (an id may be reused once arq forgot the earlier job)."""
+        await self.redis.delete(self.key(job_id), self.events_key(job_id))
+        at = now().isoformat()
+        fields = {"task": task, "queue": queue, "state": JobState.QUEUED, "tries": "0"}
+        await self._write(
+            job_id, {**fields, "enqueued_at": at}, {"kind": "state", "state": "queued", "at": at}
+        )
+
+    async def forget(self, job_id: str) -> None:
+        await self.redis.delete(self.key(job_id), self.events_key(job_id))
+
+    async def started(self, job_id: str, task: str, queue: str, job_try: int) -> None:
+        at = now().isoformat()
+        fields = {"task": task, "queue": queue, "state": JobState.IN_PROGRESS}
+        await self._write(
+            job_id,
+            {**fields, "tries": str(job_try), "started_at": at},
+            {"kind": "state", "state": "in_progress", "at": at},
+        )
+
+    async def progress(self, job_id: str, percent: float, message: str = "") -> None:
+        percent = max(0.0, min(100.0, float(percent)))
+        at = now().isoformat()
+        await self._write(
+            job_id,
+            {"percent": str(percent), "message": message},
+            {"kind": "progress", "percent": str(percent), "message": message, "at": at},
+        )
+
+    async def finished(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: JobError | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        at = (finished_at or now()).isoformat()
+        fields = {"state": state.value, "finished_at": at}
+        if state is JobState.SUCCEEDED:
+            fields["result"] = json.dumps(result, default=str)
+        if error is not None:
+            fields.update(error_type=error.type, error_message=error.message)
+        await self._write(job_id, fields, {"kind": "state", "state": state.value, "at": at})
+
+    async def request_cancel(self, job_id: str) -> None:
+        await self._write(job_id, {"cancel_requested": "1"})
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        found = self.redis.hexists(self.key(job_id), "cancel_requested")
+        return bool(await cast("Awaitable[bool]", found))
+
+    async def read(self, job_id: str) -> dict[str, str]:
+        raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key(job_id)))
+        return {k.decode(): v.decode() for k, v in raw.items()}
+
+    async def events(self, job_id: str, after: str | None, wait: float) -> list[JobEvent]:
+        key = self.events_key(job_id)
+        if wait > 0 and after is not None:
+            reply = await self.redis.xread({key: after}, count=100, block=int(wait * 1000))
+            entries = reply[0][1] if reply else []
+        else:
+            start = f"({after}" if after else "-"
+            entries = await self.redis.xrange(key, min=start, max="+")
+        return [event_from(entry_id, fields) for entry_id, fields in entries]
+
+
+def event_from(entry_id: bytes | str, raw: dict[bytes, bytes]) -> JobEvent:
+    fields = {k.decode(): v.decode() for k, v in raw.items()}
+    event_id = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    at = datetime.fromisoformat(fields["at"])
+    if fields["kind"] == "progress":
+        progress = Progress(float(fields["percent"]), fields.get("message", ""))
+        return JobEvent(id=event_id, kind="progress", at=at, progress=progress)
+    return JobEvent(id=event_id, kind="state", at=at, state=JobState(fields["state"]))
+
+
+def record_from(job_id: str, fields: dict[str, str]) -> JobRecord:
+    """A JobRecord from the ledger hash alone."""
+    error = None
+    if "error_type" in fields:
+        error = JobError(fields["error_type"], fields.get("error_message", ""))
+    progress = None
+    if "percent" in fields:
+        progress = Progress(float(fields["percent"]), fields.get("message", ""))
+    return JobRecord(
+        id=job_id,
+        task=fields.get("task", "?"),
+        state=JobState(fields.get("state", JobState.QUEUED)),
+        tries=int(fields.get("tries", "0")),
+        queue=fields.get("queue"),
+        enqueued_at=_time(fields.get("enqueued_at")),
+        started_at=_time(fields.get("started_at")),
+        finished_at=_time(fields.get("finished_at")),
+        result=json.loads(fields["result"]) if "result" in fields else None,
+        error=error,
+        progress=progress,
+        cancel_requested=fields.get("cancel_requested") == "1",
+    )

@@ -1,0 +1,176 @@
+"""The job lifecycle against real Redis and real workers: progress, cancel (queued, running,
+finished, unknown), idempotency, records that outlive arq's results, and SSE from any replica."""
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from asgi_lifespan import LifespanManager
+
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.web.app import create_app
+
+from .conftest import RunWorker, StartWorkers
+
+
+def report(pages: int, seconds: float = 0.05) -> dict[str, Any]:
+    return {"task": "render_report", "args": {"pages": pages, "seconds_per_page": seconds}}
+
+
+async def wait_for_state(
+    client: httpx.AsyncClient, location: str, states: set[str], within: float = 20
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        job: dict[str, Any] = (await client.get(location)).json()
+        if job["state"] in states or time.monotonic() > deadline:
+            assert job["state"] in states, job
+            return job
+        await asyncio.sleep(0.02)
+
+
+async def test_a_long_job_goes_through_every_state_with_progress(
+    client: httpx.AsyncClient, start_workers: StartWorkers
+) -> None:
+    location = (await client.post("/jobs", json=report(pages=5))).headers["location"]
+    assert (await client.get(location)).json()["state"] == "queued"
+
+    await start_workers()
+    running = await wait_for_state(client, location, {"in_progress"})
+    done = await wait_for_state(client, location, {"succeeded"})
+
+    assert running["tries"] == 1
+    assert done["result"] == {"pages": 5}
+    assert done["progress"] == {"percent": 100.0, "message": "page 5 of 5"}
+    events = (await client.get(f"{location}/events")).json()
+    states = [e["state"] for e in events if e["kind"] == "state"]
+    assert states == ["queued", "in_progress", "succeeded"]
+    assert len([e for e in events if e["kind"] == "progress"]) == 5
+
+
+async def test_a_cancelled_queued_job_never_runs(
+    client: httpx.AsyncClient, run_worker: RunWorker
+) -> None:
+    location = (
+        await client.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+    ).headers["location"]
+
+    response = await client.post(f"{location}/cancel")
+    worker = await run_worker()
+
+    assert response.status_code == 200
+    assert response.json()["state"] == "cancelled"
+    assert worker.jobs_complete == worker.jobs_failed == 0
+    assert (await client.get(location)).json()["state"] == "cancelled"
+
+
+async def test_a_running_job_is_cancelled(
+    client: httpx.AsyncClient, start_workers: StartWorkers
+) -> None:
+    await start_workers()
+    location = (await client.post("/jobs", json=report(pages=200, seconds=0.05))).headers[
+        "location"
+    ]
+    await wait_for_state(client, location, {"in_progress"})
+    while not (await client.get(location)).json()["progress"]:  # noqa: ASYNC110 - polling the API
+        await asyncio.sleep(0.02)
+
+    response = await client.post(f"{location}/cancel")
+    job = await wait_for_state(client, location, {"cancelled"})
+
+    assert response.status_code == 202
+    assert response.json()["cancel_requested"] is True
+    assert job["progress"]["percent"] < 100
+    assert (await client.post(f"{location}/cancel")).status_code == 409
+
+
+async def test_cancelling_an_unknown_id_does_not_poison_a_later_job_with_that_id(
+    client: httpx.AsyncClient, run_worker: RunWorker
+) -> None:
+    job_id = f"later-{uuid.uuid4().hex}"
+
+    assert (await client.post(f"/jobs/{job_id}/cancel")).status_code == 404
+    accepted = await client.post(
+        "/jobs", json={"task": "word_count", "args": {"text": "a b"}, "job_id": job_id}
+    )
+    await run_worker()
+
+    assert accepted.status_code == 202
+    job = (await client.get(f"/jobs/{job_id}")).json()
+    assert job["state"] == "succeeded"
+    assert job["result"] == {"words": 2, "characters": 3}
+
+
+async def test_idempotency_replays_the_job_and_refuses_another_body(
+    client: httpx.AsyncClient,
+) -> None:
+    headers = {"Idempotency-Key": f"key-{uuid.uuid4().hex}"}
+    body = {"task": "word_count", "args": {"text": "same"}}
+
+    first = await client.post("/jobs", json=body, headers=headers)
+    again = await client.post("/jobs", json=body, headers=headers)
+    other = await client.post(
+        "/jobs", json={"task": "word_count", "args": {"text": "different"}}, headers=headers
+    )
+
+    assert (first.status_code, again.status_code, other.status_code) == (202, 200, 409)
+    assert again.json()["id"] == first.json()["id"]
+
+
+async def test_the_record_outlives_arqs_result(settings: Settings, run_worker: RunWorker) -> None:
+    short = settings.model_copy(update={"job_keep_result": 1})
+    app = create_app(short)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            location = (
+                await http.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
+            ).headers["location"]
+            await run_worker()
+            await http.get(location)  # the first read after the end stores the outcome
+            await asyncio.sleep(1.5)  # arq's result (keep_result 1 s) is gone by now
+            job = (await http.get(location)).json()
+
+    assert job["state"] == "succeeded"
+    assert job["result"] == {"words": 1, "characters": 4}
+
+
+async def test_two_web_replicas_serve_the_same_jobs_status_and_stream(
+    serve: Callable[[], Awaitable[str]], start_workers: StartWorkers
+) -> None:
+    first, second = await serve(), await serve()
+    async with httpx.AsyncClient(timeout=30) as http:
+        location = (await http.post(f"{first}/jobs", json=report(pages=10))).headers["location"]
+        await start_workers()
+
+        events = []
+        async with http.stream("GET", f"{second}{location}/stream") as stream:
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            async for line in stream.aiter_lines():
+                if line.startswith("data: "):
+                    events.append(json.loads(line.removeprefix("data: ")))
+
+        from_first = (await http.get(f"{first}{location}")).json()
+        from_second = (await http.get(f"{second}{location}")).json()
+
+    assert events[0]["state"] == "queued"
+    assert events[-1]["state"] == "succeeded"  # the stream ended with the job
+    assert [e["progress"]["percent"] for e in events if e["kind"] == "progress"][-1] == 100.0
+    assert from_first == from_second
+    assert from_first["state"] == "succeeded"
+
+
+async def test_a_late_stream_client_gets_the_events_so_far(
+    client: httpx.AsyncClient, run_worker: RunWorker
+) -> None:
+    location = (await client.post("/jobs", json=report(pages=3, seconds=0))).headers["location"]
+    await run_worker("bulk")
+
+    text = (await client.get(f"{location}/stream")).text
+
+    assert text.count("event: progress") == 3
+    assert text.rstrip().endswith('"state":"succeeded"}')
