@@ -56,20 +56,31 @@ def test_compose_is_valid_for_compose_and_its_schema(render: Render, option_set:
     )
 
 
-def test_compose_wires_web_and_worker_to_a_healthy_redis(render: Render) -> None:
+def test_compose_wires_web_and_a_worker_per_queue_to_a_healthy_redis(render: Render) -> None:
     project = render("cookiecutter", "defaults")
     services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
 
-    for name in ("web", "worker"):
+    for name in ("web", "worker", "worker-bulk"):
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"
         assert services[name]["healthcheck"]["test"][0] == "CMD"
         assert services[name]["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+        # Web and workers must agree on both queue names.
+        for variable in ("QUEUE_NAME", "BULK_QUEUE_NAME"):
+            web = services["web"]["environment"][variable]
+            assert services[name]["environment"][variable] == web
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert "ports" not in services["redis"], "Redis must not be published to the host"
-    assert services["worker"]["command"] == ["arq", "my_service.worker.settings.WorkerSettings"]
-    # The grace period must outlast the completion wait, or running jobs are SIGKILLed.
-    grace = int(services["worker"]["stop_grace_period"].rstrip("s"))
-    assert grace > int(services["worker"]["environment"]["JOB_COMPLETION_WAIT"])
+    settings = "my_service.worker.settings"
+    assert services["worker"]["command"] == ["arq", f"{settings}.WorkerSettings"]
+    assert services["worker-bulk"]["command"] == ["arq", f"{settings}.BulkWorkerSettings"]
+    # Each worker's health check reads its own queue's liveness key.
+    probe = "my_service.worker.probe"
+    assert services["worker"]["healthcheck"]["test"][-1] == probe
+    assert services["worker-bulk"]["healthcheck"]["test"][-2:] == [probe, "bulk"]
+    for name in ("worker", "worker-bulk"):
+        # The grace period must outlast the completion wait, or running jobs are SIGKILLed.
+        grace = int(services[name]["stop_grace_period"].rstrip("s"))
+        assert grace > int(services[name]["environment"]["JOB_COMPLETION_WAIT"])
 
 
 @pytest.mark.parametrize("option_set", OPTION_SETS)

@@ -37,5 +37,5 @@ def test_the_generated_suite_passes_with_real_redis(
     real_redis = re.findall(r"^tests/integration/\S+ PASSED", result.stdout, re.MULTILINE)
     assert total.get("failed", 0) == 0
     assert total.get("skipped", 0) == 0, "a generated test was skipped"
-    assert total["passed"] >= 40
-    assert len(real_redis) >= 7, "the integration tier did not run"
+    assert total["passed"] >= 75
+    assert len(real_redis) >= 19, "the integration tier did not run"

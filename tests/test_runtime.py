@@ -1,6 +1,7 @@
 """The commands the compose file and the Dockerfile name, run as processes against real Redis:
-the web answers its health check, the README's curl enqueues, the worker completes the job, the
-worker's health check follows that worker, and SIGTERM stops both cleanly."""
+the web answers its health check, the README's curl examples enqueue and stream, a worker of each
+queue completes its jobs, each worker's health check follows that worker, and SIGTERM stops all of
+them cleanly."""
 
 import json
 import os
@@ -30,11 +31,12 @@ def compose_services(project: Path) -> dict[str, Any]:
     return services
 
 
-def readme_curl(project: Path) -> str:
+def readme_curls(project: Path) -> list[str]:
+    """The README's marked curl examples, in order."""
     readme = (project / "README.md").read_text(encoding="utf-8")
-    match = re.search(r"<!-- curl-example[^>]*-->\n```sh\n(.*?)```", readme, re.DOTALL)
-    assert match, "README.md has no marked curl example"
-    return match.group(1)
+    examples = re.findall(r"<!-- curl-example[^>]*-->\n```sh\n(.*?)```", readme, re.DOTALL)
+    assert examples, "README.md has no marked curl example"
+    return examples
 
 
 class Service:
@@ -59,7 +61,7 @@ class Service:
 
 @dataclass
 class Stack:
-    """The web and the worker of a generated project, started as compose would start them."""
+    """The web and the workers of a generated project, started as compose would start them."""
 
     project: Path
     services: dict[str, Any]
@@ -67,7 +69,7 @@ class Stack:
     cwd: Path
     envs: dict[str, dict[str, str]]
     web: Service
-    worker: Service
+    workers: dict[str, Service]
 
     def healthcheck(self, service: str) -> subprocess.CompletedProcess[str]:
         """Run the service's compose health check command, as `docker compose` would."""
@@ -93,47 +95,80 @@ def stack(
     services = compose_services(project)
     port = free_port()
     venv_bin = project / ".venv" / "bin"
-    queue = f"runtime-{uuid.uuid4().hex[:8]}:queue"
+    prefix = f"runtime-{uuid.uuid4().hex[:8]}"
 
     def env_of(service: str, **extra: str) -> dict[str, str]:
         environment = {k: str(v) for k, v in services[service]["environment"].items()}
-        environment.update(REDIS_URL=redis_url, QUEUE_NAME=queue, **extra)
+        environment.update(
+            REDIS_URL=redis_url,
+            QUEUE_NAME=f"{prefix}:queue",
+            BULK_QUEUE_NAME=f"{prefix}:bulk",
+            **extra,
+        )
         # As in the image: the venv first on PATH, no source tree in the working directory.
         return clean_env(**environment, PATH=f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
 
-    envs = {"web": env_of("web"), "worker": env_of("worker", WORKER_ID="w1")}
+    # Every service that runs `arq` is a worker; each gets the same host name, as two
+    # containers of one pod would, so their liveness keys must tell them apart by queue.
+    worker_names = [
+        name for name, spec in services.items() if (spec.get("command") or [""])[0] == "arq"
+    ]
+    envs = {"web": env_of("web")} | {name: env_of(name, WORKER_ID="w1") for name in worker_names}
     [cmd] = [item["value"] for item in final_stage(project) if item["instruction"] == "CMD"]
     web_command = json.loads(cmd)
     web_command[web_command.index("--port") + 1] = str(port)
     web_command[web_command.index("--host") + 1] = "127.0.0.1"
 
     web = Service(web_command, envs["web"], tmp_path, tmp_path / "web.log")
-    worker = Service(
-        list(services["worker"]["command"]), envs["worker"], tmp_path, tmp_path / "worker.log"
-    )
+    workers = {
+        name: Service(
+            list(services[name]["command"]), envs[name], tmp_path, tmp_path / f"{name}.log"
+        )
+        for name in worker_names
+    }
     try:
-        yield Stack(project, services, port, tmp_path, envs, web, worker)
+        yield Stack(project, services, port, tmp_path, envs, web, workers)
     finally:
-        for service in (web, worker):
+        for service in (web, *workers.values()):
             if service.process.poll() is None:
                 service.process.kill()
                 service.process.wait()
 
 
-def test_compose_commands_serve_the_readme_curl_and_stop_cleanly(stack: Stack) -> None:
+def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) -> None:
+    assert set(stack.workers) == {"worker", "worker-bulk"}
     wait_for(lambda: stack.healthcheck("web").returncode == 0, 60, "the web health check")
-    wait_for(lambda: stack.healthcheck("worker").returncode == 0, 60, "the worker health check")
+    for name in stack.workers:
+        wait_for(
+            lambda name=name: stack.healthcheck(name).returncode == 0, 60, f"{name}'s health check"
+        )
 
-    script = readme_curl(stack.project).replace("localhost:8000", f"127.0.0.1:{stack.port}")
-    result = run(["bash", "-euo", "pipefail", "-c", script], cwd=stack.cwd)
-    job = json.loads(result.stdout)
-    assert job["state"] == "succeeded", (job, stack.worker.output())
+    def logs() -> str:
+        return "\n".join(worker.output() for worker in stack.workers.values())
+
+    short, long = [
+        run(["bash", "-euo", "pipefail", "-c", script], cwd=stack.cwd).stdout
+        for script in (
+            example.replace("localhost:8000", f"127.0.0.1:{stack.port}")
+            for example in readme_curls(stack.project)
+        )
+    ]
+    job = json.loads(short)
+    assert job["state"] == "succeeded", (job, logs())
     assert job["result"] == {"words": 2, "characters": 9}
+    # The long example streams its progress (SSE) from the bulk worker until the job ends.
+    assert long.count("event: progress") == 5, (long, logs())
+    assert long.rstrip().endswith('"state":"succeeded"}'), long
 
-    # SIGTERM: the worker finishes within its completion wait, removes its liveness key, exits 0.
-    wait = int(stack.envs["worker"]["JOB_COMPLETION_WAIT"])
-    assert stack.worker.stop(timeout=wait + 10) == 0, stack.worker.output()
-    assert stack.healthcheck("worker").returncode == 1
+    # SIGTERM: each worker finishes within its completion wait, removes its own liveness key
+    # (the other's stays), and exits 0.
+    for name, worker in stack.workers.items():
+        wait = int(stack.envs[name]["JOB_COMPLETION_WAIT"])
+        assert worker.stop(timeout=wait + 10) == 0, worker.output()
+        assert stack.healthcheck(name).returncode == 1
+        for other in stack.workers.keys() - {name}:
+            alive = stack.workers[other].process.poll() is None
+            assert (stack.healthcheck(other).returncode == 0) == alive
     # uvicorn shuts down gracefully (lifespan closes the pool), then re-raises the signal.
     assert stack.web.stop(timeout=15) in (0, -signal.SIGTERM), stack.web.output()
     assert "Application shutdown complete" in stack.web.output()

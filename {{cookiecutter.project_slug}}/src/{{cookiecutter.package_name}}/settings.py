@@ -4,10 +4,13 @@ Both processes must agree on the Redis URL and the queue name, so both read them
 """
 
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, Self
 
-from pydantic import Field, RedisDsn
+from pydantic import Field, RedisDsn, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+QueueKey = Literal["default", "bulk"]
+"""`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.settings)."""
 
 
 class Settings(BaseSettings):
@@ -84,7 +87,17 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    def queue_for(self, key: str) -> str:
+    @model_validator(mode="after")
+    def _replays_find_their_job(self) -> Self:
+        # A replayed Idempotency-Key points to its earlier job: that job's record must still exist.
+        if self.idempotency_window > self.job_retention:
+            raise ValueError(
+                f"IDEMPOTENCY_WINDOW ({self.idempotency_window} s) must not exceed "
+                f"JOB_RETENTION ({self.job_retention} s)"
+            )
+        return self
+
+    def queue_for(self, key: QueueKey) -> str:
         """The queue name of a task's queue key (`default` or `bulk`)."""
         return self.bulk_queue_name if key == "bulk" else self.queue_name
 

@@ -24,8 +24,7 @@ from asgi_lifespan import LifespanManager
 from redis import Redis
 from redis.exceptions import RedisError
 
-from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.tasks.registry import QueueKey
+from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 
@@ -97,6 +96,7 @@ def settings(redis_url: str) -> Iterator[Settings]:
         worker_heartbeat_interval=1,
         job_keep_result=120,  # results of these tests expire by themselves
         job_retention=600,
+        idempotency_window=600,
         stream_ping_interval=1,
     )
     yield settings

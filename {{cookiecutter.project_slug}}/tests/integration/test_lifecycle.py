@@ -9,8 +9,12 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
+from redis.exceptions import RedisError
 
+from {{ cookiecutter.package_name }}.queue import Idempotency, QueueUnavailableError
+from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -86,6 +90,34 @@ async def test_a_running_job_is_cancelled(
     assert response.json()["cancel_requested"] is True
     assert job["progress"]["percent"] < 100
     assert (await client.post(f"{location}/cancel")).status_code == 409
+
+
+async def test_a_deferred_job_waits_for_its_time_then_runs(
+    client: httpx.AsyncClient, start_workers: StartWorkers
+) -> None:
+    await start_workers()
+    body = {"task": "word_count", "args": {"text": "later"}, "defer_seconds": 1}
+    location = (await client.post("/jobs", json=body)).headers["location"]
+
+    assert (await client.get(location)).json()["state"] == "deferred"
+    job = await wait_for_state(client, location, {"succeeded"})
+    assert job["started_at"] >= job["enqueued_at"]
+    states = [e["state"] for e in (await client.get(f"{location}/events")).json()]
+    assert states == ["deferred", "in_progress", "succeeded"]
+
+
+async def test_a_cancelled_deferred_job_never_runs(
+    client: httpx.AsyncClient, start_workers: StartWorkers
+) -> None:
+    await start_workers()
+    body = {"task": "word_count", "args": {"text": "never"}, "defer_seconds": 0.5}
+    location = (await client.post("/jobs", json=body)).headers["location"]
+
+    assert (await client.post(f"{location}/cancel")).status_code == 200
+    await asyncio.sleep(1.0)  # past its time: a worker would have started it by now
+
+    job = (await client.get(location)).json()
+    assert (job["state"], job["tries"], job["started_at"]) == ("cancelled", 0, None)
 
 
 async def test_cancelling_an_unknown_id_does_not_poison_a_later_job_with_that_id(
@@ -174,3 +206,33 @@ async def test_a_late_stream_client_gets_the_events_so_far(
 
     assert text.count("event: progress") == 3
     assert text.rstrip().endswith('"state":"succeeded"}')
+
+
+async def test_a_failed_enqueue_leaves_no_record_and_frees_its_idempotency_key(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with ArqJobQueue.connect(settings) as queue:
+        redis = queue._redis  # the real connection, made to fail once arq is asked to enqueue
+
+        async def refused(*args: Any, **kwargs: Any) -> None:
+            raise RedisError("connection lost while enqueueing")
+
+        monkeypatch.setattr(redis, "enqueue_job", refused)
+        key = Idempotency(f"key-{uuid.uuid4().hex}", "fingerprint", 60)
+
+        with pytest.raises(QueueUnavailableError):
+            await queue.enqueue(
+                "word_count",
+                {"text": "x"},
+                queue=settings.queue_name,
+                job_id="lost",
+                idempotency=key,
+            )
+
+        monkeypatch.undo()
+        assert await queue.get("lost") is None
+        again = await queue.enqueue(
+            "word_count", {"text": "x"}, queue=settings.queue_name, job_id="lost", idempotency=key
+        )
+        assert again.created
+        assert (await queue.get("lost")) is not None

@@ -12,15 +12,16 @@ from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
 
 
-def probe(settings: Settings) -> subprocess.CompletedProcess[str]:
+def probe(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "REDIS_URL": str(settings.redis_url),
         "QUEUE_NAME": settings.queue_name,
+        "BULK_QUEUE_NAME": settings.bulk_queue_name,
         "WORKER_ID": settings.worker_id or "",
     }
     return subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.worker.probe"],
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.worker.probe", *args],
         env=env,
         capture_output=True,
         text=True,
@@ -33,7 +34,12 @@ async def test_the_probe_follows_this_workers_heartbeat(settings: Settings) -> N
     assert probe(settings).returncode == 1  # not started yet
 
     async with Redis.from_url(str(settings.redis_url)) as redis:
-        ctx = {"settings": settings, "redis": redis, "queue_name": settings.queue_name}
+        ctx = {
+            "settings": settings,
+            "redis": redis,
+            "queue": "default",
+            "queue_name": settings.queue_name,
+        }
         await startup(ctx)
         try:
             for _ in range(50):
@@ -44,11 +50,20 @@ async def test_the_probe_follows_this_workers_heartbeat(settings: Settings) -> N
             other = await asyncio.to_thread(
                 probe, settings.model_copy(update={"worker_id": "another-worker"})
             )
+            bulk = await asyncio.to_thread(probe, settings, "bulk")
         finally:
             await shutdown(ctx)
         gone = await asyncio.to_thread(probe, settings)
 
     assert alive.returncode == 0, alive.stderr
     assert other.returncode == 1  # another worker's key says nothing about this one
+    assert bulk.returncode == 1  # nor does the default queue's worker for this host's bulk worker
     assert gone.returncode == 1  # a clean stop removes the key at once
     assert "no recent heartbeat" in gone.stderr
+
+
+def test_the_probe_refuses_an_unknown_queue(settings: Settings) -> None:
+    result = probe(settings, "nightly")
+
+    assert result.returncode == 2
+    assert "invalid choice: 'nightly'" in result.stderr

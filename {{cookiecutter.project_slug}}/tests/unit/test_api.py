@@ -17,6 +17,7 @@ async def test_enqueue_answers_202_with_the_job_location(client: httpx.AsyncClie
     body = response.json()
     assert body["task"] == "word_count"
     assert body["state"] == "queued"
+    assert body["queue"] == "tests:queue"
     assert response.headers["location"] == f"/jobs/{body['id']}" == body["url"]
 
 
@@ -179,4 +180,5 @@ async def test_tasks_are_listed_with_their_argument_schemas(client: httpx.AsyncC
     tasks = {task["name"]: task for task in (await client.get("/tasks")).json()}
 
     assert set(tasks) == {"word_count", "check_url", "render_report"}
+    assert tasks["render_report"]["queue"] == "bulk"
     assert tasks["word_count"]["args_schema"]["required"] == ["text"]

@@ -104,6 +104,46 @@ async def test_the_same_idempotency_key_and_body_return_the_same_job(
     assert len(memory_queue.jobs) == 1
 
 
+async def test_a_replay_reports_where_the_earlier_job_is_now(
+    client: httpx.AsyncClient, run_jobs: RunJobs
+) -> None:
+    headers = {"Idempotency-Key": "order-43"}
+    await client.post("/jobs", json=REPORT, headers=headers)
+    await run_jobs()
+
+    again = await client.post("/jobs", json=REPORT, headers=headers)
+
+    assert again.status_code == 200
+    assert again.json()["state"] == "succeeded"
+
+
+async def test_a_deferred_job_waits_and_can_be_cancelled(
+    client: httpx.AsyncClient, run_jobs: RunJobs
+) -> None:
+    accepted = await client.post("/jobs", json={**REPORT, "defer_seconds": 60})
+    location = accepted.headers["location"]
+
+    assert accepted.status_code == 202
+    assert accepted.json()["state"] == "deferred"
+    assert await run_jobs() == 0
+    assert (await client.get(location)).json()["state"] == "deferred"
+    cancelled = await client.post(f"{location}/cancel")
+    assert (cancelled.status_code, cancelled.json()["state"]) == (200, "cancelled")
+
+
+@pytest.mark.parametrize(
+    "defer", [0, -1, "soon", 7 * 86_400 + 1], ids=["zero", "negative", "text", "past-retention"]
+)
+async def test_a_bad_defer_is_422_and_nothing_is_queued(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, defer: object
+) -> None:
+    response = await client.post("/jobs", json={**REPORT, "defer_seconds": defer})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "defer_seconds"]
+    assert memory_queue.jobs == {}
+
+
 async def test_the_same_idempotency_key_with_another_body_is_409(
     client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
 ) -> None:

@@ -1,5 +1,8 @@
 """Settings come from the environment; bad values stop the process with a clear error."""
 
+import re
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
@@ -50,3 +53,16 @@ def test_redis_settings_decode_credentials_database_and_tls() -> None:
     assert (conf.username, conf.password) == ("app", "p@ss:word")
     assert conf.ssl is True
     assert conf.retry is not None
+
+
+def test_env_example_names_every_setting_and_nothing_else() -> None:
+    text = (Path(__file__).parents[2] / ".env.example").read_text(encoding="utf-8")
+    # Set (NAME=value) or shown commented out (# NAME=), as a newcomer copies it to .env.
+    named = set(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]*)=", text, re.MULTILINE))
+
+    assert named == {name.upper() for name in Settings.model_fields}
+
+
+def test_an_idempotency_window_longer_than_the_retention_is_refused() -> None:
+    with pytest.raises(ValidationError, match=r"IDEMPOTENCY_WINDOW \(90000 s\) must not exceed"):
+        Settings(_env_file=None, idempotency_window=90_000, job_retention=3600)

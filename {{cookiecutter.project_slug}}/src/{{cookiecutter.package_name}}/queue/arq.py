@@ -5,6 +5,7 @@ finished, and keeps it for JOB_RETENTION. While a job is alive, arq's own keys s
 (queued, deferred, in progress), which stays true even for jobs that plain arq clients enqueued.
 """
 
+import contextlib
 import hashlib
 import logging
 import time
@@ -141,9 +142,10 @@ class ArqJobQueue:
         queue: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
+        defer: float = 0,
     ) -> Enqueued:
         try:
-            return await self._enqueue(task, kwargs, queue, job_id, idempotency)
+            return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer)
         except UNAVAILABLE as exc:
             raise QueueUnavailableError(str(exc)) from exc
 
@@ -154,9 +156,11 @@ class ArqJobQueue:
         queue: str,
         job_id: str | None,
         idempotency: Idempotency | None,
+        defer: float,
     ) -> Enqueued:
         chosen = job_id or uuid.uuid4().hex
         claim = None
+        recorded = False
         if idempotency is not None:
             digest = hashlib.sha256(idempotency.key.encode()).hexdigest()
             claim = f"{self._settings.queue_name}:idempotency:{digest}"
@@ -178,13 +182,23 @@ class ArqJobQueue:
                 # An abort left for an earlier job of this id must not kill this one (arq #485).
                 await self._redis.zrem(abort_jobs_ss, job_id)
             # The record first: a worker may start the job the moment arq has queued it.
-            await self._ledger.created(chosen, task, queue)
-            job = await self._redis.enqueue_job(task, _job_id=chosen, _queue_name=queue, **kwargs)
+            state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+            await self._ledger.created(chosen, task, queue, state)
+            recorded = True
+            job = await self._redis.enqueue_job(
+                task, _job_id=chosen, _queue_name=queue, _defer_by=defer or None, **kwargs
+            )
             if job is None:
+                recorded = False  # another request won the id: the record is its job's now
                 raise DuplicateJobError(chosen)
         except BaseException:
-            if claim is not None:  # nothing half-written: the key may be used again
-                await self._redis.delete(claim)
+            # Nothing half-written: no record of a job that was never queued, and the
+            # idempotency key may be used again. (If Redis is gone, both expire by themselves.)
+            with contextlib.suppress(*UNAVAILABLE):
+                if recorded:
+                    await self._ledger.forget(chosen)
+                if claim is not None:
+                    await self._redis.delete(claim)
             raise
         return Enqueued(chosen)
 

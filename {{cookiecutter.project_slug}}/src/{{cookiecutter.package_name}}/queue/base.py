@@ -122,8 +122,9 @@ class JobQueue(Protocol):
         queue: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
+        defer: float = 0,
     ) -> Enqueued:
-        """Queue `task(**kwargs)` on `queue` and return the job id.
+        """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.

@@ -53,13 +53,15 @@ class Ledger:
                 pipe.expire(events, self.retention)
             await pipe.execute()
 
-    async def created(self, job_id: str, task: str, queue: str) -> None:
+    async def created(
+        self, job_id: str, task: str, queue: str, state: JobState = JobState.QUEUED
+    ) -> None:
         """Start a fresh record (an id may be reused once arq forgot the earlier job)."""
         await self.redis.delete(self.key(job_id), self.events_key(job_id))
         at = now().isoformat()
-        fields = {"task": task, "queue": queue, "state": JobState.QUEUED, "tries": "0"}
+        fields = {"task": task, "queue": queue, "state": state, "tries": "0"}
         await self._write(
-            job_id, {**fields, "enqueued_at": at}, {"kind": "state", "state": "queued", "at": at}
+            job_id, {**fields, "enqueued_at": at}, {"kind": "state", "state": state, "at": at}
         )
 
     async def forget(self, job_id: str) -> None:

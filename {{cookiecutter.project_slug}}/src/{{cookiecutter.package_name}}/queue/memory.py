@@ -70,6 +70,7 @@ class InMemoryJobQueue:
         queue: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
+        defer: float = 0,
     ) -> Enqueued:
         self._check()
         chosen = job_id or uuid.uuid4().hex
@@ -82,11 +83,13 @@ class InMemoryJobQueue:
             raise DuplicateJobError(chosen)
         if idempotency is not None:
             self.idempotency[idempotency.key] = (idempotency.fingerprint, chosen)
+        # This fake has no clock: a deferred job stays deferred (run_pending skips it).
+        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
         record = JobRecord(
-            id=chosen, task=task, state=JobState.QUEUED, tries=0, queue=queue, enqueued_at=_now()
+            id=chosen, task=task, state=state, tries=0, queue=queue, enqueued_at=_now()
         )
         self.jobs[chosen] = _Job(record, dict(kwargs))
-        self._event(chosen, kind="state", state=JobState.QUEUED)
+        self._event(chosen, kind="state", state=state)
         return Enqueued(chosen)
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -7,8 +7,9 @@ list it below. The worker serves it and the web accepts it from then on.
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from ..settings import QueueKey
 from . import check_url, render_report, word_count
-from .registry import Context, QueueKey, Task, UnknownTaskError, prepare
+from .registry import Context, Task, UnknownTaskError, prepare
 
 TASKS: Mapping[str, Task] = MappingProxyType(
     {task.name: task for task in (word_count.TASK, check_url.TASK, render_report.TASK)}

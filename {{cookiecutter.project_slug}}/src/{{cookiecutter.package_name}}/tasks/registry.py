@@ -6,17 +6,17 @@ not a failure in the worker; each queue's worker serves exactly the tasks routed
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel
+
+from ..settings import QueueKey
 
 Context = dict[str, Any]
 """arq's per-job context: what `worker.lifecycle.startup` put there, plus job_id, job_try, redis,
 and `progress` / `cancel_requested` from `worker.runner`."""
 
 TaskFunction = Callable[..., Awaitable[Any]]
-QueueKey = Literal["default", "bulk"]
-"""`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.settings)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..queue import JobEvent, JobRecord, JobState
+from ..settings import QueueKey
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 
@@ -23,12 +24,18 @@ class EnqueueRequest(BaseModel):
         pattern=JOB_ID_PATTERN,
         description="Your own id: refused (409) while a job or result with it exists.",
     )
+    defer_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        description="Start the job this many seconds from now, at most JOB_RETENTION.",
+    )
 
 
 class JobAccepted(BaseModel):
     id: str
     task: str
     state: JobState
+    queue: str
     url: str
 
 
@@ -101,6 +108,7 @@ class EventOut(BaseModel):
 
 class TaskOut(BaseModel):
     name: str
+    queue: QueueKey
     args_schema: dict[str, Any]
 
 

@@ -13,14 +13,15 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from ..settings import Settings
+from ..settings import QueueKey, Settings
 
 log = logging.getLogger(__name__)
 
 
-def worker_key(settings: Settings) -> str:
+def worker_key(settings: Settings, queue: QueueKey = "default") -> str:
+    """The liveness key of this process's worker of one queue (a host may run one per queue)."""
     worker_id = settings.worker_id or socket.gethostname()
-    return f"{settings.queue_name}:worker:{worker_id}"
+    return f"{settings.queue_for(queue)}:worker:{worker_id}"
 
 
 def key_ttl(settings: Settings) -> int:
@@ -28,8 +29,8 @@ def key_ttl(settings: Settings) -> int:
     return max(1, round(settings.worker_heartbeat_interval * 3))
 
 
-async def beat_forever(redis: Redis, settings: Settings) -> None:
-    key, ttl = worker_key(settings), key_ttl(settings)
+async def beat_forever(redis: Redis, settings: Settings, queue: QueueKey) -> None:
+    key, ttl = worker_key(settings, queue), key_ttl(settings)
     while True:
         try:
             await redis.set(key, str(time.time()), ex=ttl)

@@ -22,7 +22,9 @@ async def startup(ctx: Context) -> None:
     logging.getLogger("{{ cookiecutter.package_name }}").setLevel(settings.log_level)
     ctx["ledger"] = ledger_for(ctx["redis"], settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
-    ctx["heartbeat"] = asyncio.create_task(beat_forever(ctx["redis"], settings), name="heartbeat")
+    ctx["heartbeat"] = asyncio.create_task(
+        beat_forever(ctx["redis"], settings, ctx["queue"]), name="heartbeat"
+    )
     log.info("worker started on queue %s", ctx["queue_name"])
 
 
@@ -35,7 +37,7 @@ async def shutdown(ctx: Context) -> None:
             await heartbeat
         # A clean stop removes this worker's key at once; the others keep theirs.
         with contextlib.suppress(RedisError, OSError):
-            await ctx["redis"].delete(worker_key(settings))
+            await ctx["redis"].delete(worker_key(settings, ctx["queue"]))
     http: httpx.AsyncClient | None = ctx.pop("http", None)
     if http is not None:
         await http.aclose()

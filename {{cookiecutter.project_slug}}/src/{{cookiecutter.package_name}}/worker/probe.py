@@ -1,21 +1,26 @@
-"""`python -m {{ cookiecutter.package_name }}.worker.probe`: exit 0 if THIS worker beat recently, else 1.
+"""`python -m {{ cookiecutter.package_name }}.worker.probe [default|bulk]`: exit 0 if THIS worker beat recently.
 
 The compose health check of the worker runs it. It imports the settings and redis-py only, not the
 tasks or arq, so it stays cheap enough to run every few seconds.
 """
 
+import argparse
 import sys
+from typing import get_args
 
 from redis import Redis
 from redis.exceptions import RedisError
 
-from ..settings import Settings
+from ..settings import QueueKey, Settings
 from .heartbeat import worker_key
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Exit 0 if this host's worker beat recently.")
+    parser.add_argument("queue", nargs="?", default="default", choices=get_args(QueueKey))
+    queue: QueueKey = parser.parse_args(argv).queue
     settings = Settings()
-    key = worker_key(settings)
+    key = worker_key(settings, queue)
     try:
         with Redis.from_url(
             str(settings.redis_url), socket_timeout=2, socket_connect_timeout=2

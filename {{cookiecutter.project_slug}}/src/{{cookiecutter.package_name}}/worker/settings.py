@@ -55,7 +55,7 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         "allow_abort_jobs": True,
         "on_startup": startup,
         "on_shutdown": shutdown,
-        "ctx": {"settings": settings, "queue_name": queue_name},
+        "ctx": {"settings": settings, "queue": queue, "queue_name": queue_name},
     }
 
 

@@ -87,19 +87,32 @@ async def enqueue(
         raise RequestValidationError(
             [{**error, "loc": ("body", "args", *error["loc"])} for error in exc.errors()]
         ) from exc
+    if body.defer_seconds is not None and body.defer_seconds > settings.job_retention:
+        # The job's record would expire before the job starts.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("body", "defer_seconds"),
+                    "msg": f"Input should be less than or equal to {settings.job_retention}",
+                    "input": body.defer_seconds,
+                }
+            ]
+        )
     idempotency = None
     if idempotency_key is not None:
-        canonical = json.dumps([body.task, kwargs, body.job_id], sort_keys=True)
+        canonical = json.dumps([body.task, kwargs, body.job_id, body.defer_seconds], sort_keys=True)
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
-    task = TASKS[body.task]
+    queue_name = settings.queue_for(TASKS[body.task].queue)
     try:
         enqueued = await queue.enqueue(
             body.task,
             kwargs,
-            queue=settings.queue_for(task.queue),
+            queue=queue_name,
             job_id=body.job_id,
             idempotency=idempotency,
+            defer=body.defer_seconds or 0,
         )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
@@ -107,10 +120,12 @@ async def enqueue(
         raise unavailable() from exc
     url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
     response.headers["Location"] = url
+    state = JobState.DEFERRED if body.defer_seconds else JobState.QUEUED
     if not enqueued.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-    return JobAccepted(id=enqueued.job_id, task=body.task, state=JobState.QUEUED, url=url)
+        state = (await found(queue, enqueued.job_id)).state  # where the earlier job is now
+    return JobAccepted(id=enqueued.job_id, task=body.task, state=state, queue=queue_name, url=url)
 
 
 @router.get(
