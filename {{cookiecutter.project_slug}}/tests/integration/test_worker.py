@@ -1,10 +1,13 @@
-"""The worker's own behaviour against real Redis: its liveness key and the probe that reads it."""
+"""The worker's own behaviour against real Redis: its liveness key, the probe that reads it, and
+the `arq --burst` command that drains a queue and exits."""
 
 import asyncio
 import os
 import subprocess
 import sys
+from pathlib import Path
 
+import httpx
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -67,3 +70,32 @@ def test_the_probe_refuses_an_unknown_queue(settings: Settings) -> None:
 
     assert result.returncode == 2
     assert "invalid choice: 'nightly'" in result.stderr
+
+
+async def test_a_burst_worker_drains_its_queue_and_exits(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    locations = [
+        (await client.post("/jobs", json={"task": "word_count", "args": {"text": text}})).headers[
+            "location"
+        ]
+        for text in ("one", "two words", "and three words")
+    ]
+    env = {
+        **os.environ,
+        "REDIS_URL": str(settings.redis_url),
+        "QUEUE_NAME": settings.queue_name,
+        "BULK_QUEUE_NAME": settings.bulk_queue_name,
+        "WORKER_ID": settings.worker_id or "",
+    }
+    arq = Path(sys.executable).with_name("arq")
+    command = [str(arq), "{{ cookiecutter.package_name }}.worker.settings.WorkerSettings", "--burst"]
+
+    result = await asyncio.to_thread(
+        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+
+    assert result.returncode == 0, result.stderr
+    jobs = [(await client.get(location)).json() for location in locations]
+    assert [job["state"] for job in jobs] == ["succeeded"] * 3
+    assert [job["result"]["words"] for job in jobs] == [1, 2, 3]
