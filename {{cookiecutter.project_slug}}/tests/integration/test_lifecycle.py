@@ -219,20 +219,21 @@ async def test_a_failed_enqueue_leaves_no_record_and_frees_its_idempotency_key(
 
         monkeypatch.setattr(redis, "enqueue_job", refused)
         key = Idempotency(f"key-{uuid.uuid4().hex}", "fingerprint", 60)
+        job_id = f"lost-{uuid.uuid4().hex}"  # arq's job keys are not per queue: ids must be unique
 
         with pytest.raises(QueueUnavailableError):
             await queue.enqueue(
                 "word_count",
                 {"text": "x"},
                 queue=settings.queue_name,
-                job_id="lost",
+                job_id=job_id,
                 idempotency=key,
             )
 
         monkeypatch.undo()
-        assert await queue.get("lost") is None
+        assert await queue.get(job_id) is None
         again = await queue.enqueue(
-            "word_count", {"text": "x"}, queue=settings.queue_name, job_id="lost", idempotency=key
+            "word_count", {"text": "x"}, queue=settings.queue_name, job_id=job_id, idempotency=key
         )
         assert again.created
-        assert (await queue.get("lost")) is not None
+        assert (await queue.get(job_id)) is not None
