@@ -77,10 +77,13 @@ def test_compose_wires_web_and_a_worker_per_queue_to_a_healthy_redis(render: Ren
     probe = "my_service.worker.probe"
     assert services["worker"]["healthcheck"]["test"][-1] == probe
     assert services["worker-bulk"]["healthcheck"]["test"][-2:] == [probe, "bulk"]
+    # compose's grace period and the worker's setting come from one variable, so they agree.
+    raw = (project / "compose.yaml").read_text()
+    assert raw.count("stop_grace_period: ${STOP_GRACE_PERIOD:-30}s") == 1  # merged into both
     for name in ("worker", "worker-bulk"):
-        # The grace period must outlast the completion wait, or running jobs are SIGKILLed.
-        grace = int(services[name]["stop_grace_period"].rstrip("s"))
-        assert grace > int(services[name]["environment"]["JOB_COMPLETION_WAIT"])
+        assert services[name]["stop_grace_period"] == "${STOP_GRACE_PERIOD:-30}s"
+        assert services[name]["environment"]["STOP_GRACE_PERIOD"] == "${STOP_GRACE_PERIOD:-30}"
+        assert "JOB_COMPLETION_WAIT" not in services[name]["environment"]
 
 
 @pytest.mark.parametrize("option_set", OPTION_SETS)

@@ -9,6 +9,9 @@ from typing import Literal, Self
 from pydantic import Field, RedisDsn, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+SHUTDOWN_MARGIN = 5
+"""Seconds a worker needs after its completion wait: cancel and re-queue jobs, shut down, exit."""
+
 QueueKey = Literal["default", "bulk"]
 """`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.settings)."""
 
@@ -60,17 +63,34 @@ class Settings(BaseSettings):
     job_timeout: float = Field(
         default=30, gt=0, le=86_400, description="Default task timeout, seconds."
     )
+    bulk_job_timeout: float = Field(
+        default=3600, gt=0, le=86_400, description="Default timeout of bulk queue tasks, seconds."
+    )
     # Every start counts as a try, a re-queue at shutdown too: with 1 try a deploy fails running
-    # jobs for good.
+    # jobs for good (refused below).
     job_max_tries: int = Field(default=3, ge=1, le=100, description="Starts allowed per job.")
     job_keep_result: int = Field(
         default=3600, ge=0, description="Seconds a result stays readable (and its id stays taken)."
     )
-    job_completion_wait: int = Field(
-        default=20,
+    # The one shutdown number: compose's stop_grace_period and Kubernetes'
+    # terminationGracePeriodSeconds are set from the same STOP_GRACE_PERIOD variable.
+    stop_grace_period: int = Field(
+        default=30,
+        ge=SHUTDOWN_MARGIN,
+        le=3600,
+        description="Seconds the platform waits after SIGTERM before it kills a worker.",
+    )
+    job_completion_wait: int | None = Field(
+        default=None,
         ge=0,
         le=3600,
-        description="Seconds a stopping worker lets running jobs finish before it re-queues them.",
+        description=(
+            "Seconds a stopping worker lets running jobs finish before it re-queues them; "
+            "STOP_GRACE_PERIOD - 10 when unset."
+        ),
+    )
+    dead_letter_limit: int = Field(
+        default=10_000, ge=1, description="Dead letters kept; the oldest go beyond this."
     )
     worker_heartbeat_interval: float = Field(
         default=10, gt=0, le=300, description="Seconds between a worker's liveness writes."
@@ -86,6 +106,32 @@ class Settings(BaseSettings):
     )
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_job_arguments: bool = Field(
+        default=False, description="Show job arguments in the worker's job start lines."
+    )
+
+    @property
+    def completion_wait(self) -> int:
+        """JOB_COMPLETION_WAIT, or what STOP_GRACE_PERIOD leaves for it."""
+        if self.job_completion_wait is not None:
+            return self.job_completion_wait
+        return max(0, self.stop_grace_period - 10)
+
+    @model_validator(mode="after")
+    def _no_lost_work_at_shutdown(self) -> Self:
+        # Refuse, at start-up, settings under which a deploy or a scale-in loses running jobs.
+        if self.job_max_tries < 2:
+            raise ValueError(
+                "JOB_MAX_TRIES must be at least 2: a worker that stops mid-job re-queues it, "
+                "and that counts as a try; with 1 every deploy fails the jobs it interrupts"
+            )
+        if self.completion_wait + SHUTDOWN_MARGIN > self.stop_grace_period:
+            raise ValueError(
+                f"JOB_COMPLETION_WAIT ({self.completion_wait} s) + {SHUTDOWN_MARGIN} s must fit "
+                f"in STOP_GRACE_PERIOD ({self.stop_grace_period} s), or running jobs are killed "
+                "before the worker re-queues them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _replays_find_their_job(self) -> Self:

@@ -2,17 +2,22 @@
 the `arq --burst` command that drains a queue and exits."""
 
 import asyncio
+import logging
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
+
+from .conftest import RunWorker
 
 
 def probe(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -99,3 +104,17 @@ async def test_a_burst_worker_drains_its_queue_and_exits(
     jobs = [(await client.get(location)).json() for location in locations]
     assert [job["state"] for job in jobs] == ["succeeded"] * 3
     assert [job["result"]["words"] for job in jobs] == [1, 2, 3]
+
+
+async def test_a_real_worker_logs_job_starts_without_their_arguments(
+    client: httpx.AsyncClient, run_worker: RunWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = f"secret-{uuid.uuid4().hex}"
+    await client.post("/jobs", json={"task": "word_count", "args": {"text": secret}})
+
+    with caplog.at_level(logging.INFO, logger="arq.worker"):
+        worker = await run_worker()
+
+    assert worker.jobs_complete == 1
+    assert "word_count(…)" in caplog.text
+    assert secret not in caplog.text

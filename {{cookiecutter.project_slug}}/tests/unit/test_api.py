@@ -46,10 +46,10 @@ async def test_a_job_goes_from_queued_to_succeeded_with_its_result(
 async def test_a_failing_job_reports_the_error_without_a_traceback(
     client: httpx.AsyncClient, run_jobs: RunJobs, http_handler: list[object]
 ) -> None:
-    def refuse(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("connection refused", request=request)
+    def broken(request: httpx.Request) -> httpx.Response:
+        raise ValueError("no scheme handler for this URL")  # not transient: no retry
 
-    http_handler.append(refuse)
+    http_handler.append(broken)
     location = (
         await client.post(
             "/jobs", json={"task": "check_url", "args": {"url": "http://example.test/"}}
@@ -59,7 +59,8 @@ async def test_a_failing_job_reports_the_error_without_a_traceback(
 
     job = (await client.get(location)).json()
     assert job["state"] == "failed"
-    assert job["error"] == {"type": "ConnectError", "message": "connection refused"}
+    assert job["tries"] == 1
+    assert job["error"] == {"type": "ValueError", "message": "no scheme handler for this URL"}
     assert "Traceback" not in str(job)
 
 

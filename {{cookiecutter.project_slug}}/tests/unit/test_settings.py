@@ -66,3 +66,27 @@ def test_env_example_names_every_setting_and_nothing_else() -> None:
 def test_an_idempotency_window_longer_than_the_retention_is_refused() -> None:
     with pytest.raises(ValidationError, match=r"IDEMPOTENCY_WINDOW \(90000 s\) must not exceed"):
         Settings(_env_file=None, idempotency_window=90_000, job_retention=3600)
+
+
+def test_the_completion_wait_follows_the_stop_grace_period() -> None:
+    assert Settings(_env_file=None).completion_wait == 20
+    assert Settings(_env_file=None, stop_grace_period=120).completion_wait == 110
+    assert Settings(_env_file=None, job_completion_wait=3).completion_wait == 3
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        pytest.param({"job_max_tries": 1}, "JOB_MAX_TRIES must be at least 2", id="single-try"),
+        pytest.param(
+            {"stop_grace_period": 30, "job_completion_wait": 26},
+            r"JOB_COMPLETION_WAIT \(26 s\) \+ 5 s must fit in STOP_GRACE_PERIOD \(30 s\)",
+            id="wait-longer-than-grace",
+        ),
+    ],
+)
+def test_settings_that_would_lose_work_at_shutdown_are_refused(
+    values: dict[str, int], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message):
+        Settings.model_validate(values)

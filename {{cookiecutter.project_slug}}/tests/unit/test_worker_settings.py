@@ -1,10 +1,17 @@
 """Each queue's worker serves exactly the tasks the registry routes to it, tuned from Settings."""
 
+from dataclasses import replace
 from typing import get_args
 
+import pytest
+
+from {{ cookiecutter.package_name }}.queue.serializer import deserialize, serialize
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, QueueKey
+from {{ cookiecutter.package_name }}.worker import settings as worker_module
+from {{ cookiecutter.package_name }}.worker.runner import max_tries, timeout
 from {{ cookiecutter.package_name }}.worker.settings import (
+    TIMEOUT_BACKSTOP,
     BulkWorkerSettings,
     WorkerSettings,
     worker_settings,
@@ -37,9 +44,34 @@ def test_task_limits_come_from_the_registry(settings: Settings) -> None:
 
     for function in functions:
         task = TASKS[function.name]
-        assert function.timeout_s == task.timeout
-        assert function.max_tries == task.max_tries
+        # arq's deadline is a backstop just behind the runner's, which can retry a timeout.
+        assert function.timeout_s == timeout(task, settings) + TIMEOUT_BACKSTOP
+        # One start more than the task's tries, so the runner records a job lost to crashes.
+        assert function.max_tries == max_tries(task, settings) + 1
         assert function.keep_result_s == task.keep_result
+
+
+def test_tasks_without_their_own_limits_take_their_queues(settings: Settings) -> None:
+    assert timeout(TASKS["word_count"], settings) == settings.job_timeout
+    assert timeout(TASKS["render_report"], settings) == settings.bulk_job_timeout
+    assert max_tries(TASKS["word_count"], settings) == settings.job_max_tries
+
+
+def test_a_task_with_a_single_try_is_refused(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fragile = replace(TASKS["word_count"], max_tries=1)
+    monkeypatch.setitem(worker_module.__dict__, "TASKS", {**TASKS, "word_count": fragile})
+
+    with pytest.raises(ValueError, match="'word_count': max_tries must be at least 2"):
+        worker_settings(settings)
+
+
+def test_jobs_and_results_are_never_pickled() -> None:
+    for options in (WorkerSettings, BulkWorkerSettings):
+        assert options["job_serializer"] is serialize
+        assert options["job_deserializer"] is deserialize
+        assert options["log_results"] is False
 
 
 def test_tuning_comes_from_settings(settings: Settings) -> None:
@@ -62,6 +94,6 @@ def test_the_defaults_are_not_arqs_throughput_trap() -> None:
     assert WorkerSettings["max_jobs"] >= 50
     assert WorkerSettings["poll_delay"] <= 0.1
     # Every start counts as a try: one try would fail running jobs for good on a deploy.
-    assert WorkerSettings["max_tries"] >= 2
+    assert all(function.max_tries >= 3 for function in WorkerSettings["functions"])
     assert WorkerSettings["handle_signals"] is True
     assert WorkerSettings["allow_abort_jobs"] is True

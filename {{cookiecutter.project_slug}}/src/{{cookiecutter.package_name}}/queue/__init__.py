@@ -6,6 +6,8 @@ interface means swapping the backend touches this package (and the worker) alone
 
 from .base import (
     FINISHED,
+    DeadLetter,
+    DeadLetterPage,
     DuplicateJobError,
     Enqueued,
     Idempotency,
@@ -17,6 +19,7 @@ from .base import (
     JobNotFoundError,
     JobQueue,
     JobRecord,
+    JobRecorder,
     JobState,
     Progress,
     QueueUnavailableError,
@@ -24,6 +27,8 @@ from .base import (
 
 __all__ = [
     "FINISHED",
+    "DeadLetter",
+    "DeadLetterPage",
     "DuplicateJobError",
     "Enqueued",
     "Idempotency",
@@ -35,6 +40,7 @@ __all__ = [
     "JobNotFoundError",
     "JobQueue",
     "JobRecord",
+    "JobRecorder",
     "JobState",
     "Progress",
     "QueueUnavailableError",

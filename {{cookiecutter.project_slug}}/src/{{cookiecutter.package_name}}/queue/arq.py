@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,6 +33,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
 from .base import (
+    DeadLetter,
+    DeadLetterPage,
     DuplicateJobError,
     Enqueued,
     Idempotency,
@@ -46,11 +48,21 @@ from .base import (
     QueueUnavailableError,
 )
 from .ledger import Ledger, record_from
+from .serializer import RemoteError, deserialize, serialize
 
 log = logging.getLogger(__name__)
 
 # Errors that mean "Redis is not there (now)"; anything else is a bug and should surface as one.
 UNAVAILABLE = (RedisError, OSError, TimeoutError)
+
+
+@contextlib.contextmanager
+def unavailable_as_queue_error() -> Iterator[None]:
+    """Redis not answering becomes QueueUnavailableError, which the routes turn into a 503."""
+    try:
+        yield
+    except UNAVAILABLE as exc:
+        raise QueueUnavailableError(str(exc)) from exc
 
 
 def redis_settings(settings: Settings, retries: int = 5) -> RedisSettings:
@@ -78,7 +90,7 @@ def redis_settings(settings: Settings, retries: int = 5) -> RedisSettings:
 
 
 def ledger_for(redis: Any, settings: Settings) -> Ledger:
-    return Ledger(redis, settings.queue_name, settings.job_retention)
+    return Ledger(redis, settings.queue_name, settings.job_retention, settings.dead_letter_limit)
 
 
 def _utc(moment: datetime | None) -> datetime | None:
@@ -87,8 +99,12 @@ def _utc(moment: datetime | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _error_type(error: BaseException) -> str:
+    return error.type_name if isinstance(error, RemoteError) else type(error).__name__
+
+
 def _cancelled(error: BaseException) -> bool:
-    return type(error).__name__ == "CancelledError"
+    return _error_type(error) == "CancelledError"
 
 
 class ArqJobQueue:
@@ -123,6 +139,8 @@ class ArqJobQueue:
             retry_on_error=conf.retry_on_error,
             retry_on_timeout=conf.retry_on_timeout,
             default_queue_name=settings.queue_name,
+            job_serializer=serialize,
+            job_deserializer=deserialize,
         )
         queue = cls(redis, settings)
         try:
@@ -144,10 +162,8 @@ class ArqJobQueue:
         idempotency: Idempotency | None = None,
         defer: float = 0,
     ) -> Enqueued:
-        try:
+        with unavailable_as_queue_error():
             return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer)
-        except UNAVAILABLE as exc:
-            raise QueueUnavailableError(str(exc)) from exc
 
     async def _enqueue(
         self,
@@ -203,10 +219,8 @@ class ArqJobQueue:
         return Enqueued(chosen)
 
     async def get(self, job_id: str) -> JobRecord | None:
-        try:
+        with unavailable_as_queue_error():
             return await self._get(job_id)
-        except UNAVAILABLE as exc:
-            raise QueueUnavailableError(str(exc)) from exc
 
     async def _get(self, job_id: str) -> JobRecord | None:
         # One round trip for the ledger and every arq key that says where the job is.
@@ -225,7 +239,9 @@ class ArqJobQueue:
         try:
             if result_raw is not None:
                 return await self._from_result(job_id, result_raw, ledger)
-            job = deserialize_job(job_raw) if job_raw is not None else None
+            job = (
+                deserialize_job(job_raw, deserializer=deserialize) if job_raw is not None else None
+            )
         except DeserializationError:
             return JobRecord(
                 id=job_id,
@@ -245,6 +261,9 @@ class ArqJobQueue:
         else:
             return None
         if ledger is not None:
+            if state is JobState.IN_PROGRESS and ledger.state is not JobState.IN_PROGRESS:
+                # arq has claimed the job; the runner is about to record its start.
+                return replace(ledger, state=state, tries=ledger.tries + 1)
             return replace(ledger, state=state)
         if job is None:
             return None
@@ -259,7 +278,7 @@ class ArqJobQueue:
     async def _from_result(self, job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
         """A finished job that the ledger does not know as finished (a timeout, an abort the
         worker reported through arq only, or a job from a plain arq client)."""
-        info = deserialize_result(raw)
+        info = deserialize_result(raw, deserializer=deserialize)
         error = None if info.success else info.result
         if info.success:
             state = JobState.SUCCEEDED
@@ -269,7 +288,7 @@ class ArqJobQueue:
             state = JobState.CANCELLED
         else:
             state = JobState.FAILED
-        job_error = None if error is None else JobError(type(error).__name__, str(error))
+        job_error = None if error is None else JobError(_error_type(error), str(error))
         record = replace(
             ledger or JobRecord(id=job_id, task=info.function, state=state, tries=0),
             state=state,
@@ -291,10 +310,8 @@ class ArqJobQueue:
         return record
 
     async def cancel(self, job_id: str) -> JobRecord:
-        try:
+        with unavailable_as_queue_error():
             return await self._cancel(job_id)
-        except UNAVAILABLE as exc:
-            raise QueueUnavailableError(str(exc)) from exc
 
     async def _cancel(self, job_id: str) -> JobRecord:
         record = await self._get(job_id)
@@ -319,13 +336,25 @@ class ArqJobQueue:
     async def events(
         self, job_id: str, after: str | None = None, wait: float = 0
     ) -> list[JobEvent]:
-        try:
+        with unavailable_as_queue_error():
             return await self._ledger.events(job_id, after, wait)
-        except UNAVAILABLE as exc:
-            raise QueueUnavailableError(str(exc)) from exc
 
     async def ping(self) -> None:
-        try:
+        with unavailable_as_queue_error():
             await self._redis.ping()
-        except UNAVAILABLE as exc:
-            raise QueueUnavailableError(str(exc)) from exc
+
+    async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
+        with unavailable_as_queue_error():
+            return await self._ledger.dead_letters.page(limit, offset)
+
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        with unavailable_as_queue_error():
+            return await self._ledger.dead_letters.get(job_id)
+
+    async def remove_dead_letter(self, job_id: str) -> bool:
+        with unavailable_as_queue_error():
+            return await self._ledger.dead_letters.remove(job_id)
+
+    async def purge_dead_letters(self) -> int:
+        with unavailable_as_queue_error():
+            return await self._ledger.dead_letters.purge()

@@ -46,6 +46,9 @@ class JobEvent:
     at: datetime
     state: JobState | None = None
     progress: Progress | None = None
+    error: JobError | None = None
+    """Failed, or a try failed and the job is deferred for another (then `retry_in` seconds)."""
+    retry_in: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,27 @@ class JobRecord:
     error: JobError | None = None
     progress: Progress | None = None
     cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A job that failed for good (a permanent error, or its tries used up), kept for replay."""
+
+    job_id: str
+    task: str
+    queue: str
+    kwargs: Mapping[str, Any]
+    error: JobError
+    tries: int
+    failed_at: datetime
+    enqueued_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetterPage:
+    total: int
+    """All letters kept, not just this page's."""
+    letters: list[DeadLetter]
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,6 +137,32 @@ class JobFinishedError(Exception):
         self.state = state
 
 
+class JobRecorder(Protocol):
+    """What the worker writes about the jobs it runs (worker.runner); the ledger implements it."""
+
+    async def started(self, job_id: str, task: str, queue: str, job_try: int) -> None: ...
+
+    async def progress(self, job_id: str, percent: float, message: str = "") -> None: ...
+
+    async def cancel_requested(self, job_id: str) -> bool: ...
+
+    async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
+        """The try failed with a transient error; the job runs again in `delay` seconds."""
+        ...
+
+    async def finished(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: JobError | None = None,
+        finished_at: datetime | None = None,
+    ) -> None: ...
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None: ...
+
+
 class JobQueue(Protocol):
     async def enqueue(
         self,
@@ -151,4 +201,18 @@ class JobQueue(Protocol):
 
     async def ping(self) -> None:
         """Return when the store answers; raise QueueUnavailableError otherwise."""
+        ...
+
+    async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
+        """Dead letters, newest first."""
+        ...
+
+    async def dead_letter(self, job_id: str) -> DeadLetter | None: ...
+
+    async def remove_dead_letter(self, job_id: str) -> bool:
+        """Forget one letter; False if there was none."""
+        ...
+
+    async def purge_dead_letters(self) -> int:
+        """Forget every letter; return how many there were."""
         ...

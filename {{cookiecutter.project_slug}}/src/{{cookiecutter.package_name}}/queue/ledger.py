@@ -14,9 +14,11 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from pydantic_core import to_jsonable_python
 from redis.asyncio import Redis
 
-from .base import JobError, JobEvent, JobRecord, JobState, Progress
+from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress
+from .dead_letters import DeadLetters
 
 EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
 
@@ -30,10 +32,15 @@ def _time(value: str | None) -> datetime | None:
 
 
 class Ledger:
-    def __init__(self, redis: "Redis", prefix: str, retention: int) -> None:
+    """The JobRecorder of the worker (queue.base), and what the web reads records from."""
+
+    def __init__(
+        self, redis: "Redis", prefix: str, retention: int, dead_letter_limit: int = 10_000
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
         self.retention = retention
+        self.dead_letters = DeadLetters(redis, prefix, dead_letter_limit)
 
     def key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
@@ -42,10 +49,16 @@ class Ledger:
         return f"{self.key(job_id)}:events"
 
     async def _write(
-        self, job_id: str, fields: dict[str, str], event: dict[str, str] | None = None
+        self,
+        job_id: str,
+        fields: dict[str, str],
+        event: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
     ) -> None:
         key, events = self.key(job_id), self.events_key(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
+            if drop:
+                pipe.hdel(key, *drop)
             pipe.hset(key, mapping=fields)
             pipe.expire(key, self.retention)
             if event is not None:
@@ -97,10 +110,29 @@ class Ledger:
         at = (finished_at or now()).isoformat()
         fields = {"state": state.value, "finished_at": at}
         if state is JobState.SUCCEEDED:
-            fields["result"] = json.dumps(result, default=str)
+            fields["result"] = json.dumps(to_jsonable_python(result, fallback=str))
         if error is not None:
             fields.update(error_type=error.type, error_message=error.message)
-        await self._write(job_id, fields, {"kind": "state", "state": state.value, "at": at})
+        event = {"kind": "state", "state": state.value, "at": at}
+        if error is not None:
+            event.update(error_type=error.type, error_message=error.message)
+        # An error of an earlier, retried try is not this outcome's.
+        drop = () if error is not None else ("error_type", "error_message")
+        await self._write(job_id, fields, event, drop=drop)
+
+    async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
+        at = now().isoformat()
+        fields = {
+            "state": JobState.DEFERRED.value,
+            "error_type": error.type,
+            "error_message": error.message,
+        }
+        event = {"kind": "state", "state": JobState.DEFERRED.value, "at": at}
+        event.update(error_type=error.type, error_message=error.message, retry_in=f"{delay:.3f}")
+        await self._write(job_id, fields, event)
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        await self.dead_letters.add(letter)
 
     async def request_cancel(self, job_id: str) -> None:
         await self._write(job_id, {"cancel_requested": "1"})
@@ -131,7 +163,12 @@ def event_from(entry_id: bytes | str, raw: dict[bytes, bytes]) -> JobEvent:
     if fields["kind"] == "progress":
         progress = Progress(float(fields["percent"]), fields.get("message", ""))
         return JobEvent(id=event_id, kind="progress", at=at, progress=progress)
-    return JobEvent(id=event_id, kind="state", at=at, state=JobState(fields["state"]))
+    error = None
+    if "error_type" in fields:
+        error = JobError(fields["error_type"], fields.get("error_message", ""))
+    retry_in = float(fields["retry_in"]) if "retry_in" in fields else None
+    state = JobState(fields["state"])
+    return JobEvent(id=event_id, kind="state", at=at, state=state, error=error, retry_in=retry_in)
 
 
 def record_from(job_id: str, fields: dict[str, str]) -> JobRecord:

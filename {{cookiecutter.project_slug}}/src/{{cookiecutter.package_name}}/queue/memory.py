@@ -1,7 +1,8 @@
 """An in-memory JobQueue: a fake for the fast test tier, never for running the service.
 
-It keeps jobs in dicts and runs them only when a test calls `run_pending`, so tests decide exactly
-when "the worker" acts. It has no persistence, no concurrency, no retries and no expiry.
+It keeps jobs in dicts and is also the JobRecorder that the worker's real runner writes to: the
+fast tier's `run_jobs` fixture takes `ready()` jobs and runs them through `worker.runner`, so tests
+decide exactly when "the worker" acts. It has no persistence, no concurrency, no clock, no expiry.
 """
 
 import asyncio
@@ -12,11 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .base import (
+    DeadLetter,
+    DeadLetterPage,
     DuplicateJobError,
     Enqueued,
     Idempotency,
     IdempotencyConflictError,
-    JobCancelledError,
     JobError,
     JobEvent,
     JobFinishedError,
@@ -38,6 +40,8 @@ def _now() -> datetime:
 class _Job:
     record: JobRecord
     kwargs: dict[str, Any]
+    retry_due: bool = False
+    """A try failed and asked for another: deferred, but the next `ready()` includes it."""
 
 
 class InMemoryJobQueue:
@@ -45,6 +49,7 @@ class InMemoryJobQueue:
         self.jobs: dict[str, _Job] = {}
         self.event_log: dict[str, list[JobEvent]] = {}
         self.idempotency: dict[str, tuple[str, str]] = {}
+        self.dead: dict[str, DeadLetter] = {}
         self.available = True
 
     def _check(self) -> None:
@@ -55,11 +60,18 @@ class InMemoryJobQueue:
         log = self.event_log.setdefault(job_id, [])
         log.append(JobEvent(id=f"{len(log) + 1}-0", at=_now(), **fields))
 
-    def _update(self, job_id: str, **changes: Any) -> JobRecord:
+    def _update(
+        self,
+        job_id: str,
+        event_error: JobError | None = None,
+        retry_in: float | None = None,
+        **changes: Any,
+    ) -> JobRecord:
         job = self.jobs[job_id]
         job.record = replace(job.record, **changes)
         if "state" in changes:
-            self._event(job_id, kind="state", state=changes["state"])
+            state = changes["state"]
+            self._event(job_id, kind="state", state=state, error=event_error, retry_in=retry_in)
         return job.record
 
     async def enqueue(
@@ -121,36 +133,80 @@ class InMemoryJobQueue:
     async def ping(self) -> None:
         self._check()
 
-    async def run_pending(self, functions: Mapping[str, TaskFunction], ctx: dict[str, Any]) -> int:
-        """Run every queued job once, in order, as a worker would; return how many ran."""
-        queued = [job for job in self.jobs.values() if job.record.state is JobState.QUEUED]
-        for job in queued:
-            job_id = job.record.id
-            self._update(
-                job_id, state=JobState.IN_PROGRESS, tries=job.record.tries + 1, started_at=_now()
-            )
+    def ready(self) -> list[tuple[JobRecord, dict[str, Any]]]:
+        """The queued jobs and the retries due, oldest first, with their arguments: what a worker
+        would pick up. A retry is due at the next call, whatever its delay: this fake has no
+        clock (and a job enqueued with a delay is never due)."""
+        due = [
+            job
+            for job in self.jobs.values()
+            if job.record.state is JobState.QUEUED or job.retry_due
+        ]
+        for job in due:
+            job.retry_due = False
+        return [(job.record, dict(job.kwargs)) for job in due]
 
-            async def progress(percent: float, message: str = "", job_id: str = job_id) -> None:
-                self._update(job_id, progress=Progress(percent, message))
-                self._event(job_id, kind="progress", progress=Progress(percent, message))
+    def retry_later(self, job_id: str) -> None:
+        """The job's try asked for another (arq's `Retry`): the next `ready()` includes it."""
+        self.jobs[job_id].retry_due = True
 
-            async def cancel_requested(job_id: str = job_id) -> bool:
-                return self.jobs[job_id].record.cancel_requested
+    # JobRecorder: what the worker's runner writes, so the fast tier runs the real runner.
 
-            job_ctx = {
-                **ctx,
-                "job_id": job_id,
-                "job_try": job.record.tries,
-                "progress": progress,
-                "cancel_requested": cancel_requested,
-            }
-            try:
-                result = await functions[job.record.task](job_ctx, **job.kwargs)
-            except JobCancelledError:
-                self._update(job_id, state=JobState.CANCELLED, finished_at=_now())
-            except Exception as exc:  # a worker records every failure; so does this fake
-                error = JobError(type(exc).__name__, str(exc))
-                self._update(job_id, state=JobState.FAILED, finished_at=_now(), error=error)
-            else:
-                self._update(job_id, state=JobState.SUCCEEDED, finished_at=_now(), result=result)
-        return len(queued)
+    async def started(self, job_id: str, task: str, queue: str, job_try: int) -> None:
+        self._update(job_id, state=JobState.IN_PROGRESS, tries=job_try, started_at=_now())
+
+    async def progress(self, job_id: str, percent: float, message: str = "") -> None:
+        progress = Progress(max(0.0, min(100.0, float(percent))), message)
+        self._update(job_id, progress=progress)
+        self._event(job_id, kind="progress", progress=progress)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        return self.jobs[job_id].record.cancel_requested
+
+    async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
+        self._update(
+            job_id, state=JobState.DEFERRED, error=error, event_error=error, retry_in=delay
+        )
+
+    async def finished(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: JobError | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        self._update(
+            job_id,
+            state=state,
+            finished_at=finished_at or _now(),
+            result=result if state is JobState.SUCCEEDED else None,
+            error=error,
+            event_error=error,
+        )
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        self.dead.pop(letter.job_id, None)  # re-added letters move to the newest end
+        self.dead[letter.job_id] = letter
+
+    # Dead letters, as the web reads them.
+
+    async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
+        self._check()
+        newest_first = list(reversed(self.dead.values()))
+        return DeadLetterPage(len(newest_first), newest_first[offset : offset + limit])
+
+    async def dead_letter(self, job_id: str) -> DeadLetter | None:
+        self._check()
+        return self.dead.get(job_id)
+
+    async def remove_dead_letter(self, job_id: str) -> bool:
+        self._check()
+        return self.dead.pop(job_id, None) is not None
+
+    async def purge_dead_letters(self) -> int:
+        self._check()
+        count = len(self.dead)
+        self.dead.clear()
+        return count

@@ -10,7 +10,7 @@ import time
 import httpx
 from pydantic import BaseModel, ConfigDict, HttpUrl
 
-from .registry import Context, Task
+from .registry import Context, RetryPolicy, Task
 
 log = logging.getLogger(__name__)
 
@@ -35,4 +35,11 @@ async def check_url(ctx: Context, url: str) -> dict[str, int | float]:
     return {"status_code": response.status_code, "elapsed_ms": elapsed_ms}
 
 
-TASK = Task(name="check_url", function=check_url, args=CheckUrlArgs, timeout=15)
+TASK = Task(
+    name="check_url",
+    function=check_url,
+    args=CheckUrlArgs,
+    timeout=15,
+    # A refused connection or a slow answer may pass; an invalid URL will not.
+    retry=RetryPolicy(on=(httpx.TransportError,), timeouts=True, backoff=2),
+)

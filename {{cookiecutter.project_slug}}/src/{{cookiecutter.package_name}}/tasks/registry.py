@@ -4,9 +4,10 @@ The web validates arguments against `args` before it enqueues, so bad input is a
 not a failure in the worker; each queue's worker serves exactly the tasks routed to that queue.
 """
 
+import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pydantic import BaseModel
 
@@ -20,13 +21,42 @@ TaskFunction = Callable[..., Awaitable[Any]]
 
 
 @dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Which failures are transient, and how long to wait before the next try.
+
+    arq retries nothing by itself but `Retry`: a plain exception or a timeout fails the job. A task
+    lists here what is worth another try (a refused connection, a 503), within its tries. The wait
+    doubles each try, from `backoff` up to `max_backoff`, plus up to 25 % random jitter so that
+    jobs that failed together do not all come back at the same moment.
+    """
+
+    on: tuple[type[Exception], ...] = ()
+    timeouts: bool = False
+    """Retry a try that ran out of time."""
+    backoff: float = 1.0
+    max_backoff: float = 300.0
+
+    def applies(self, error: Exception, *, timed_out: bool) -> bool:
+        return (timed_out and self.timeouts) or (not timed_out and isinstance(error, self.on))
+
+    def delay(self, job_try: int) -> float:
+        """Seconds to wait after failed try number `job_try` (1 for the first)."""
+        base = min(self.max_backoff, self.backoff * 2.0 ** (job_try - 1))
+        return base * (1 + 0.25 * random.random())  # noqa: S311 - jitter, not cryptography
+
+
+NO_RETRY: Final = RetryPolicy()
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     name: str
     function: TaskFunction
     args: type[BaseModel]
     queue: QueueKey = "default"
     timeout: float | None = None
-    """Seconds; None takes the worker's JOB_TIMEOUT."""
+    """Seconds; None takes the queue's JOB_TIMEOUT or BULK_JOB_TIMEOUT."""
+    retry: RetryPolicy = NO_RETRY
     max_tries: int | None = None
     """Starts allowed (crash and shutdown re-runs included); None takes JOB_MAX_TRIES."""
     keep_result: int | None = None

@@ -32,7 +32,5 @@ TASK = Task(
     name="render_report",
     function=render_report,
     args=RenderReportArgs,
-    queue="bulk",
-    timeout=3600,
-    max_tries=3,
+    queue="bulk",  # its timeout is the bulk queue's BULK_JOB_TIMEOUT
 )

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 from ..queue import JobQueue
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
-from .routes import health, jobs, tasks
+from .routes import dead_letters, health, jobs, tasks
 
 QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
 
@@ -29,6 +29,7 @@ def create_app(
 
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
     app.include_router(jobs.router)
+    app.include_router(dead_letters.router)
     app.include_router(tasks.router)
     app.include_router(health.router)
     return app

@@ -5,7 +5,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..queue import JobEvent, JobRecord, JobState
+from ..queue import DeadLetter, JobEvent, JobRecord, JobState
 from ..settings import QueueKey
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
@@ -91,10 +91,14 @@ class EventOut(BaseModel):
     at: datetime
     state: JobState | None = None
     progress: ProgressOut | None = None
+    error: JobErrorOut | None = None
+    retry_in: float | None = Field(
+        default=None, description="Seconds until the next try, when a try failed and is retried."
+    )
 
     @classmethod
     def from_event(cls, event: JobEvent) -> "EventOut":
-        progress = event.progress
+        progress, error = event.progress, event.error
         return cls(
             id=event.id,
             kind=event.kind,
@@ -103,6 +107,8 @@ class EventOut(BaseModel):
             progress=ProgressOut(percent=progress.percent, message=progress.message)
             if progress
             else None,
+            error=JobErrorOut(type=error.type, message=error.message) if error else None,
+            retry_in=event.retry_in,
         )
 
 
@@ -115,3 +121,36 @@ class TaskOut(BaseModel):
 class HealthOut(BaseModel):
     status: str
     detail: str | None = None
+
+
+class DeadLetterOut(BaseModel):
+    job_id: str
+    task: str
+    queue: str
+    args: dict[str, Any]
+    error: JobErrorOut
+    tries: int
+    enqueued_at: datetime | None
+    failed_at: datetime
+
+    @classmethod
+    def from_letter(cls, letter: DeadLetter) -> "DeadLetterOut":
+        return cls(
+            job_id=letter.job_id,
+            task=letter.task,
+            queue=letter.queue,
+            args=dict(letter.kwargs),
+            error=JobErrorOut(type=letter.error.type, message=letter.error.message),
+            tries=letter.tries,
+            enqueued_at=letter.enqueued_at,
+            failed_at=letter.failed_at,
+        )
+
+
+class DeadLetterPageOut(BaseModel):
+    total: int = Field(description="Every dead letter kept, not just this page's.")
+    letters: list[DeadLetterOut]
+
+
+class PurgedOut(BaseModel):
+    purged: int

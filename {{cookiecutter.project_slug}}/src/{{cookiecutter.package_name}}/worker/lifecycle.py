@@ -11,6 +11,7 @@ from ..queue.arq import ledger_for
 from ..settings import Settings
 from ..tasks import Context
 from .heartbeat import beat_forever, worker_key
+from .logs import hide_job_arguments
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +21,8 @@ async def startup(ctx: Context) -> None:
     `redis` there)."""
     settings: Settings = ctx["settings"]
     logging.getLogger("{{ cookiecutter.package_name }}").setLevel(settings.log_level)
+    if not settings.log_job_arguments:
+        hide_job_arguments()
     ctx["ledger"] = ledger_for(ctx["redis"], settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["heartbeat"] = asyncio.create_task(

@@ -1,44 +1,102 @@
-"""How the worker runs a task: it keeps the job's ledger record up to date around the call and
-gives the task its progress and cancellation helpers in ctx."""
+"""How the worker runs a task: the job's record kept up to date around the call, progress and
+cancellation helpers in ctx, the task's retry policy, and a dead letter when a job fails for good.
+
+arq itself retries only on `Retry`: a plain exception or a timeout fails the job at once, and a job
+whose every start was cut off (crash, shutdown) ends as a bare "max retries exceeded" that never
+reaches the task. So the worker registers each task with one start more than its tries (see
+worker.settings), and this wrapper decides: retry with backoff, or fail and keep a dead letter.
+"""
 
 import asyncio
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
 from arq.worker import Retry
 
-from ..queue import JobCancelledError, JobError, JobState
-from ..queue.ledger import Ledger
+from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
+from ..settings import Settings
 from ..tasks import Context, Task
+
+
+class TriesExhaustedError(Exception):
+    """Every start of the job was cut off (its worker stopped or died) before it finished."""
+
+
+def max_tries(task: Task, settings: Settings) -> int:
+    return task.max_tries or settings.job_max_tries
+
+
+def timeout(task: Task, settings: Settings) -> float:
+    if task.timeout is not None:
+        return task.timeout
+    return settings.bulk_job_timeout if task.queue == "bulk" else settings.job_timeout
 
 
 def job_function(task: Task) -> Any:
     """The coroutine arq runs for `task`: the task itself, with its record kept in the ledger."""
 
     async def run(ctx: Context, **kwargs: Any) -> Any:
-        ledger: Ledger = ctx["ledger"]
+        recorder: JobRecorder = ctx["ledger"]
+        settings: Settings = ctx["settings"]
         job_id: str = ctx["job_id"]
-        await ledger.started(job_id, task.name, ctx["queue_name"], ctx["job_try"])
-        ctx["progress"] = partial(ledger.progress, job_id)
-        ctx["cancel_requested"] = partial(ledger.cancel_requested, job_id)
+        job_try: int = ctx["job_try"]
+        tries = max_tries(task, settings)
+
+        async def fail(error: JobError) -> None:
+            await recorder.finished(job_id, JobState.FAILED, error=error)
+            enqueued = ctx.get("enqueue_time")
+            await recorder.add_dead_letter(
+                DeadLetter(
+                    job_id=job_id,
+                    task=task.name,
+                    queue=ctx["queue_name"],
+                    kwargs=kwargs,
+                    error=error,
+                    tries=min(job_try, tries),
+                    enqueued_at=enqueued if isinstance(enqueued, datetime) else None,
+                    failed_at=datetime.now(tz=UTC),
+                )
+            )
+
+        if job_try > tries:
+            message = f"started {tries} times, never finished (its worker stopped or died)"
+            await fail(JobError(TriesExhaustedError.__name__, message))
+            raise TriesExhaustedError(message)
+
+        await recorder.started(job_id, task.name, ctx["queue_name"], job_try)
+        ctx["progress"] = partial(recorder.progress, job_id)
+        ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
+        limit = timeout(task, settings)
         try:
-            result = await task.function(ctx, **kwargs)
+            # Our own deadline, just inside arq's, so that a timeout can be retried by policy.
+            async with asyncio.timeout(limit) as deadline:
+                result = await task.function(ctx, **kwargs)
         except JobCancelledError:
-            await ledger.finished(job_id, JobState.CANCELLED)
+            await recorder.finished(job_id, JobState.CANCELLED)
             return None
         except asyncio.CancelledError:
-            # An abort (cancel requested) is final; a timeout or a shutdown re-queue is told
-            # apart later from arq's own result (see queue.arq).
-            if await asyncio.shield(ledger.cancel_requested(job_id)):
-                await asyncio.shield(ledger.finished(job_id, JobState.CANCELLED))
+            # An abort (cancel requested) is final; a shutdown re-queues the job and its next
+            # start updates the record.
+            if await asyncio.shield(recorder.cancel_requested(job_id)):
+                await asyncio.shield(recorder.finished(job_id, JobState.CANCELLED))
             raise
         except Retry:
-            raise  # arq runs it again; the next start updates the record
+            raise  # the task asked for it; arq runs it again and the next start updates the record
         except Exception as exc:
-            error = JobError(type(exc).__name__, str(exc))
-            await ledger.finished(job_id, JobState.FAILED, error=error)
+            timed_out = deadline.expired()
+            error = (
+                JobError("TimeoutError", f"timed out after {limit:g} s")
+                if timed_out
+                else JobError(type(exc).__name__, str(exc))
+            )
+            if job_try < tries and task.retry.applies(exc, timed_out=timed_out):
+                delay = task.retry.delay(job_try)
+                await recorder.retrying(job_id, error, delay)
+                raise Retry(defer=delay) from exc
+            await fail(error)
             raise
-        await ledger.finished(job_id, JobState.SUCCEEDED, result=result)
+        await recorder.finished(job_id, JobState.SUCCEEDED, result=result)
         return result
 
     run.__name__ = run.__qualname__ = task.name

@@ -12,29 +12,41 @@ from typing import Any, Final
 from arq import func
 
 from ..queue.arq import redis_settings
+from ..queue.serializer import deserialize, serialize
 from ..settings import Settings
 from ..tasks import TASKS, QueueKey
 {%- if cookiecutter.use_cron %}
 from .cron import CRON_JOBS
 {%- endif %}
 from .lifecycle import shutdown, startup
-from .runner import job_function
+from .runner import job_function, max_tries, timeout
+
+TIMEOUT_BACKSTOP = 1.0
+"""arq's timeout is the runner's deadline plus this: the runner's fires first and can retry."""
 
 
 def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str, Any]:
     """The keyword arguments of `arq.Worker` for one queue's workers."""
     queue_name = settings.queue_for(queue)
+    tasks = [task for task in TASKS.values() if task.queue == queue]
+    for task in tasks:
+        if max_tries(task, settings) < 2:
+            raise ValueError(
+                f"task {task.name!r}: max_tries must be at least 2, or a worker that stops "
+                "mid-job (a deploy) fails the job for good"
+            )
     return {
         "functions": [
             func(
                 job_function(task),
                 name=task.name,
-                timeout=task.timeout,
-                max_tries=task.max_tries,
+                timeout=timeout(task, settings) + TIMEOUT_BACKSTOP,
+                # One start more than the task's tries: a job whose every start was cut off
+                # still reaches the runner, which fails it with a dead letter (see runner).
+                max_tries=max_tries(task, settings) + 1,
                 keep_result=task.keep_result,
             )
-            for task in TASKS.values()
-            if task.queue == queue
+            for task in tasks
         ],
 {%- if cookiecutter.use_cron %}
         # Cron runs on the default queue's workers only: one schedule, not one per queue.
@@ -46,11 +58,14 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
             settings.worker_max_jobs if queue == "default" else settings.bulk_worker_max_jobs
         ),
         "poll_delay": settings.worker_poll_delay,
-        "job_timeout": settings.job_timeout,
-        "max_tries": settings.job_max_tries,
         "keep_result": settings.job_keep_result,
+        # No pickle: jobs and results are msgpack, read the same way by the web (queue.arq).
+        "job_serializer": serialize,
+        "job_deserializer": deserialize,
+        # Results may hold what the arguments held; neither is logged (see worker.logs).
+        "log_results": False,
         # On SIGTERM: take no new jobs, let running ones finish this long, then re-queue them.
-        "job_completion_wait": settings.job_completion_wait,
+        "job_completion_wait": settings.completion_wait,
         "handle_signals": True,
         "allow_abort_jobs": True,
         "on_startup": startup,

@@ -2,8 +2,8 @@
 
 import hashlib
 import json
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Mapping
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from ...queue import (
     DuplicateJobError,
+    Enqueued,
     Idempotency,
     IdempotencyConflictError,
     JobEvent,
@@ -21,6 +22,7 @@ from ...queue import (
     JobState,
     QueueUnavailableError,
 )
+from ...settings import Settings
 from ...tasks import TASKS, UnknownTaskError, prepare
 from ..deps import QueueDep, SettingsDep
 from ..schemas import JOB_ID_PATTERN, EnqueueRequest, EventOut, JobAccepted, JobOut
@@ -59,6 +61,62 @@ async def found(queue: JobQueue, job_id: str) -> JobOut:
     return JobOut.from_record(record)
 
 
+async def submit(
+    queue: JobQueue,
+    settings: Settings,
+    task_name: str,
+    raw_args: Mapping[str, Any],
+    *,
+    job_id: str | None = None,
+    defer: float | None = None,
+    idempotency_key: str | None = None,
+) -> tuple[Enqueued, str]:
+    """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
+    replay of a dead letter. Returns the job and its queue; bad input raises a 4xx."""
+    try:
+        kwargs = prepare(TASKS, task_name, raw_args)
+    except UnknownTaskError as exc:
+        raise RequestValidationError(
+            [{"type": "unknown_task", "loc": ("body", "task"), "msg": str(exc), "input": task_name}]
+        ) from exc
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", "args", *error["loc"])} for error in exc.errors()]
+        ) from exc
+    if defer is not None and defer > settings.job_retention:
+        # The job's record would expire before the job starts.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("body", "defer_seconds"),
+                    "msg": f"Input should be less than or equal to {settings.job_retention}",
+                    "input": defer,
+                }
+            ]
+        )
+    idempotency = None
+    if idempotency_key is not None:
+        canonical = json.dumps([task_name, kwargs, job_id, defer], sort_keys=True)
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
+    queue_name = settings.queue_for(TASKS[task_name].queue)
+    try:
+        enqueued = await queue.enqueue(
+            task_name,
+            kwargs,
+            queue=queue_name,
+            job_id=job_id,
+            idempotency=idempotency,
+            defer=defer or 0,
+        )
+    except (DuplicateJobError, IdempotencyConflictError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+    return enqueued, queue_name
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
@@ -77,47 +135,15 @@ async def enqueue(
     idempotency_key: IdempotencyKey = None,
 ) -> JobAccepted:
     """Validate the task's arguments, queue the job, and point to it (`Location`)."""
-    try:
-        kwargs = prepare(TASKS, body.task, body.args)
-    except UnknownTaskError as exc:
-        raise RequestValidationError(
-            [{"type": "unknown_task", "loc": ("body", "task"), "msg": str(exc), "input": body.task}]
-        ) from exc
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", "args", *error["loc"])} for error in exc.errors()]
-        ) from exc
-    if body.defer_seconds is not None and body.defer_seconds > settings.job_retention:
-        # The job's record would expire before the job starts.
-        raise RequestValidationError(
-            [
-                {
-                    "type": "less_than_equal",
-                    "loc": ("body", "defer_seconds"),
-                    "msg": f"Input should be less than or equal to {settings.job_retention}",
-                    "input": body.defer_seconds,
-                }
-            ]
-        )
-    idempotency = None
-    if idempotency_key is not None:
-        canonical = json.dumps([body.task, kwargs, body.job_id, body.defer_seconds], sort_keys=True)
-        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
-        idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
-    queue_name = settings.queue_for(TASKS[body.task].queue)
-    try:
-        enqueued = await queue.enqueue(
-            body.task,
-            kwargs,
-            queue=queue_name,
-            job_id=body.job_id,
-            idempotency=idempotency,
-            defer=body.defer_seconds or 0,
-        )
-    except (DuplicateJobError, IdempotencyConflictError) as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    enqueued, queue_name = await submit(
+        queue,
+        settings,
+        body.task,
+        body.args,
+        job_id=body.job_id,
+        defer=body.defer_seconds,
+        idempotency_key=idempotency_key,
+    )
     url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
     response.headers["Location"] = url
     state = JobState.DEFERRED if body.defer_seconds else JobState.QUEUED

@@ -1,0 +1,107 @@
+"""Dead letters: jobs that failed for good. List them, look at one, replay it as a new job, or
+forget them."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
+
+from ...queue import JobState, QueueUnavailableError
+from ..deps import QueueDep, SettingsDep
+from ..schemas import JOB_ID_PATTERN, DeadLetterOut, DeadLetterPageOut, JobAccepted, PurgedOut
+from .jobs import UNAVAILABLE, submit, unavailable
+
+router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+
+LetterId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The failed job's id.")]
+NOT_FOUND = {"description": "No dead letter for this job"}
+
+
+@router.get("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
+async def list_dead_letters(
+    queue: QueueDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> DeadLetterPageOut:
+    """Newest first; `total` counts every letter kept."""
+    try:
+        page = await queue.dead_letters(limit, offset)
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+    return DeadLetterPageOut(
+        total=page.total, letters=[DeadLetterOut.from_letter(letter) for letter in page.letters]
+    )
+
+
+@router.get(
+    "/{job_id}",
+    responses={
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+)
+async def get_dead_letter(job_id: LetterId, queue: QueueDep) -> DeadLetterOut:
+    try:
+        letter = await queue.dead_letter(job_id)
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+    if letter is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
+    return DeadLetterOut.from_letter(letter)
+
+
+@router.post(
+    "/{job_id}/replay",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
+        422: {  # (starlette renamed the constant; the number is stable)
+            "description": "The task no longer exists or no longer takes these arguments"
+        },
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+)
+async def replay_dead_letter(
+    job_id: LetterId, queue: QueueDep, settings: SettingsDep, request: Request, response: Response
+) -> JobAccepted:
+    """Queue the failed job again as a NEW job (`Location`), then drop the letter.
+
+    The arguments are validated as on POST /jobs: if the task changed since, this is a 422 and the
+    letter stays.
+    """
+    letter = await get_dead_letter(job_id, queue)
+    enqueued, queue_name = await submit(queue, settings, letter.task, letter.args)
+    try:
+        await queue.remove_dead_letter(job_id)
+    except QueueUnavailableError as exc:  # the new job is queued; the letter stays, visibly
+        raise unavailable() from exc
+    url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
+    response.headers["Location"] = url
+    return JobAccepted(
+        id=enqueued.job_id, task=letter.task, state=JobState.QUEUED, queue=queue_name, url=url
+    )
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        status.HTTP_404_NOT_FOUND: NOT_FOUND,
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+)
+async def delete_dead_letter(job_id: LetterId, queue: QueueDep) -> None:
+    try:
+        removed = await queue.remove_dead_letter(job_id)
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+    if not removed:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
+
+
+@router.delete("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
+async def purge_dead_letters(queue: QueueDep) -> PurgedOut:
+    """Forget every dead letter."""
+    try:
+        return PurgedOut(purged=await queue.purge_dead_letters())
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
