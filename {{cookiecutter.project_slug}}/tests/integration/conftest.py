@@ -9,11 +9,15 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import httpx
@@ -26,6 +30,7 @@ from redis.exceptions import RedisError
 
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
+from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 
 
@@ -179,3 +184,91 @@ async def serve(settings: Settings) -> AsyncIterator[Callable[[], Awaitable[str]
     for server, task in servers:
         server.should_exit = True
         await task
+
+
+@dataclass
+class Process:
+    """A service process of the generated project (a worker, the web), as compose would run it."""
+
+    name: str
+    process: "subprocess.Popen[bytes]"
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        self.process.send_signal(sig)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise AssertionError(f"{self.name} ignored signal {sig}:\n{self.output()}") from None
+
+
+def service_env(settings: Settings, **extra: object) -> dict[str, str]:
+    """The environment of a service process: these settings, as the process reads them."""
+    env = {
+        "REDIS_URL": str(settings.redis_url),
+        "QUEUE_NAME": settings.queue_name,
+        "BULK_QUEUE_NAME": settings.bulk_queue_name,
+        "WORKER_POLL_DELAY": str(settings.worker_poll_delay),
+        "WORKER_HEARTBEAT_INTERVAL": str(settings.worker_heartbeat_interval),
+        "JOB_KEEP_RESULT": str(settings.job_keep_result),
+        "JOB_RETENTION": str(settings.job_retention),
+        "IDEMPOTENCY_WINDOW": str(settings.idempotency_window),
+    }
+    env.update({key.upper(): str(value) for key, value in extra.items()})
+    return {**os.environ, **env}
+
+
+class SpawnWorker(Protocol):
+    def __call__(
+        self, queue: QueueKey = "default", settings: Settings | None = None, **env: object
+    ) -> Process: ...
+
+
+@pytest.fixture
+def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
+    """Start `arq ...WorkerSettings` (or BulkWorkerSettings) as a process of its own, and return
+    once its liveness key is there: it is connected and ready to take jobs."""
+    started: list[Process] = []
+
+    default = settings
+
+    def spawn(
+        queue: QueueKey = "default", settings: Settings | None = None, **env: object
+    ) -> Process:
+        settings = settings or default
+        name = f"{settings.worker_id}-{queue}-{len(started)}"
+        target = "WorkerSettings" if queue == "default" else "BulkWorkerSettings"
+        log = tmp_path / f"{name}.log"
+        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                [
+                    str(Path(sys.executable).with_name("arq")),
+                    f"{{ cookiecutter.package_name }}.worker.settings.{target}",
+                ],
+                env=service_env(settings, worker_id=name, **env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        worker = Process(name, process, log)
+        started.append(worker)
+        key = worker_key(settings.model_copy(update={"worker_id": name}), queue)
+        deadline = time.monotonic() + 30
+        with Redis.from_url(str(settings.redis_url)) as redis:
+            while not redis.exists(key):
+                if not worker.alive() or time.monotonic() > deadline:
+                    pytest.fail(f"worker {name} did not start:\n{worker.output()}")
+                time.sleep(0.05)
+        return worker
+
+    yield spawn
+    for worker in started:
+        if worker.alive():
+            worker.process.kill()
+            worker.process.wait()

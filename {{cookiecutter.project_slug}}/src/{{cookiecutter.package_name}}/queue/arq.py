@@ -65,12 +65,13 @@ def unavailable_as_queue_error() -> Iterator[None]:
         raise QueueUnavailableError(str(exc)) from exc
 
 
-def redis_settings(settings: Settings, retries: int = 5) -> RedisSettings:
+def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
     """arq's connection settings from our URL.
 
     Unlike `RedisSettings.from_dsn` this decodes percent-escaped user names and passwords, and it
-    retries commands with backoff (0.1, 0.2, 0.4 ... s), so a Redis blip of a few seconds does not
-    kill an idle worker.
+    retries commands with backoff (0.1, 0.2, 0.4 ... capped at 2 s: about 15 s with 10 retries),
+    so a Redis restart of a few seconds does not kill a worker (arq's own default exits on the
+    first refused connection).
     """
     url = settings.redis_url
     return RedisSettings(

@@ -1,0 +1,303 @@
+"""Fault injection on real processes: workers stopped and killed mid-job, Redis restarted under
+load, transient failures retried, exhausted jobs dead-lettered and replayed.
+
+Marked slow (they wait out real timeouts); CI runs them. The figures they measure (recovery
+times, jobs lost) are printed (`pytest -s`) and quoted in README.md.
+"""
+
+import asyncio
+import http.server
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import Process, SpawnWorker, StartWorkers, answers, free_port, service_env
+
+pytestmark = pytest.mark.slow
+
+
+def report(pages: int, seconds: float) -> dict[str, Any]:
+    return {"task": "render_report", "args": {"pages": pages, "seconds_per_page": seconds}}
+
+
+async def wait_for(
+    client: httpx.AsyncClient, location: str, states: set[str], within: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        job: dict[str, Any] = (await client.get(location)).json()
+        if job["state"] in states:
+            return job
+        assert time.monotonic() < deadline, f"not {states} within {within} s: {job}"
+        await asyncio.sleep(0.05)
+
+
+async def succeeded_once(client: httpx.AsyncClient, location: str) -> bool:
+    events = (await client.get(f"{location}/events")).json()
+    return [e["state"] for e in events if e["kind"] == "state"].count("succeeded") == 1
+
+
+async def test_sigterm_mid_job_loses_nothing_and_runs_each_job_to_the_end_once(
+    client: httpx.AsyncClient, spawn_worker: SpawnWorker
+) -> None:
+    # Short jobs end within the completion wait; long ones are re-queued and end on the next worker.
+    wait = 2
+    first = spawn_worker("bulk", bulk_worker_max_jobs=10, job_completion_wait=wait)
+    short = [(await client.post("/jobs", json=report(2, 0.25))).headers["location"] for _ in "ab"]
+    long = [(await client.post("/jobs", json=report(10, 0.5))).headers["location"] for _ in "abc"]
+    for location in short + long:
+        await wait_for(client, location, {"in_progress"}, within=10)
+
+    stopped_at = time.monotonic()
+    assert await asyncio.to_thread(first.stop, signal.SIGTERM, 30) == 0, first.output()
+    stop_seconds = time.monotonic() - stopped_at
+    second = spawn_worker("bulk", bulk_worker_max_jobs=10)
+    jobs = [await wait_for(client, loc, {"succeeded", "failed"}, 30) for loc in short + long]
+
+    print(f"\nSIGTERM: worker exited in {stop_seconds:.1f} s (completion wait {wait} s)")
+    assert stop_seconds < wait + 5
+    assert [job["state"] for job in jobs] == ["succeeded"] * 5, jobs
+    assert [job["tries"] for job in jobs] == [1, 1, 2, 2, 2]  # long ones: re-queued once
+    assert all([await succeeded_once(client, location) for location in short + long])
+    assert second.alive()
+
+
+async def test_sigkill_mid_job_reruns_it_within_its_timeout_plus_a_bounded_margin(
+    client: httpx.AsyncClient, spawn_worker: SpawnWorker
+) -> None:
+    timeout = 3  # the bulk queue's task timeout for this test; the job itself takes 2 s
+    first = spawn_worker("bulk", bulk_job_timeout=timeout)
+    location = (await client.post("/jobs", json=report(4, 0.5))).headers["location"]
+    await wait_for(client, location, {"in_progress"}, within=10)
+
+    killed_at = time.monotonic()
+    first.stop(signal.SIGKILL)
+    spawn_worker("bulk", bulk_job_timeout=timeout)
+    job = await wait_for(client, location, {"succeeded", "failed"}, within=60)
+    recovered = time.monotonic() - killed_at
+
+    # arq re-runs it once the dead worker's in-progress key expires: the worker's longest task
+    # timeout + 1 s (our backstop) + 10 s (arq's margin); then the job's own 2 s.
+    bound = timeout + 1 + 10 + 2 + 3
+    print(f"\nSIGKILL: job finished {recovered:.1f} s after the kill (bound {bound} s)")
+    assert (job["state"], job["tries"]) == ("succeeded", 2), job
+    assert recovered < bound
+
+
+class RedisServer:
+    """A redis-server of this test's own, with an append-only file, so it can be restarted."""
+
+    def __init__(self, directory: Path) -> None:
+        server = shutil.which("redis-server")
+        if server is None:
+            pytest.fail("this test restarts a redis-server of its own: put redis-server on PATH")
+        self.command = [server, "--port", str(free_port()), "--bind", "127.0.0.1"]
+        self.command += ["--dir", str(directory), "--save", "", "--appendonly", "yes"]
+        self.command += ["--appendfsync", "always"]
+        self.url = f"redis://127.0.0.1:{self.command[2]}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        if not answers(self.url, wait=10):
+            pytest.fail("redis-server did not start")
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.stop()
+
+
+@pytest.fixture
+def web_process(
+    restartable_redis: RedisServer, settings: Settings, tmp_path: Path
+) -> Iterator[tuple[str, Process]]:
+    """The web app as its own process (the Dockerfile's command), on the restartable Redis."""
+    port = free_port()
+    command = [
+        str(Path(sys.executable).with_name("uvicorn")),
+        "{{ cookiecutter.package_name }}.web.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
+    log = tmp_path / "web.log"
+    env = service_env(settings, redis_url=restartable_redis.url)
+    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+    web = Process("web", process, log)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if not web.alive() or time.monotonic() > deadline:
+            pytest.fail(f"the web process did not start:\n{web.output()}")
+        time.sleep(0.05)
+    yield base, web
+    if web.alive():
+        web.stop(timeout=15)
+
+
+async def test_a_redis_restart_under_load_loses_no_accepted_job(
+    restartable_redis: RedisServer,
+    web_process: tuple[str, Process],
+    settings: Settings,
+    spawn_worker: SpawnWorker,
+) -> None:
+    base, web = web_process
+    on_restartable = settings.model_copy(update={"redis_url": restartable_redis.url})
+    worker = spawn_worker("default", settings=on_restartable)
+    accepted: list[str] = []
+    statuses: list[int] = []
+    ready_during_outage: list[int] = []
+
+    async def enqueue_for(seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+            while time.monotonic() < deadline:
+                body = {"task": "word_count", "args": {"text": f"job {len(statuses)}"}}
+                response = await http.post("/jobs", json=body)
+                statuses.append(response.status_code)
+                if response.status_code == 202:
+                    accepted.append(response.headers["location"])
+                else:
+                    assert response.headers.get("retry-after"), response.text
+                await asyncio.sleep(0.05)
+
+    load = asyncio.create_task(enqueue_for(9))
+    await asyncio.sleep(2)
+    await asyncio.to_thread(restartable_redis.stop)
+    outage_started = time.monotonic()
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        await asyncio.sleep(1)
+        ready_during_outage.append((await http.get("/health/ready")).status_code)
+        await asyncio.sleep(2)
+    await asyncio.to_thread(restartable_redis.start)
+    outage = time.monotonic() - outage_started
+    await load
+
+    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        deadline = time.monotonic() + 30
+        pending = list(accepted)
+        while pending and time.monotonic() < deadline:
+            states = [(await http.get(location)).json()["state"] for location in pending]
+            pending = [
+                loc for loc, state in zip(pending, states, strict=True) if state != "succeeded"
+            ]
+            await asyncio.sleep(0.2)
+        recovered = (await http.get("/health/ready")).status_code
+
+    refused = statuses.count(503)
+    print(
+        f"\nRedis down {outage:.1f} s: {len(accepted)} accepted, {refused} refused with 503, "
+        f"{len(pending)} accepted jobs lost"
+    )
+    assert set(statuses) <= {202, 503}, statuses  # never a 500
+    assert refused > 0, "the outage was not seen"
+    assert ready_during_outage == [503]
+    assert recovered == 200
+    assert pending == [], f"accepted jobs not run: {pending}\n{worker.output()[-3000:]}"
+    assert worker.alive(), worker.output()
+    assert web.alive(), web.output()
+
+
+class FlakyServer:
+    """An HTTP endpoint that is not there until `open()`: connections are refused before."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.server: http.server.HTTPServer | None = None
+
+    def open(self) -> None:
+        class Ok(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.server = http.server.HTTPServer(("127.0.0.1", self.port), Ok)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+
+@pytest.fixture
+def flaky() -> Iterator[FlakyServer]:
+    server = FlakyServer()
+    yield server
+    server.close()
+
+
+async def test_a_transient_failure_is_retried_with_growing_delays_then_succeeds(
+    client: httpx.AsyncClient, start_workers: StartWorkers, flaky: FlakyServer
+) -> None:
+    await start_workers()
+    body = {"task": "check_url", "args": {"url": flaky.url}}
+    location = (await client.post("/jobs", json=body)).headers["location"]
+
+    retries: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 30
+    while len(retries) < 2 and time.monotonic() < deadline:  # refused twice, then it answers
+        events = (await client.get(f"{location}/events")).json()
+        retries = [e for e in events if e["state"] == "deferred"]
+        await asyncio.sleep(0.05)
+    flaky.open()
+    job = await wait_for(client, location, {"succeeded", "failed"}, within=30)
+
+    assert (job["state"], job["tries"]) == ("succeeded", 3), job
+    assert [e["error"]["type"] for e in retries] == ["ConnectError", "ConnectError"]
+    first, second = (e["retry_in"] for e in retries)
+    assert 2 <= first <= 2.5 < 4 <= second <= 5  # check_url backs off from 2 s, doubling
+
+
+async def test_an_exhausted_job_is_dead_lettered_and_its_replay_succeeds(
+    settings: Settings, start_workers: StartWorkers, flaky: FlakyServer, client: httpx.AsyncClient
+) -> None:
+    await start_workers()
+    body = {"task": "check_url", "args": {"url": flaky.url}}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+
+    job = await wait_for(client, f"/jobs/{job_id}", {"failed"}, within=30)
+    letter = (await client.get(f"/dead-letters/{job_id}")).json()
+    flaky.open()
+    replay = await client.post(f"/dead-letters/{job_id}/replay")
+    replayed = await wait_for(client, replay.headers["location"], {"succeeded", "failed"}, 30)
+
+    assert job["tries"] == settings.job_max_tries
+    assert (letter["tries"], letter["error"]["type"]) == (settings.job_max_tries, "ConnectError")
+    assert letter["args"] == {"url": flaky.url}
+    assert replay.status_code == 202
+    assert replayed["state"] == "succeeded"
+    assert (await client.get(f"/dead-letters/{job_id}")).status_code == 404
