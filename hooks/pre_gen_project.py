@@ -48,8 +48,9 @@ def problems(a: dict) -> list[str]:
             f"python_version {a['python_version']!r} is not supported: choose one of "
             + ", ".join(SUPPORTED_PYTHONS)
         )
-    if not isinstance(a["use_cron"], bool):
-        found.append(f"use_cron must be true or false, not {a['use_cron']!r}")
+    for name in ("use_cron", "use_api_key"):
+        if not isinstance(a[name], bool):
+            found.append(f"{name} must be true or false, not {a[name]!r}")
     return found
 
 

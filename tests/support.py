@@ -24,7 +24,7 @@ UV = find_uv_bin()
 OPTION_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
     "no-cron-py311": {"use_cron": False, "python_version": "3.11"},
-    "py313": {"python_version": "3.13"},
+    "py313-api-key": {"python_version": "3.13", "use_api_key": True},
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
         "project_slug": "cafe-2-dienst",
@@ -43,6 +43,10 @@ CRON_FILES = (
     "src/{pkg}/worker/cron.py",
     "tests/unit/test_cron.py",
     "tests/integration/test_cron_jobs.py",
+)
+API_KEY_FILES = (
+    "src/{pkg}/web/auth.py",
+    "tests/unit/test_api_key.py",
 )
 
 

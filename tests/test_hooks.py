@@ -18,6 +18,7 @@ QUESTIONS = (
     "project_name",
     "project_slug",
     "python_version",
+    "use_api_key",
     "use_cron",
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Render
-from support import CRON_FILES, OPTION_SETS, UV, clean_env, find_python, run
+from support import API_KEY_FILES, CRON_FILES, OPTION_SETS, UV, clean_env, find_python, run
 
 ENGINES = ("cookiecutter", "copier")
 LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.|_copier_")
@@ -47,6 +47,12 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
         assert (project / pattern.format(pkg=package)).is_file() is use_cron, pattern
     settings = (project / "src" / package / "worker" / "settings.py").read_text()
     assert ("CRON_JOBS" in settings) is use_cron
+    use_api_key = OPTION_SETS[option_set].get("use_api_key", False)
+    for pattern in API_KEY_FILES:
+        assert (project / pattern.format(pkg=package)).is_file() is use_api_key, pattern
+    app = (project / "src" / package / "web" / "app.py").read_text()
+    assert ("require_api_key" in app) is use_api_key
+    assert ("API_KEY" in (project / "compose.yaml").read_text()) is use_api_key
 
 
 @pytest.mark.parametrize("option_set", OPTION_SETS)

@@ -6,9 +6,14 @@ Both processes must agree on the Redis URL and the queue name, so both read them
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import Field, RedisDsn, model_validator
+from pydantic import Field, RedisDsn, {% if cookiecutter.use_api_key %}SecretStr, {% endif %}model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+{% if cookiecutter.use_api_key -%}
+# The placeholder of .env.example: a copied .env must not run with it.
+WEAK_KEYS = frozenset({"replace-with-a-generated-key"})
+
+{% endif -%}
 SHUTDOWN_MARGIN = 5
 """Seconds a worker needs after its completion wait: cancel and re-queue jobs, shut down, exit."""
 
@@ -17,7 +22,13 @@ QueueKey = Literal["default", "bulk"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        # A refused value is named, never shown: it may be a password in a Redis URL, or a key.
+        hide_input_in_errors=True,
+    )
 
     app_name: str = "{{ cookiecutter.project_slug }}"
     redis_url: RedisDsn = Field(
@@ -105,6 +116,15 @@ class Settings(BaseSettings):
         default=4, ge=1, le=10_000, description="Long jobs one bulk worker runs at once."
     )
 
+{%- if cookiecutter.use_api_key %}
+    # Only the web needs it, and refuses to start without one (web.app); workers never see it.
+    api_key: SecretStr | None = Field(
+        default=None,
+        min_length=24,
+        description="The key clients send in X-API-Key to use the job endpoints (web only).",
+    )
+{%- endif %}
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_job_arguments: bool = Field(
         default=False, description="Show job arguments in the worker's job start lines."
@@ -132,6 +152,19 @@ class Settings(BaseSettings):
                 "before the worker re-queues them"
             )
         return self
+
+{%- if cookiecutter.use_api_key %}
+
+    @model_validator(mode="after")
+    def _refuse_weak_key(self) -> Self:
+        key = self.api_key.get_secret_value() if self.api_key else None
+        if key is not None and (len(set(key)) < 8 or key.lower() in WEAK_KEYS):
+            raise ValueError(
+                "API_KEY is a placeholder or too simple: generate one, e.g. "
+                '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+            )
+        return self
+{%- endif %}
 
     @model_validator(mode="after")
     def _replays_find_their_job(self) -> Self:

@@ -25,6 +25,9 @@ import pytest
 import uvicorn
 from arq.worker import Worker
 from asgi_lifespan import LifespanManager
+{%- if cookiecutter.use_api_key %}
+from pydantic import SecretStr
+{%- endif %}
 from redis import Redis
 from redis.exceptions import RedisError
 
@@ -32,6 +35,8 @@ from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+
+from ..auth import AUTH{% if cookiecutter.use_api_key %}, TEST_API_KEY{% endif %}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -103,6 +108,9 @@ def settings(redis_url: str) -> Iterator[Settings]:
         job_retention=600,
         idempotency_window=600,
         stream_ping_interval=1,
+{%- if cookiecutter.use_api_key %}
+        api_key=SecretStr(TEST_API_KEY),
+{%- endif %}
     )
     yield settings
     with Redis.from_url(redis_url) as redis:
@@ -116,7 +124,9 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as http:
             yield http
 
 
@@ -220,6 +230,9 @@ def service_env(settings: Settings, **extra: object) -> dict[str, str]:
         "JOB_KEEP_RESULT": str(settings.job_keep_result),
         "JOB_RETENTION": str(settings.job_retention),
         "IDEMPOTENCY_WINDOW": str(settings.idempotency_window),
+{%- if cookiecutter.use_api_key %}
+        "API_KEY": settings.api_key.get_secret_value() if settings.api_key else "",
+{%- endif %}
     }
     env.update({key.upper(): str(value) for key, value in extra.items()})
     return {**os.environ, **env}

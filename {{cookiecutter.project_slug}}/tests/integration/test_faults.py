@@ -22,6 +22,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import Settings
 
+from ..auth import AUTH
 from .conftest import Process, SpawnWorker, StartWorkers, answers, free_port, service_env
 
 pytestmark = pytest.mark.slow
@@ -179,7 +180,7 @@ async def test_a_redis_restart_under_load_loses_no_accepted_job(
 
     async def enqueue_for(seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=30, headers=AUTH) as http:
             while time.monotonic() < deadline:
                 body = {"task": "word_count", "args": {"text": f"job {len(statuses)}"}}
                 response = await http.post("/jobs", json=body)
@@ -194,7 +195,7 @@ async def test_a_redis_restart_under_load_loses_no_accepted_job(
     await asyncio.sleep(2)
     await asyncio.to_thread(restartable_redis.stop)
     outage_started = time.monotonic()
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=AUTH) as http:
         await asyncio.sleep(1)
         ready_during_outage.append((await http.get("/health/ready")).status_code)
         await asyncio.sleep(2)
@@ -202,7 +203,7 @@ async def test_a_redis_restart_under_load_loses_no_accepted_job(
     outage = time.monotonic() - outage_started
     await load
 
-    async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+    async with httpx.AsyncClient(base_url=base, timeout=30, headers=AUTH) as http:
         deadline = time.monotonic() + 30
         pending = list(accepted)
         while pending and time.monotonic() < deadline:

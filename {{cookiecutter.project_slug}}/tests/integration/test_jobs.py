@@ -4,11 +4,13 @@ import uuid
 
 import httpx
 from asgi_lifespan import LifespanManager
+from pydantic import RedisDsn
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
+from ..auth import AUTH
 from .conftest import RunWorker, free_port
 
 
@@ -78,15 +80,13 @@ async def test_the_queue_is_the_configured_one(
 async def test_readiness_and_enqueue_say_503_while_redis_is_unreachable(
     settings: Settings,
 ) -> None:
-    down = Settings(
-        _env_file=None,
-        redis_url=f"redis://127.0.0.1:{free_port()}/0",
-        queue_name=settings.queue_name,
-    )
+    down = settings.model_copy(update={"redis_url": RedisDsn(f"redis://127.0.0.1:{free_port()}/0")})
     app = create_app(down)  # starts without Redis, unlike arq's create_pool
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as http:
             ready = await http.get("/health/ready")
             enqueue = await http.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
             live = await http.get("/health/live")

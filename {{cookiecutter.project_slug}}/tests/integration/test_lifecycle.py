@@ -18,6 +18,7 @@ from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
+from ..auth import AUTH
 from .conftest import RunWorker, StartWorkers
 
 
@@ -158,7 +159,9 @@ async def test_the_record_outlives_arqs_result(settings: Settings, run_worker: R
     app = create_app(short)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as http:
             location = (
                 await http.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
             ).headers["location"]
@@ -175,7 +178,7 @@ async def test_two_web_replicas_serve_the_same_jobs_status_and_stream(
     serve: Callable[[], Awaitable[str]], start_workers: StartWorkers
 ) -> None:
     first, second = await serve(), await serve()
-    async with httpx.AsyncClient(timeout=30) as http:
+    async with httpx.AsyncClient(timeout=30, headers=AUTH) as http:
         location = (await http.post(f"{first}/jobs", json=report(pages=10))).headers["location"]
         await start_workers()
 

@@ -15,6 +15,8 @@ from {{ cookiecutter.package_name }}.tasks import TASKS
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.runner import job_function
 
+from ..auth import AUTH
+
 
 @pytest.fixture
 def memory_queue() -> InMemoryJobQueue:
@@ -32,7 +34,9 @@ async def client(
     app = create_app(settings, queue_factory=open_fake)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as http:
             yield http
 
 

@@ -90,3 +90,14 @@ def test_settings_that_would_lose_work_at_shutdown_are_refused(
 ) -> None:
     with pytest.raises(ValidationError, match=message):
         Settings.model_validate(values)
+
+
+def test_a_refused_setting_is_named_without_showing_its_value(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("REDIS_URL", "http://user:hunter2-secret@cache:6379")
+
+    with pytest.raises(ValidationError, match="redis_url") as refused:
+        Settings(_env_file=None)
+
+    assert "hunter2-secret" not in str(refused.value)

@@ -4,11 +4,14 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import {% if cookiecutter.use_api_key %}Depends, {% endif %}FastAPI
 
 from ..queue import JobQueue
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
+{%- if cookiecutter.use_api_key %}
+from .auth import check_configured, require_api_key
+{%- endif %}
 from .routes import dead_letters, health, jobs, tasks
 
 QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
@@ -19,6 +22,9 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Tests pass their own settings and, for the fast tier, an in-memory queue."""
     settings = settings or get_settings()
+{%- if cookiecutter.use_api_key %}
+    check_configured(settings)
+{%- endif %}
     open_queue: QueueFactory = queue_factory or ArqJobQueue.connect
 
     @asynccontextmanager
@@ -28,8 +34,14 @@ def create_app(
             yield {"queue": queue, "settings": settings}
 
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
+{%- if cookiecutter.use_api_key %}
+    protected = [Depends(require_api_key)]
+    app.include_router(jobs.router, dependencies=protected)
+    app.include_router(dead_letters.router, dependencies=protected)
+{%- else %}
     app.include_router(jobs.router)
     app.include_router(dead_letters.router)
+{%- endif %}
     app.include_router(tasks.router)
     app.include_router(health.router)
     return app
