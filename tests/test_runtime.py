@@ -173,3 +173,34 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
     # uvicorn shuts down gracefully (lifespan closes the pool), then re-raises the signal.
     assert stack.web.stop(timeout=15) in (0, -signal.SIGTERM), stack.web.output()
     assert "Application shutdown complete" in stack.web.output()
+
+
+def test_schemathesis_finds_no_server_error_in_the_running_service(stack: Stack) -> None:
+    """Property-based requests from the OpenAPI schema, against the real web and workers: bad
+    input of every kind gets a 4xx, never a 5xx, and the web logs no traceback."""
+    wait_for(lambda: stack.healthcheck("web").returncode == 0, 60, "the web health check")
+    schema = f"http://127.0.0.1:{stack.port}/openapi.json"
+    result = subprocess.run(
+        [
+            str(BIN / "schemathesis"),
+            "run",
+            schema,
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "30",
+            "--request-timeout",
+            "10",
+            "--workers",
+            "1",
+        ],
+        cwd=stack.cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stdout[-6000:]
+    assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-3000:]
+    assert "Traceback" not in stack.web.output()

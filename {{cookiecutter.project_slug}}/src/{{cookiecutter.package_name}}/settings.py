@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     idempotency_window: int = Field(
         default=86_400, ge=1, description="Seconds an Idempotency-Key returns the same job."
     )
+    max_request_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest request body the web accepts (413 above)."
+    )
     stream_ping_interval: float = Field(
         default=15, gt=0, le=300, description="Seconds between keep-alive pings of event streams."
     )

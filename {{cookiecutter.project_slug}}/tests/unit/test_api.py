@@ -1,11 +1,12 @@
 """The HTTP API on the in-memory queue: status codes, headers and bodies clients rely on."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
 
 from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
+from {{ cookiecutter.package_name }}.settings import Settings
 
 RunJobs = Callable[[], Awaitable[int]]
 
@@ -183,3 +184,42 @@ async def test_tasks_are_listed_with_their_argument_schemas(client: httpx.AsyncC
     assert set(tasks) == {"word_count", "check_url", "render_report"}
     assert tasks["render_report"]["queue"] == "bulk"
     assert tasks["word_count"]["args_schema"]["required"] == ["text"]
+
+
+async def test_a_body_over_the_limit_is_413_and_nothing_is_queued(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, settings: Settings
+) -> None:
+    text = "x" * settings.max_request_bytes
+    response = await client.post("/jobs", json={"task": "word_count", "args": {"text": text}})
+
+    assert response.status_code == 413
+    assert "too large" in response.json()["detail"]
+    assert memory_queue.jobs == {}
+
+
+async def test_a_chunked_body_over_the_limit_is_413(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, settings: Settings
+) -> None:
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
+        yield b'{"task": "word_count", "args": {"text": "'
+        for _ in range(settings.max_request_bytes // 65_536 + 1):
+            yield b"x" * 65_536
+        yield b'"}}'
+
+    response = await client.post(
+        "/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 413
+    assert memory_queue.jobs == {}
+
+
+@pytest.mark.parametrize("value", ["nonsense", "1-2-3", "-1", "9" * 30 + "-0"])
+async def test_a_malformed_last_event_id_is_422(client: httpx.AsyncClient, value: str) -> None:
+    location = (
+        await client.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+    ).headers["location"]
+
+    response = await client.get(f"{location}/stream", headers={"Last-Event-ID": value})
+
+    assert response.status_code == 422

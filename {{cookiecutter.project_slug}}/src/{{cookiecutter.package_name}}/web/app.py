@@ -12,6 +12,7 @@ from ..settings import Settings, get_settings
 {%- if cookiecutter.use_api_key %}
 from .auth import check_configured, require_api_key
 {%- endif %}
+from .limits import BodyLimit
 from .routes import dead_letters, health, jobs, tasks
 
 QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
@@ -34,6 +35,7 @@ def create_app(
             yield {"queue": queue, "settings": settings}
 
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
 {%- if cookiecutter.use_api_key %}
     protected = [Depends(require_api_key)]
     app.include_router(jobs.router, dependencies=protected)

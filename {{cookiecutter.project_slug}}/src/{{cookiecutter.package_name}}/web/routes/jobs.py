@@ -41,6 +41,15 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+LastEventId = Annotated[
+    str | None,
+    Header(
+        alias="Last-Event-ID",
+        pattern=r"^[0-9]{1,20}-[0-9]{1,20}$",
+        description="Resume after this event (browsers send it when they reconnect).",
+    ),
+]
+
 UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
 NOT_FOUND = {"description": "Unknown job, or its record has expired"}
 
@@ -220,7 +229,11 @@ def sse(event: JobEvent) -> str:
     },
 )
 async def stream_events(
-    job_id: JobId, queue: QueueDep, settings: SettingsDep, request: Request
+    job_id: JobId,
+    queue: QueueDep,
+    settings: SettingsDep,
+    request: Request,
+    last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """Server-Sent Events: the events so far, then live ones, until the job ends.
 
@@ -228,7 +241,6 @@ async def stream_events(
     connections open through proxies.
     """
     await found(queue, job_id)
-    last_event_id = request.headers.get("last-event-id")
 
     async def events() -> AsyncIterator[str]:
         after = last_event_id or "0-0"
