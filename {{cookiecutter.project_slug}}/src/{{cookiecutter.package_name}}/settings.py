@@ -6,7 +6,7 @@ Both processes must agree on the Redis URL and the queue name, so both read them
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import Field, RedisDsn, {% if cookiecutter.use_api_key %}SecretStr, {% endif %}model_validator
+from pydantic import Field, FilePath, RedisDsn, {% if cookiecutter.use_api_key %}SecretStr, {% endif %}model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 {% if cookiecutter.use_api_key -%}
@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://localhost:6379/0"),
         description="Redis for the queue: redis:// or rediss:// (TLS), credentials allowed.",
+    )
+    redis_tls_ca_file: FilePath | None = Field(
+        default=None,
+        description="CA certificate (PEM) that signed the rediss:// server's certificate.",
     )
     queue_name: str = Field(
         default="{{ cookiecutter.project_slug }}:queue",

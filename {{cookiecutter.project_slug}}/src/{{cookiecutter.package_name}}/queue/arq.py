@@ -81,6 +81,8 @@ def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
         username=unquote(url.username) if url.username else None,
         password=unquote(url.password) if url.password else None,
         ssl=url.scheme == "rediss",
+        # A private CA (self-hosted or some managed Redis); the system's CAs otherwise.
+        ssl_ca_certs=str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None,
         conn_timeout=2,
         conn_retries=5,
         conn_retry_delay=1,
@@ -132,6 +134,7 @@ class ArqJobQueue:
             username=conf.username,
             password=conf.password,
             ssl=conf.ssl,
+            ssl_ca_certs=conf.ssl_ca_certs,
             socket_connect_timeout=conf.conn_timeout,
             # A hung Redis must not hang requests: fail the command, the route answers 503.
             # (Event streams block for at most stream_ping_interval, below this.)

@@ -1,0 +1,160 @@
+"""Redis as production runs it: an ACL user with a password (percent-escaped in the URL), and
+TLS with a private CA. Each test starts a redis-server of its own, configured that way."""
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import trustme
+from arq.worker import Worker
+from asgi_lifespan import LifespanManager
+from pydantic import RedisDsn
+
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.web.app import create_app
+from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+
+from ..auth import AUTH
+from .conftest import answers, free_port
+
+PASSWORD = "s3cr@t:pass/word"  # noqa: S105 - a test server's; characters a URL must escape
+ESCAPED = "s3cr%40t%3Apass%2Fword"
+
+
+def start_redis(*args: str) -> "subprocess.Popen[bytes]":
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("these tests start redis-servers of their own: put redis-server on PATH")
+    return subprocess.Popen([server, "--save", "", "--appendonly", "no", *args])
+
+
+def stop(process: "subprocess.Popen[bytes]") -> None:
+    process.terminate()
+    process.wait(timeout=10)
+
+
+@pytest.fixture
+def acl_redis() -> Iterator[int]:
+    """A Redis whose default user is off: only `app` with its password gets in."""
+    port = free_port()
+    process = start_redis(
+        "--port", str(port), "--bind", "127.0.0.1",
+        # One argument per word: redis-server joins them into `user <name> <rules...>`.
+        "--user", "default", "off",
+        "--user", "app", "on", f">{PASSWORD}", "~*", "&*", "+@all",
+    )  # fmt: skip
+    try:
+        url = f"redis://app:{ESCAPED}@127.0.0.1:{port}/0"
+        if not answers(url, wait=10):
+            pytest.fail("the ACL redis-server did not start")
+        yield port
+    finally:
+        stop(process)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A Redis that speaks TLS only, with a certificate from a CA of this test's own."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_file, key_file, ca_file = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    ca.cert_pem.write_to_path(str(ca_file))
+    port = free_port()
+    process = start_redis(
+        "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
+        "--tls-cert-file", str(cert_file), "--tls-key-file", str(key_file),
+        "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "no",
+    )  # fmt: skip
+    try:
+        yield port, ca_file
+    finally:
+        stop(process)
+
+
+async def enqueue_and_run(settings: Settings) -> dict[str, object]:
+    """The whole path on these settings: web enqueues, a real worker runs, web reads."""
+    app = create_app(settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH
+        ) as http:
+            ready = await http.get("/health/ready")
+            assert ready.status_code == 200, ready.text
+            body = {"task": "word_count", "args": {"text": "over acl"}}
+            location = (await http.post("/jobs", json=body)).headers["location"]
+            worker = Worker(**{**worker_settings(settings), "burst": True, "handle_signals": False})
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
+            job: dict[str, object] = (await http.get(location)).json()
+            return job
+
+
+def on(settings: Settings, url: str, **changes: object) -> Settings:
+    name = f"access-{uuid.uuid4().hex[:8]}"
+    return settings.model_copy(
+        update={
+            "redis_url": RedisDsn(url),
+            "queue_name": f"{name}:queue",
+            "bulk_queue_name": f"{name}:bulk",
+            **changes,
+        }
+    )
+
+
+async def test_an_acl_user_with_an_escaped_password_gets_in(
+    acl_redis: int, settings: Settings
+) -> None:
+    url = f"redis://app:{ESCAPED}@127.0.0.1:{acl_redis}/0"
+
+    job = await enqueue_and_run(on(settings, url))
+
+    assert job["state"] == "succeeded"
+
+
+async def test_a_wrong_password_is_not_ready_and_not_leaked(
+    acl_redis: int, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"redis://app:wrong-{ESCAPED}@127.0.0.1:{acl_redis}/0"
+    app = create_app(on(settings, url))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            ready = await http.get("/health/ready")
+
+    assert ready.status_code == 503
+    assert "wrong-" not in caplog.text
+    assert "wrong-" not in ready.text
+
+
+async def test_tls_with_a_private_ca_works_end_to_end(
+    tls_redis: tuple[int, Path], settings: Settings
+) -> None:
+    port, ca_file = tls_redis
+
+    job = await enqueue_and_run(
+        on(settings, f"rediss://127.0.0.1:{port}/0", redis_tls_ca_file=ca_file)
+    )
+
+    assert job["state"] == "succeeded"
+
+
+async def test_tls_refuses_a_server_it_cannot_verify(
+    tls_redis: tuple[int, Path], settings: Settings
+) -> None:
+    port, _ca_file = tls_redis  # the system's CAs do not know this server's
+    app = create_app(on(settings, f"rediss://127.0.0.1:{port}/0"))
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+            ready = await http.get("/health/ready")
+
+    assert ready.status_code == 503
