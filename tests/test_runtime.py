@@ -6,6 +6,7 @@ them cleanly."""
 import json
 import os
 import re
+import secrets
 import signal
 import subprocess
 import uuid
@@ -16,16 +17,17 @@ from typing import Any
 
 import pytest
 
-from support import clean_env, free_port, run, wait_for
+from support import OPTION_SETS, clean_env, free_port, run, wait_for
 from test_artifacts import BIN, final_stage
 
 pytestmark = pytest.mark.slow
 
 
-def compose_services(project: Path) -> dict[str, Any]:
+def compose_services(project: Path, env: dict[str, str]) -> dict[str, Any]:
     config = run(
         [str(BIN / "docker-compose"), "-f", "compose.yaml", "config", "--format", "json"],
         cwd=project,
+        env={**os.environ, **env},
     )
     services: dict[str, Any] = json.loads(config.stdout)["services"]
     return services
@@ -70,6 +72,8 @@ class Stack:
     envs: dict[str, dict[str, str]]
     web: Service
     workers: dict[str, Service]
+    client_env: dict[str, str]
+    """What the README's curl lines need from the shell (API_KEY when the API has one)."""
 
     def healthcheck(self, service: str) -> subprocess.CompletedProcess[str]:
         """Run the service's compose health check command, as `docker compose` would."""
@@ -87,12 +91,16 @@ class Stack:
         )
 
 
-@pytest.fixture(params=["defaults"])
+@pytest.fixture(params=["defaults", "py313-api-key"])
 def stack(
     request: pytest.FixtureRequest, synced: Callable[[str], Path], redis_url: str, tmp_path: Path
 ) -> Iterator[Stack]:
     project = synced(request.param)
-    services = compose_services(project)
+    # What a user exports before `docker compose up` (the README says how to make one).
+    client_env = {"API_KEY": secrets.token_urlsafe(32)}
+    if not OPTION_SETS[request.param].get("use_api_key"):
+        client_env = {}
+    services = compose_services(project, client_env)
     port = free_port()
     venv_bin = project / ".venv" / "bin"
     prefix = f"runtime-{uuid.uuid4().hex[:8]}"
@@ -127,7 +135,7 @@ def stack(
         for name in worker_names
     }
     try:
-        yield Stack(project, services, port, tmp_path, envs, web, workers)
+        yield Stack(project, services, port, tmp_path, envs, web, workers, client_env)
     finally:
         for service in (web, *workers.values()):
             if service.process.poll() is None:
@@ -147,7 +155,11 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
         return "\n".join(worker.output() for worker in stack.workers.values())
 
     short, long = [
-        run(["bash", "-euo", "pipefail", "-c", script], cwd=stack.cwd).stdout
+        run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            cwd=stack.cwd,
+            env={**os.environ, **stack.client_env},
+        ).stdout
         for script in (
             example.replace("localhost:8000", f"127.0.0.1:{stack.port}")
             for example in readme_curls(stack.project)
@@ -180,6 +192,8 @@ def test_schemathesis_finds_no_server_error_in_the_running_service(stack: Stack)
     input of every kind gets a 4xx, never a 5xx, and the web logs no traceback."""
     wait_for(lambda: stack.healthcheck("web").returncode == 0, 60, "the web health check")
     schema = f"http://127.0.0.1:{stack.port}/openapi.json"
+    key = stack.client_env.get("API_KEY")
+    auth = ["--header", f"X-API-Key: {key}"] if key else []
     result = subprocess.run(
         [
             str(BIN / "schemathesis"),
@@ -193,6 +207,7 @@ def test_schemathesis_finds_no_server_error_in_the_running_service(stack: Stack)
             "10",
             "--workers",
             "1",
+            *auth,
         ],
         cwd=stack.cwd,
         capture_output=True,
