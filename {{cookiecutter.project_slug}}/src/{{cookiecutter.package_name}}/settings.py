@@ -133,6 +133,9 @@ class Settings(BaseSettings):
 {%- endif %}
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "console"] = Field(
+        default="auto", description="auto: JSON lines unless the output is a terminal."
+    )
     log_job_arguments: bool = Field(
         default=False, description="Show job arguments in the worker's job start lines."
     )

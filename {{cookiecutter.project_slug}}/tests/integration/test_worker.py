@@ -2,10 +2,14 @@
 the `arq --burst` command that drains a queue and exits."""
 
 import asyncio
+import http.server
+import io
+import json
 import logging
 import os
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -118,3 +122,43 @@ async def test_a_real_worker_logs_job_starts_without_their_arguments(
     assert worker.jobs_complete == 1
     assert "word_count(…)" in caplog.text
     assert secret not in caplog.text
+
+
+async def test_a_log_line_from_inside_a_job_carries_the_job_and_its_request(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    stream = io.StringIO()  # not a terminal: JSON lines
+    # (Patched here, in the test's body: pytest puts its own capture back after set-up.)
+    monkeypatch.setattr(sys, "stderr", stream)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), NoContent)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    body = {"task": "check_url", "args": {"url": f"http://127.0.0.1:{server.server_port}/"}}
+    try:
+        job_id = (
+            await client.post("/jobs", json=body, headers={"X-Request-ID": "req-from-gateway"})
+        ).json()["id"]
+        await run_worker()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    logged = [json.loads(line) for line in stream.getvalue().splitlines() if '"job_id"' in line]
+    arq_start = next(line for line in logged if "check_url(…)" in str(line["event"]))
+    in_task = next(line for line in logged if str(line["event"]).startswith("checked url"))
+    context = {"job_id": job_id, "job_try": 1, "queue": settings.queue_name}
+    assert {key: arq_start[key] for key in context} == context
+    assert {key: in_task[key] for key in context} == context
+    assert (in_task["task"], in_task["request_id"]) == ("check_url", "req-from-gateway")
+    assert {line["job_id"] for line in logged} == {job_id}
+
+
+class NoContent(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass

@@ -33,6 +33,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
 from .base import (
+    JOB_META,
     DeadLetter,
     DeadLetterPage,
     DuplicateJobError,
@@ -165,9 +166,10 @@ class ArqJobQueue:
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
+        request_id: str | None = None,
     ) -> Enqueued:
         with unavailable_as_queue_error():
-            return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer)
+            return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer, request_id)
 
     async def _enqueue(
         self,
@@ -177,6 +179,7 @@ class ArqJobQueue:
         job_id: str | None,
         idempotency: Idempotency | None,
         defer: float,
+        request_id: str | None,
     ) -> Enqueued:
         chosen = job_id or uuid.uuid4().hex
         claim = None
@@ -203,10 +206,11 @@ class ArqJobQueue:
                 await self._redis.zrem(abort_jobs_ss, job_id)
             # The record first: a worker may start the job the moment arq has queued it.
             state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
-            await self._ledger.created(chosen, task, queue, state)
+            await self._ledger.created(chosen, task, queue, state, request_id)
             recorded = True
+            meta: dict[str, Any] = {JOB_META: {"request_id": request_id}} if request_id else {}
             job = await self._redis.enqueue_job(
-                task, _job_id=chosen, _queue_name=queue, _defer_by=defer or None, **kwargs
+                task, _job_id=chosen, _queue_name=queue, _defer_by=defer or None, **kwargs, **meta
             )
             if job is None:
                 recorded = False  # another request won the id: the record is its job's now

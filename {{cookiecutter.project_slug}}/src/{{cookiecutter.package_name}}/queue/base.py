@@ -6,6 +6,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+JOB_META = "_meta"
+"""The keyword that carries a job's metadata (request id) next to its arguments; the worker's
+runner takes it out before the task sees them. Jobs from plain arq clients simply lack it."""
+
 
 class JobState(StrEnum):
     QUEUED = "queued"
@@ -65,6 +69,8 @@ class JobRecord:
     error: JobError | None = None
     progress: Progress | None = None
     cancel_requested: bool = False
+    request_id: str | None = None
+    """The web request that enqueued the job (its X-Request-ID)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +179,10 @@ class JobQueue(Protocol):
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
+        request_id: str | None = None,
     ) -> Enqueued:
         """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
+        `request_id` travels with the job into the worker's logs and onto its record.
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.

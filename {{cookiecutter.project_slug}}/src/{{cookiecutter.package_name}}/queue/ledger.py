@@ -67,12 +67,19 @@ class Ledger:
             await pipe.execute()
 
     async def created(
-        self, job_id: str, task: str, queue: str, state: JobState = JobState.QUEUED
+        self,
+        job_id: str,
+        task: str,
+        queue: str,
+        state: JobState = JobState.QUEUED,
+        request_id: str | None = None,
     ) -> None:
         """Start a fresh record (an id may be reused once arq forgot the earlier job)."""
         await self.redis.delete(self.key(job_id), self.events_key(job_id))
         at = now().isoformat()
         fields = {"task": task, "queue": queue, "state": state, "tries": "0"}
+        if request_id:
+            fields["request_id"] = request_id
         await self._write(
             job_id, {**fields, "enqueued_at": at}, {"kind": "state", "state": state, "at": at}
         )
@@ -192,4 +199,5 @@ def record_from(job_id: str, fields: dict[str, str]) -> JobRecord:
         error=error,
         progress=progress,
         cancel_requested=fields.get("cancel_requested") == "1",
+        request_id=fields.get("request_id"),
     )

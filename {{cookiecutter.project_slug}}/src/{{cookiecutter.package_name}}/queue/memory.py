@@ -83,6 +83,7 @@ class InMemoryJobQueue:
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
+        request_id: str | None = None,
     ) -> Enqueued:
         self._check()
         chosen = job_id or uuid.uuid4().hex
@@ -98,7 +99,13 @@ class InMemoryJobQueue:
         # This fake has no clock: a deferred job stays deferred (run_pending skips it).
         state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
         record = JobRecord(
-            id=chosen, task=task, state=state, tries=0, queue=queue, enqueued_at=_now()
+            id=chosen,
+            task=task,
+            state=state,
+            tries=0,
+            queue=queue,
+            enqueued_at=_now(),
+            request_id=request_id,
         )
         self.jobs[chosen] = _Job(record, dict(kwargs))
         self._event(chosen, kind="state", state=state)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import {% if cookiecutter.use_api_key %}Depends, {% endif %}FastAPI
 
+from ..logs import configure_logging
 from ..queue import JobQueue
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
@@ -13,6 +14,7 @@ from ..settings import Settings, get_settings
 from .auth import check_configured, require_api_key
 {%- endif %}
 from .limits import BodyLimit
+from .request_id import RequestId
 from .routes import dead_letters, health, jobs, tasks
 
 QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
@@ -34,8 +36,10 @@ def create_app(
         async with open_queue(settings) as queue:
             yield {"queue": queue, "settings": settings}
 
+    configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
+    app.add_middleware(RequestId)  # outermost: even a 413 carries the request id
 {%- if cookiecutter.use_api_key %}
     protected = [Depends(require_api_key)]
     app.include_router(jobs.router, dependencies=protected)

@@ -62,6 +62,9 @@ class JobOut(BaseModel):
     error: JobErrorOut | None = None
     progress: ProgressOut | None = None
     cancel_requested: bool = False
+    request_id: str | None = Field(
+        default=None, description="X-Request-ID of the request that enqueued the job."
+    )
 
     @classmethod
     def from_record(cls, record: JobRecord) -> "JobOut":
@@ -82,6 +85,7 @@ class JobOut(BaseModel):
             if record.progress
             else None,
             cancel_requested=record.cancel_requested,
+            request_id=record.request_id,
         )
 
 

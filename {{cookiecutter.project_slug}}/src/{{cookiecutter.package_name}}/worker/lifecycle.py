@@ -5,8 +5,10 @@ import contextlib
 import logging
 
 import httpx
+import structlog
 from redis.exceptions import RedisError
 
+from ..logs import configure_logging
 from ..queue.arq import ledger_for
 from ..settings import Settings
 from ..tasks import Context
@@ -20,7 +22,7 @@ async def startup(ctx: Context) -> None:
     """Put the job ledger, the shared HTTP client and the liveness loop in ctx (arq already put
     `redis` there)."""
     settings: Settings = ctx["settings"]
-    logging.getLogger("{{ cookiecutter.package_name }}").setLevel(settings.log_level)
+    configure_logging(settings.log_level, settings.log_format)
     if not settings.log_job_arguments:
         hide_job_arguments()
     ctx["ledger"] = ledger_for(ctx["redis"], settings)
@@ -29,6 +31,14 @@ async def startup(ctx: Context) -> None:
         beat_forever(ctx["redis"], settings, ctx["queue"]), name="heartbeat"
     )
     log.info("worker started on queue %s", ctx["queue_name"])
+
+
+async def job_started(ctx: Context) -> None:
+    """arq calls this in the job's own asyncio task, before its "→" line: what is bound here is on
+    every log line of the job, arq's included (the runner adds the task and request id)."""
+    structlog.contextvars.bind_contextvars(
+        job_id=ctx["job_id"], job_try=ctx["job_try"], queue=ctx["queue_name"]
+    )
 
 
 async def shutdown(ctx: Context) -> None:

@@ -12,9 +12,11 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import structlog
 from arq.worker import Retry
 
 from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
+from ..queue.base import JOB_META
 from ..settings import Settings
 from ..tasks import Context, Task
 
@@ -37,6 +39,18 @@ def job_function(task: Task) -> Any:
     """The coroutine arq runs for `task`: the task itself, with its record kept in the ledger."""
 
     async def run(ctx: Context, **kwargs: Any) -> Any:
+        meta: dict[str, Any] = kwargs.pop(JOB_META, None) or {}
+        # Every log line of this job, ours, the task's and arq's, carries these.
+        with structlog.contextvars.bound_contextvars(
+            job_id=ctx["job_id"],
+            task=task.name,
+            job_try=ctx["job_try"],
+            queue=ctx["queue_name"],
+            request_id=meta.get("request_id"),
+        ):
+            return await execute(ctx, kwargs)
+
+    async def execute(ctx: Context, kwargs: dict[str, Any]) -> Any:
         recorder: JobRecorder = ctx["ledger"]
         settings: Settings = ctx["settings"]
         job_id: str = ctx["job_id"]

@@ -18,7 +18,7 @@ from ..tasks import TASKS, QueueKey
 {%- if cookiecutter.use_cron %}
 from .cron import CRON_JOBS
 {%- endif %}
-from .lifecycle import shutdown, startup
+from .lifecycle import job_started, shutdown, startup
 from .runner import job_function, max_tries, timeout
 
 TIMEOUT_BACKSTOP = 1.0
@@ -70,6 +70,7 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         "allow_abort_jobs": True,
         "on_startup": startup,
         "on_shutdown": shutdown,
+        "on_job_start": job_started,
         "ctx": {"settings": settings, "queue": queue, "queue_name": queue_name},
     }
 

@@ -69,7 +69,13 @@ async def replay_dead_letter(
     letter stays.
     """
     letter = await get_dead_letter(job_id, queue)
-    enqueued, queue_name = await submit(queue, settings, letter.task, letter.args)
+    enqueued, queue_name = await submit(
+        queue,
+        settings,
+        letter.task,
+        letter.args,
+        request_id=getattr(request.state, "request_id", None),
+    )
     try:
         await queue.remove_dead_letter(job_id)
     except QueueUnavailableError as exc:  # the new job is queued; the letter stays, visibly

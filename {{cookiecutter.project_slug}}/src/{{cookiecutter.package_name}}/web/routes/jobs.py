@@ -79,6 +79,7 @@ async def submit(
     job_id: str | None = None,
     defer: float | None = None,
     idempotency_key: str | None = None,
+    request_id: str | None = None,
 ) -> tuple[Enqueued, str]:
     """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
     replay of a dead letter. Returns the job and its queue; bad input raises a 4xx."""
@@ -118,6 +119,7 @@ async def submit(
             job_id=job_id,
             idempotency=idempotency,
             defer=defer or 0,
+            request_id=request_id,
         )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
@@ -152,6 +154,7 @@ async def enqueue(
         job_id=body.job_id,
         defer=body.defer_seconds,
         idempotency_key=idempotency_key,
+        request_id=getattr(request.state, "request_id", None),
     )
     url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
     response.headers["Location"] = url

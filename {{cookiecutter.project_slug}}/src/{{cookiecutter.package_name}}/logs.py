@@ -1,0 +1,57 @@
+"""Structured logs for web and worker: JSON lines when the output is not a terminal (containers,
+log shippers), readable lines in a terminal.
+
+Every line, ours or a library's (arq, uvicorn), goes through one structlog formatter on the root
+logger, so the context bound with `structlog.contextvars` appears on all of them: the request id of
+a web request, and job_id, task, try, queue and request_id of a job (see worker.runner).
+"""
+
+import logging
+import sys
+from typing import Literal, TextIO
+
+import structlog
+from structlog.typing import Processor
+
+LogFormat = Literal["auto", "json", "console"]
+
+# Libraries that install handlers of their own: their lines go through ours instead.
+LIBRARY_LOGGERS = ("arq", "arq.worker", "uvicorn", "uvicorn.error", "uvicorn.access")
+
+
+def configure_logging(
+    level: str = "INFO", log_format: LogFormat = "auto", stream: TextIO | None = None
+) -> None:
+    """Route all logging through structlog's formatter, to `stream` (stderr by default).
+    Calling it again reconfigures."""
+    out = stream or sys.stderr
+    as_json = log_format == "json" or (log_format == "auto" and not out.isatty())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    rendering: list[Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if as_json:  # a traceback becomes one "exception" field of the JSON line
+        rendering += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    else:
+        rendering.append(structlog.dev.ConsoleRenderer(colors=out.isatty()))
+    formatter = structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=rendering)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(formatter)
+    handler.set_name("structlog")
+    root = logging.getLogger()
+    # Replace our own handler on a second call; leave others (a test's log capture) in place.
+    root.handlers = [h for h in root.handlers if h.get_name() != "structlog"] + [handler]
+    root.setLevel(level)
+    for name in LIBRARY_LOGGERS:
+        library = logging.getLogger(name)
+        library.handlers = []
+        library.propagate = True
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )

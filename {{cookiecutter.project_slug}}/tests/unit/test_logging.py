@@ -1,0 +1,76 @@
+"""Structured logs: JSON lines off a terminal, with the context bound to the request or job."""
+
+import io
+import json
+import logging
+
+import httpx
+import pytest
+import structlog
+
+from {{ cookiecutter.package_name }}.logs import configure_logging
+
+
+@pytest.fixture
+def output() -> io.StringIO:
+    """Where the service's log goes (not a terminal: JSON lines, as in a container)."""
+    return io.StringIO()
+
+
+def lines(output: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in output.getvalue().splitlines() if line.startswith("{")]
+
+
+def test_library_and_own_lines_are_json_with_the_bound_context(output: io.StringIO) -> None:
+    configure_logging("INFO", "auto", output)
+
+    with structlog.contextvars.bound_contextvars(job_id="j-1", task="word_count"):
+        logging.getLogger("arq.worker").info("%s started", "a job")
+        structlog.get_logger("tests").info("own line", pages=3)
+    logging.getLogger("tests").debug("below the level")
+
+    first, second = lines(output)
+    assert first["event"] == "a job started"
+    assert (first["job_id"], first["task"], first["level"]) == ("j-1", "word_count", "info")
+    assert first["logger"] == "arq.worker"
+    assert second["event"] == "own line"
+    assert (second["pages"], second["job_id"]) == (3, "j-1")
+    assert "timestamp" in second
+
+
+def test_an_exception_is_one_json_line(output: io.StringIO) -> None:
+    configure_logging("INFO", "json", output)
+
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        logging.getLogger("tests").exception("it failed")
+
+    [line] = lines(output)
+    assert "ValueError: broken" in str(line["exception"])
+
+
+def test_console_format_is_readable_text(output: io.StringIO) -> None:
+    configure_logging("INFO", "console", output)
+
+    logging.getLogger("tests").info("hello %s", "there")
+
+    assert "hello there" in output.getvalue()
+    assert lines(output) == []
+
+
+async def test_a_request_id_is_echoed_made_when_missing_and_stored_on_the_job(
+    client: httpx.AsyncClient,
+) -> None:
+    body = {"task": "word_count", "args": {"text": "x"}}
+    given = await client.post("/jobs", json=body, headers={"X-Request-ID": "gateway-42"})
+    made = await client.post("/jobs", json=body)
+    unusable = await client.post(
+        "/jobs", json=body, headers={"X-Request-ID": "bad id; " + "x" * 80}
+    )
+
+    assert given.headers["x-request-id"] == "gateway-42"
+    assert (await client.get(given.headers["location"])).json()["request_id"] == "gateway-42"
+    assert len(made.headers["x-request-id"]) == 32
+    assert unusable.headers["x-request-id"] != "bad id; " + "x" * 80
+    assert (await client.get("/health/live")).headers["x-request-id"]
