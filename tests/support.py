@@ -23,7 +23,7 @@ UV = find_uv_bin()
 # Add an option: give it a non-default value in at least one set (tests/test_questions.py checks).
 OPTION_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "no-cron-py311": {"use_cron": False, "python_version": "3.11"},
+    "no-cron-py311": {"use_cron": False, "use_metrics": False, "python_version": "3.11"},
     "py313-api-key": {"python_version": "3.13", "use_api_key": True},
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
@@ -43,6 +43,12 @@ CRON_FILES = (
     "src/{pkg}/worker/cron.py",
     "tests/unit/test_cron.py",
     "tests/integration/test_cron_jobs.py",
+)
+METRICS_FILES = (
+    "src/{pkg}/metrics.py",
+    "src/{pkg}/web/routes/metrics.py",
+    "tests/unit/test_metrics.py",
+    "tests/integration/test_metrics.py",
 )
 API_KEY_FILES = (
     "src/{pkg}/web/auth.py",

@@ -20,6 +20,7 @@ QUESTIONS = (
     "python_version",
     "use_api_key",
     "use_cron",
+    "use_metrics",
 )
 
 

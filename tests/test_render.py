@@ -9,7 +9,16 @@ from pathlib import Path
 import pytest
 
 from conftest import Render
-from support import API_KEY_FILES, CRON_FILES, OPTION_SETS, UV, clean_env, find_python, run
+from support import (
+    API_KEY_FILES,
+    CRON_FILES,
+    METRICS_FILES,
+    OPTION_SETS,
+    UV,
+    clean_env,
+    find_python,
+    run,
+)
 
 ENGINES = ("cookiecutter", "copier")
 LEFTOVER = re.compile(r"(?<!\$)\{\{|\{%|\{#|cookiecutter\.|_copier_")
@@ -53,6 +62,11 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
     app = (project / "src" / package / "web" / "app.py").read_text()
     assert ("require_api_key" in app) is use_api_key
     assert ("API_KEY" in (project / "compose.yaml").read_text()) is use_api_key
+    use_metrics = OPTION_SETS[option_set].get("use_metrics", True)
+    for pattern in METRICS_FILES:
+        assert (project / pattern.format(pkg=package)).is_file() is use_metrics, pattern
+    compose = (project / "compose.yaml").read_text()
+    assert ("WORKER_METRICS_PORT" in compose) is use_metrics
 
 
 @pytest.mark.parametrize("option_set", OPTION_SETS)

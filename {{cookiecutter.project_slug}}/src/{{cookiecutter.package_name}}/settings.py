@@ -119,6 +119,14 @@ class Settings(BaseSettings):
         description="Name of this worker in its liveness key; the host name when unset.",
     )
 
+{%- if cookiecutter.use_metrics %}
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65_535,
+        description="Port of a worker's Prometheus metrics (/metrics); off when unset.",
+    )
+{%- endif %}
     bulk_worker_max_jobs: int = Field(
         default=4, ge=1, le=10_000, description="Long jobs one bulk worker runs at once."
     )

@@ -22,6 +22,8 @@ from .base import (
     JobRecorder,
     JobState,
     Progress,
+    QueueDepth,
+    QueueStats,
     QueueUnavailableError,
 )
 
@@ -43,5 +45,7 @@ __all__ = [
     "JobRecorder",
     "JobState",
     "Progress",
+    "QueueDepth",
+    "QueueStats",
     "QueueUnavailableError",
 ]

@@ -46,6 +46,8 @@ from .base import (
     JobNotFoundError,
     JobRecord,
     JobState,
+    QueueDepth,
+    QueueStats,
     QueueUnavailableError,
 )
 from .ledger import Ledger, record_from
@@ -366,3 +368,20 @@ class ArqJobQueue:
     async def purge_dead_letters(self) -> int:
         with unavailable_as_queue_error():
             return await self._ledger.dead_letters.purge()
+
+    async def stats(self) -> QueueStats:
+        with unavailable_as_queue_error():
+            now_ms = time.time() * 1000
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for queue in self._queues:
+                    pipe.zcount(queue, "-inf", now_ms)
+                    pipe.zcard(queue)
+                    pipe.zrangebyscore(queue, "-inf", now_ms, start=0, num=1, withscores=True)
+                pipe.zcard(self._ledger.dead_letters.index)
+                *per_queue, dead = await pipe.execute()
+            depths = []
+            for index, queue in enumerate(self._queues):
+                ready, total, oldest = per_queue[3 * index : 3 * index + 3]
+                age = max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0
+                depths.append(QueueDepth(queue, int(ready), int(total) - int(ready), age))
+            return QueueStats(depths, int(dead))

@@ -95,6 +95,21 @@ class DeadLetterPage:
 
 
 @dataclass(frozen=True, slots=True)
+class QueueDepth:
+    name: str
+    ready: int
+    deferred: int
+    oldest_ready_age: float
+    """Seconds the oldest ready job has waited; 0 when none waits."""
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    queues: list[QueueDepth]
+    dead_letters: int
+
+
+@dataclass(frozen=True, slots=True)
 class Enqueued:
     job_id: str
     created: bool = True
@@ -146,7 +161,14 @@ class JobFinishedError(Exception):
 class JobRecorder(Protocol):
     """What the worker writes about the jobs it runs (worker.runner); the ledger implements it."""
 
-    async def started(self, job_id: str, task: str, queue: str, job_try: int) -> None: ...
+    async def started(
+        self,
+        job_id: str,
+        task: str,
+        queue: str,
+        job_try: int,
+        enqueued_at: datetime | None = None,
+    ) -> None: ...
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None: ...
 
@@ -223,4 +245,8 @@ class JobQueue(Protocol):
 
     async def purge_dead_letters(self) -> int:
         """Forget every letter; return how many there were."""
+        ...
+
+    async def stats(self) -> QueueStats:
+        """Depth and lag of each queue and the dead letters' count: bounded reads, no scans."""
         ...

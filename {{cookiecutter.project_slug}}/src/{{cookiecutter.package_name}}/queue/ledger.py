@@ -87,7 +87,14 @@ class Ledger:
     async def forget(self, job_id: str) -> None:
         await self.redis.delete(self.key(job_id), self.events_key(job_id))
 
-    async def started(self, job_id: str, task: str, queue: str, job_try: int) -> None:
+    async def started(
+        self,
+        job_id: str,
+        task: str,
+        queue: str,
+        job_try: int,
+        enqueued_at: datetime | None = None,
+    ) -> None:
         at = now().isoformat()
         fields = {"task": task, "queue": queue, "state": JobState.IN_PROGRESS}
         await self._write(

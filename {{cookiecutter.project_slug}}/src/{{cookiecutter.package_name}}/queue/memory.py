@@ -26,6 +26,8 @@ from .base import (
     JobRecord,
     JobState,
     Progress,
+    QueueDepth,
+    QueueStats,
     QueueUnavailableError,
 )
 
@@ -159,7 +161,14 @@ class InMemoryJobQueue:
 
     # JobRecorder: what the worker's runner writes, so the fast tier runs the real runner.
 
-    async def started(self, job_id: str, task: str, queue: str, job_try: int) -> None:
+    async def started(
+        self,
+        job_id: str,
+        task: str,
+        queue: str,
+        job_try: int,
+        enqueued_at: datetime | None = None,
+    ) -> None:
         self._update(job_id, state=JobState.IN_PROGRESS, tries=job_try, started_at=_now())
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
@@ -217,3 +226,12 @@ class InMemoryJobQueue:
         count = len(self.dead)
         self.dead.clear()
         return count
+
+    async def stats(self) -> QueueStats:
+        self._check()
+        depths = []
+        for name in sorted({job.record.queue or "" for job in self.jobs.values()}):
+            states = [job.record.state for job in self.jobs.values() if job.record.queue == name]
+            ready = states.count(JobState.QUEUED)
+            depths.append(QueueDepth(name, ready, states.count(JobState.DEFERRED), 0.0))
+        return QueueStats(depths, len(self.dead))

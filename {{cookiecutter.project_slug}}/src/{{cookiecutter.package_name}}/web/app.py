@@ -15,7 +15,7 @@ from .auth import check_configured, require_api_key
 {%- endif %}
 from .limits import BodyLimit
 from .request_id import RequestId
-from .routes import dead_letters, health, jobs, tasks
+from .routes import dead_letters, health, jobs, {% if cookiecutter.use_metrics %}metrics, {% endif %}tasks
 
 QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
 
@@ -50,4 +50,7 @@ def create_app(
 {%- endif %}
     app.include_router(tasks.router)
     app.include_router(health.router)
+{%- if cookiecutter.use_metrics %}
+    app.include_router(metrics.router)
+{%- endif %}
     return app

@@ -6,9 +6,15 @@ import logging
 
 import httpx
 import structlog
+{%- if cookiecutter.use_metrics %}
+from prometheus_client import start_http_server
+{%- endif %}
 from redis.exceptions import RedisError
 
 from ..logs import configure_logging
+{%- if cookiecutter.use_metrics %}
+from ..metrics import MeteredRecorder
+{%- endif %}
 from ..queue.arq import ledger_for
 from ..settings import Settings
 from ..tasks import Context
@@ -25,7 +31,13 @@ async def startup(ctx: Context) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if not settings.log_job_arguments:
         hide_job_arguments()
+{%- if cookiecutter.use_metrics %}
+    ctx["ledger"] = MeteredRecorder(ledger_for(ctx["redis"], settings))
+    if settings.worker_metrics_port is not None:
+        ctx["metrics_server"], _thread = start_http_server(settings.worker_metrics_port)
+{%- else %}
     ctx["ledger"] = ledger_for(ctx["redis"], settings)
+{%- endif %}
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["heartbeat"] = asyncio.create_task(
         beat_forever(ctx["redis"], settings, ctx["queue"]), name="heartbeat"
@@ -51,6 +63,12 @@ async def shutdown(ctx: Context) -> None:
         # A clean stop removes this worker's key at once; the others keep theirs.
         with contextlib.suppress(RedisError, OSError):
             await ctx["redis"].delete(worker_key(settings, ctx["queue"]))
+{%- if cookiecutter.use_metrics %}
+    metrics_server = ctx.pop("metrics_server", None)
+    if metrics_server is not None:
+        metrics_server.shutdown()
+        metrics_server.server_close()
+{%- endif %}
     http: httpx.AsyncClient | None = ctx.pop("http", None)
     if http is not None:
         await http.aclose()

@@ -78,7 +78,14 @@ def job_function(task: Task) -> Any:
             await fail(JobError(TriesExhaustedError.__name__, message))
             raise TriesExhaustedError(message)
 
-        await recorder.started(job_id, task.name, ctx["queue_name"], job_try)
+        enqueued = ctx.get("enqueue_time")
+        await recorder.started(
+            job_id,
+            task.name,
+            ctx["queue_name"],
+            job_try,
+            enqueued if isinstance(enqueued, datetime) else None,
+        )
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
         limit = timeout(task, settings)

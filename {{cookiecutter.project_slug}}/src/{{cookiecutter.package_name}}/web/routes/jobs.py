@@ -10,6 +10,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
 from pydantic import ValidationError
 
+{% if cookiecutter.use_metrics -%}
+from ...metrics import JOBS_ENQUEUED
+{% endif -%}
 from ...queue import (
     DuplicateJobError,
     Enqueued,
@@ -125,6 +128,10 @@ async def submit(
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
     except QueueUnavailableError as exc:
         raise unavailable() from exc
+{%- if cookiecutter.use_metrics %}
+    if enqueued.created:
+        JOBS_ENQUEUED.labels(task_name).inc()
+{%- endif %}
     return enqueued, queue_name
 
 
