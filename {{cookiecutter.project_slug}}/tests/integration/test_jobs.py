@@ -95,3 +95,26 @@ async def test_readiness_and_enqueue_say_503_while_redis_is_unreachable(
     assert enqueue.status_code == 503
     assert enqueue.headers["retry-after"] == "5"
     assert live.status_code == 200
+
+
+async def test_a_batch_lands_in_one_round_trip_and_every_job_runs(
+    client: httpx.AsyncClient, run_worker: RunWorker, settings: Settings
+) -> None:
+    body = {
+        "jobs": [{"task": "word_count", "args": {"text": "w " * n}} for n in range(1, 201)]
+        + [{"task": "render_report", "args": {"pages": 1, "seconds_per_page": 0}}]
+    }
+
+    response = await client.post("/jobs/batch", json=body, headers={"X-Request-ID": "batch-1"})
+    await run_worker()
+    await run_worker("bulk")
+
+    assert response.status_code == 202
+    jobs = response.json()["jobs"]
+    assert [job["queue"] for job in jobs] == [settings.queue_name] * 200 + [
+        settings.bulk_queue_name
+    ]
+    records = [(await client.get(job["url"])).json() for job in jobs]
+    assert {record["state"] for record in records} == {"succeeded"}
+    assert [record["result"]["words"] for record in records[:200]] == list(range(1, 201))
+    assert {record["request_id"] for record in records} == {"batch-1"}

@@ -223,3 +223,49 @@ async def test_a_malformed_last_event_id_is_422(client: httpx.AsyncClient, value
     response = await client.get(f"{location}/stream", headers={"Last-Event-ID": value})
 
     assert response.status_code == 422
+
+
+async def test_a_batch_is_queued_whole_in_order(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, run_jobs: RunJobs
+) -> None:
+    texts = ["one", "two words", "and three words"]
+    body = {"jobs": [{"task": "word_count", "args": {"text": text}} for text in texts]}
+
+    response = await client.post("/jobs/batch", json=body)
+    await run_jobs()
+
+    assert response.status_code == 202
+    jobs = response.json()["jobs"]
+    assert [job["task"] for job in jobs] == ["word_count"] * 3
+    assert len({job["id"] for job in jobs}) == 3
+    results = [(await client.get(job["url"])).json()["result"]["words"] for job in jobs]
+    assert results == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("jobs", "loc"),
+    [
+        pytest.param([], ["body", "jobs"], id="empty"),
+        pytest.param(
+            [{"task": "word_count", "args": {"text": "ok"}}, {"task": "nope", "args": {}}],
+            ["body", "jobs", 1, "task"],
+            id="unknown-task",
+        ),
+        pytest.param(
+            [{"task": "word_count", "args": {"text": "ok"}}, {"task": "word_count", "args": {}}],
+            ["body", "jobs", 1, "args", "text"],
+            id="bad-args",
+        ),
+        pytest.param(
+            [{"task": "word_count", "args": {"text": "x"}}] * 1001, ["body", "jobs"], id="too-many"
+        ),
+    ],
+)
+async def test_a_batch_with_any_bad_job_is_422_and_queues_none(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, jobs: list[object], loc: list[object]
+) -> None:
+    response = await client.post("/jobs/batch", json={"jobs": jobs})
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == loc
+    assert memory_queue.jobs == {}

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from arq.constants import (
     job_key_prefix,
     result_key_prefix,
 )
-from arq.jobs import DeserializationError, deserialize_job, deserialize_result
+from arq.jobs import DeserializationError, deserialize_job, deserialize_result, serialize_job
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -46,6 +46,7 @@ from .base import (
     JobNotFoundError,
     JobRecord,
     JobState,
+    NewJob,
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
@@ -227,6 +228,33 @@ class ArqJobQueue:
                     await self._redis.delete(claim)
             raise
         return Enqueued(chosen)
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], request_id: str | None = None
+    ) -> list[str]:
+        ids = [uuid.uuid4().hex for _ in jobs]  # new ids: nothing to check or clean up first
+        meta: dict[str, Any] = {JOB_META: {"request_id": request_id}} if request_id else {}
+        enqueued_ms = int(time.time() * 1000)
+        with unavailable_as_queue_error():
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for job_id, job in zip(ids, jobs, strict=True):
+                    self._ledger.queue_created(
+                        pipe, job_id, job.task, job.queue, request_id=request_id
+                    )
+                    # What ArqRedis.enqueue_job writes, for all jobs in one MULTI: the job, then
+                    # its place in the queue (the score is when it may start).
+                    payload = serialize_job(
+                        job.task,
+                        (),
+                        {**job.kwargs, **meta},
+                        None,
+                        enqueued_ms,
+                        serializer=serialize,
+                    )
+                    pipe.psetex(job_key_prefix + job_id, self._redis.expires_extra_ms, payload)
+                    pipe.zadd(job.queue, {job_id: enqueued_ms})
+                await pipe.execute()
+        return ids
 
     async def get(self, job_id: str) -> JobRecord | None:
         with unavailable_as_queue_error():

@@ -1,6 +1,6 @@
 """The interface between the web app and a job queue, and the records it returns."""
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -92,6 +92,15 @@ class DeadLetterPage:
     total: int
     """All letters kept, not just this page's."""
     letters: list[DeadLetter]
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """One job of a batch: its task, validated arguments, and queue."""
+
+    task: str
+    kwargs: Mapping[str, Any]
+    queue: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +218,12 @@ class JobQueue(Protocol):
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.
         """
+        ...
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], request_id: str | None = None
+    ) -> list[str]:
+        """Queue all of `jobs` at once (one round trip, all or none) under new ids, in order."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress
 from .dead_letters import DeadLetters
@@ -48,6 +49,23 @@ class Ledger:
     def events_key(self, job_id: str) -> str:
         return f"{self.key(job_id)}:events"
 
+    def _queue_write(
+        self,
+        pipe: Pipeline,
+        job_id: str,
+        fields: dict[str, str],
+        event: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+    ) -> None:
+        key, events = self.key(job_id), self.events_key(job_id)
+        if drop:
+            pipe.hdel(key, *drop)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, self.retention)
+        if event is not None:
+            pipe.xadd(events, dict(event), maxlen=EVENTS_KEPT, approximate=True)  # type: ignore[arg-type]
+            pipe.expire(events, self.retention)
+
     async def _write(
         self,
         job_id: str,
@@ -55,16 +73,27 @@ class Ledger:
         event: dict[str, str] | None = None,
         drop: tuple[str, ...] = (),
     ) -> None:
-        key, events = self.key(job_id), self.events_key(job_id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            if drop:
-                pipe.hdel(key, *drop)
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, self.retention)
-            if event is not None:
-                pipe.xadd(events, dict(event), maxlen=EVENTS_KEPT, approximate=True)  # type: ignore[arg-type]
-                pipe.expire(events, self.retention)
+            self._queue_write(pipe, job_id, fields, event, drop)
             await pipe.execute()
+
+    def queue_created(
+        self,
+        pipe: Pipeline,
+        job_id: str,
+        task: str,
+        queue: str,
+        state: JobState = JobState.QUEUED,
+        request_id: str | None = None,
+    ) -> None:
+        """Add a fresh record's commands to `pipe` (an id may be reused once arq forgot the
+        earlier job: its old record and events go)."""
+        pipe.delete(self.key(job_id), self.events_key(job_id))
+        at = now().isoformat()
+        fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
+        if request_id:
+            fields["request_id"] = request_id
+        self._queue_write(pipe, job_id, fields, {"kind": "state", "state": state, "at": at})
 
     async def created(
         self,
@@ -74,15 +103,9 @@ class Ledger:
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
     ) -> None:
-        """Start a fresh record (an id may be reused once arq forgot the earlier job)."""
-        await self.redis.delete(self.key(job_id), self.events_key(job_id))
-        at = now().isoformat()
-        fields = {"task": task, "queue": queue, "state": state, "tries": "0"}
-        if request_id:
-            fields["request_id"] = request_id
-        await self._write(
-            job_id, {**fields, "enqueued_at": at}, {"kind": "state", "state": state, "at": at}
-        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.queue_created(pipe, job_id, task, queue, state, request_id)
+            await pipe.execute()
 
     async def forget(self, job_id: str) -> None:
         await self.redis.delete(self.key(job_id), self.events_key(job_id))

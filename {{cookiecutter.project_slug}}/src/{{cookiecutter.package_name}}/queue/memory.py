@@ -7,7 +7,7 @@ decide exactly when "the worker" acts. It has no persistence, no concurrency, no
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +25,7 @@ from .base import (
     JobNotFoundError,
     JobRecord,
     JobState,
+    NewJob,
     Progress,
     QueueDepth,
     QueueStats,
@@ -112,6 +113,17 @@ class InMemoryJobQueue:
         self.jobs[chosen] = _Job(record, dict(kwargs))
         self._event(chosen, kind="state", state=state)
         return Enqueued(chosen)
+
+    async def enqueue_many(
+        self, jobs: Sequence[NewJob], request_id: str | None = None
+    ) -> list[str]:
+        self._check()
+        return [
+            (
+                await self.enqueue(job.task, job.kwargs, queue=job.queue, request_id=request_id)
+            ).job_id
+            for job in jobs
+        ]
 
     async def get(self, job_id: str) -> JobRecord | None:
         self._check()

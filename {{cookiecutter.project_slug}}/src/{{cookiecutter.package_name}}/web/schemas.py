@@ -31,6 +31,24 @@ class EnqueueRequest(BaseModel):
     )
 
 
+class BatchItem(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    task: str = Field(min_length=1, max_length=100, description="A task name from GET /tasks.")
+    args: dict[str, Any] = Field(default_factory=dict, description="The task's arguments.")
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"jobs": [{"task": "word_count", "args": {"text": "one of many"}}]}]
+        },
+    )
+
+    jobs: list[BatchItem] = Field(min_length=1, max_length=1000)
+
+
 class JobAccepted(BaseModel):
     id: str
     task: str
@@ -158,3 +176,7 @@ class DeadLetterPageOut(BaseModel):
 
 class PurgedOut(BaseModel):
     purged: int
+
+
+class BatchAccepted(BaseModel):
+    jobs: list[JobAccepted] = Field(description="One per requested job, in the same order.")

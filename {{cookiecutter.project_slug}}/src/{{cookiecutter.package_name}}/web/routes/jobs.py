@@ -23,12 +23,21 @@ from ...queue import (
     JobNotFoundError,
     JobQueue,
     JobState,
+    NewJob,
     QueueUnavailableError,
 )
 from ...settings import Settings
 from ...tasks import TASKS, UnknownTaskError, prepare
 from ..deps import QueueDep, SettingsDep
-from ..schemas import JOB_ID_PATTERN, EnqueueRequest, EventOut, JobAccepted, JobOut
+from ..schemas import (
+    JOB_ID_PATTERN,
+    BatchAccepted,
+    BatchRequest,
+    EnqueueRequest,
+    EventOut,
+    JobAccepted,
+    JobOut,
+)
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -171,6 +180,58 @@ async def enqueue(
         response.headers["Idempotent-Replayed"] = "true"
         state = (await found(queue, enqueued.job_id)).state  # where the earlier job is now
     return JobAccepted(id=enqueued.job_id, task=body.task, state=state, queue=queue_name, url=url)
+
+
+@router.post(
+    "/batch",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE},
+)
+async def enqueue_batch(
+    body: BatchRequest, queue: QueueDep, settings: SettingsDep, request: Request
+) -> BatchAccepted:
+    """Queue up to 1,000 jobs in one request and one Redis round trip: all of them or, if any
+    job's task or arguments are invalid (a 422 naming it), none.
+
+    Every job gets a new id: a batch is not deduplicated, and sending it twice queues it twice.
+    Where each job must run once, use POST /jobs with an Idempotency-Key or your own job_id.
+    """
+    jobs: list[NewJob] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(body.jobs):
+        try:
+            kwargs = prepare(TASKS, item.task, item.args)
+        except UnknownTaskError as exc:
+            loc = ("body", "jobs", index, "task")
+            errors.append({"type": "unknown_task", "loc": loc, "msg": str(exc), "input": item.task})
+            continue
+        except ValidationError as exc:
+            for error in exc.errors():
+                errors.append({**error, "loc": ("body", "jobs", index, "args", *error["loc"])})
+            continue
+        jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
+    if errors:
+        raise RequestValidationError(errors)
+    try:
+        ids = await queue.enqueue_many(jobs, getattr(request.state, "request_id", None))
+    except QueueUnavailableError as exc:
+        raise unavailable() from exc
+{%- if cookiecutter.use_metrics %}
+    for job in jobs:
+        JOBS_ENQUEUED.labels(job.task).inc()
+{%- endif %}
+    return BatchAccepted(
+        jobs=[
+            JobAccepted(
+                id=job_id,
+                task=job.task,
+                state=JobState.QUEUED,
+                queue=job.queue,
+                url=str(request.url_for("get_job", job_id=job_id).path),
+            )
+            for job_id, job in zip(ids, jobs, strict=True)
+        ]
+    )
 
 
 @router.get(
