@@ -9,6 +9,7 @@ import re
 import secrets
 import signal
 import subprocess
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis import Redis
 
 from support import OPTION_SETS, clean_env, free_port, run, wait_for
 from test_artifacts import BIN, final_stage
@@ -107,6 +109,9 @@ def stack(
 
     def env_of(service: str, **extra: str) -> dict[str, str]:
         environment = {k: str(v) for k, v in services[service]["environment"].items()}
+        if "WORKER_METRICS_PORT" in environment:
+            # Each container has a network of its own; processes on one host need a port each.
+            environment["WORKER_METRICS_PORT"] = str(free_port())
         environment.update(
             REDIS_URL=redis_url,
             QUEUE_NAME=f"{prefix}:queue",
@@ -172,6 +177,13 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
     assert long.count("event: progress") == 5, (long, logs())
     assert long.rstrip().endswith('"state":"succeeded"}'), long
 
+    # Each worker serves its own metrics (use_metrics): both ran a job by now.
+    for name in stack.workers:
+        port = stack.envs[name].get("WORKER_METRICS_PORT")
+        if port:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+                assert 'outcome="succeeded"' in page.read().decode(), name
+
     # SIGTERM: each worker finishes within its completion wait, removes its own liveness key
     # (the other's stays), and exits 0.
     for name, worker in stack.workers.items():
@@ -219,3 +231,35 @@ def test_schemathesis_finds_no_server_error_in_the_running_service(stack: Stack)
     assert result.returncode == 0, result.stdout[-6000:]
     assert re.search(r"\d+ generated, \d+ passed", result.stdout), result.stdout[-3000:]
     assert "Traceback" not in stack.web.output()
+
+
+@pytest.mark.parametrize("option_set", ["defaults"])
+def test_the_benchmark_runs_and_reports_its_ratio(
+    synced: Callable[[str], Path], redis_url: str, option_set: str
+) -> None:
+    """A smoke run of the generated project's benchmark (tiny, so no figure is judged here): it
+    runs against real Redis, prints its table, and leaves no key behind."""
+    project = synced(option_set)
+    with Redis.from_url(redis_url) as redis:
+        before = redis.dbsize()
+    result = run(
+        [
+            str(project / ".venv" / "bin" / "python"),
+            "bench/throughput.py",
+            "--jobs",
+            "200",
+            "--rounds",
+            "1",
+            "--redis-url",
+            redis_url,
+        ],
+        cwd=project,
+        env=clean_env(),
+    )
+
+    assert "raw arq Worker" in result.stdout
+    ratio = re.search(r"^ratio \(goal >= 0\.90\)\s+([0-9.]+)$", result.stdout, re.MULTILINE)
+    assert ratio, result.stdout
+    assert float(ratio.group(1)) > 0
+    with Redis.from_url(redis_url) as redis:
+        assert redis.dbsize() == before

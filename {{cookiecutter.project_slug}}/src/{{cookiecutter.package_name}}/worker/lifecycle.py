@@ -34,7 +34,13 @@ async def startup(ctx: Context) -> None:
 {%- if cookiecutter.use_metrics %}
     ctx["ledger"] = MeteredRecorder(ledger_for(ctx["redis"], settings))
     if settings.worker_metrics_port is not None:
-        ctx["metrics_server"], _thread = start_http_server(settings.worker_metrics_port)
+        try:
+            ctx["metrics_server"], _thread = start_http_server(settings.worker_metrics_port)
+        except OSError as exc:
+            raise RuntimeError(
+                f"WORKER_METRICS_PORT {settings.worker_metrics_port} is not free ({exc}): "
+                "give each worker on a host a port of its own, or leave it unset"
+            ) from exc
 {%- else %}
     ctx["ledger"] = ledger_for(ctx["redis"], settings)
 {%- endif %}
