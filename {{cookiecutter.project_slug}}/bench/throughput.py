@@ -129,7 +129,7 @@ async def main() -> int:
             "bulk_queue_name": f"{prefix}:bulk",
             "job_keep_result": 60,
             "job_retention": 600,
-            "log_level": "WARNING",
+            "log_level": "INFO",  # a line per job start and end, as the arq CLI logs them
         }
     )
     if args.redis_url:
