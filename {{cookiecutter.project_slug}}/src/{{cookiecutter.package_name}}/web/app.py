@@ -7,12 +7,13 @@ from typing import Any
 from fastapi import {% if cookiecutter.use_api_key %}Depends, {% endif %}FastAPI
 
 from ..logs import configure_logging
-from ..queue import JobQueue
+from ..queue import JobQueue, QueueUnavailableError
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
 {%- if cookiecutter.use_api_key %}
 from .auth import check_configured, require_api_key
 {%- endif %}
+from .errors import queue_unavailable
 from .limits import BodyLimit
 from .request_id import RequestId
 from .routes import dead_letters, health, jobs, {% if cookiecutter.use_metrics %}metrics, {% endif %}tasks
@@ -38,6 +39,7 @@ def create_app(
 
     configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
+    app.add_exception_handler(QueueUnavailableError, queue_unavailable)
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestId)  # outermost: even a 413 carries the request id
 {%- if cookiecutter.use_api_key %}

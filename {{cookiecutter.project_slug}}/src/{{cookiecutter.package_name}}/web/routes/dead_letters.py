@@ -5,10 +5,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
-from ...queue import JobState, QueueUnavailableError
+from ...queue import JobState
 from ..deps import QueueDep, SettingsDep
 from ..schemas import JOB_ID_PATTERN, DeadLetterOut, DeadLetterPageOut, JobAccepted, PurgedOut
-from .jobs import UNAVAILABLE, submit, unavailable
+from .jobs import UNAVAILABLE, job_url, submit
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
@@ -23,10 +23,7 @@ async def list_dead_letters(
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> DeadLetterPageOut:
     """Newest first; `total` counts every letter kept."""
-    try:
-        page = await queue.dead_letters(limit, offset)
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    page = await queue.dead_letters(limit, offset)
     return DeadLetterPageOut(
         total=page.total, letters=[DeadLetterOut.from_letter(letter) for letter in page.letters]
     )
@@ -40,10 +37,7 @@ async def list_dead_letters(
     },
 )
 async def get_dead_letter(job_id: LetterId, queue: QueueDep) -> DeadLetterOut:
-    try:
-        letter = await queue.dead_letter(job_id)
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    letter = await queue.dead_letter(job_id)
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
     return DeadLetterOut.from_letter(letter)
@@ -76,11 +70,9 @@ async def replay_dead_letter(
         letter.args,
         request_id=getattr(request.state, "request_id", None),
     )
-    try:
-        await queue.remove_dead_letter(job_id)
-    except QueueUnavailableError as exc:  # the new job is queued; the letter stays, visibly
-        raise unavailable() from exc
-    url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
+    # Redis gone here: 503, the new job is queued and the letter stays, visibly.
+    await queue.remove_dead_letter(job_id)
+    url = job_url(request, enqueued.job_id)
     response.headers["Location"] = url
     return JobAccepted(
         id=enqueued.job_id, task=letter.task, state=JobState.QUEUED, queue=queue_name, url=url
@@ -96,10 +88,7 @@ async def replay_dead_letter(
     },
 )
 async def delete_dead_letter(job_id: LetterId, queue: QueueDep) -> None:
-    try:
-        removed = await queue.remove_dead_letter(job_id)
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    removed = await queue.remove_dead_letter(job_id)
     if not removed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
 
@@ -107,7 +96,4 @@ async def delete_dead_letter(job_id: LetterId, queue: QueueDep) -> None:
 @router.delete("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
 async def purge_dead_letters(queue: QueueDep) -> PurgedOut:
     """Forget every dead letter."""
-    try:
-        return PurgedOut(purged=await queue.purge_dead_letters())
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    return PurgedOut(purged=await queue.purge_dead_letters())

@@ -66,17 +66,13 @@ UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
 NOT_FOUND = {"description": "Unknown job, or its record has expired"}
 
 
-def unavailable() -> HTTPException:
-    return HTTPException(
-        status.HTTP_503_SERVICE_UNAVAILABLE, "queue unavailable", headers={"Retry-After": "5"}
-    )
+def job_url(request: Request, job_id: str) -> str:
+    """The path of GET /jobs/{job_id}: the Location of an accepted job."""
+    return str(request.url_for("get_job", job_id=job_id).path)
 
 
 async def found(queue: JobQueue, job_id: str) -> JobOut:
-    try:
-        record = await queue.get(job_id)
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    record = await queue.get(job_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
     return JobOut.from_record(record)
@@ -135,8 +131,6 @@ async def submit(
         )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
 {%- if cookiecutter.use_metrics %}
     if enqueued.created:
         JOBS_ENQUEUED.labels(task_name).inc()
@@ -172,7 +166,7 @@ async def enqueue(
         idempotency_key=idempotency_key,
         request_id=getattr(request.state, "request_id", None),
     )
-    url = str(request.url_for("get_job", job_id=enqueued.job_id).path)
+    url = job_url(request, enqueued.job_id)
     response.headers["Location"] = url
     state = JobState.DEFERRED if body.defer_seconds else JobState.QUEUED
     if not enqueued.created:
@@ -212,10 +206,7 @@ async def enqueue_batch(
         jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
     if errors:
         raise RequestValidationError(errors)
-    try:
-        ids = await queue.enqueue_many(jobs, getattr(request.state, "request_id", None))
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    ids = await queue.enqueue_many(jobs, getattr(request.state, "request_id", None))
 {%- if cookiecutter.use_metrics %}
     for job in jobs:
         JOBS_ENQUEUED.labels(job.task).inc()
@@ -227,7 +218,7 @@ async def enqueue_batch(
                 task=job.task,
                 state=JobState.QUEUED,
                 queue=job.queue,
-                url=str(request.url_for("get_job", job_id=job_id).path),
+                url=job_url(request, job_id),
             )
             for job_id, job in zip(ids, jobs, strict=True)
         ]
@@ -262,8 +253,6 @@ async def cancel_job(job_id: JobId, queue: QueueDep, response: Response) -> JobO
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except JobFinishedError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
     if not record.state.finished:
         response.status_code = status.HTTP_202_ACCEPTED
     return JobOut.from_record(record)
@@ -279,10 +268,7 @@ async def cancel_job(job_id: JobId, queue: QueueDep, response: Response) -> JobO
 async def list_events(job_id: JobId, queue: QueueDep) -> list[EventOut]:
     """The job's state changes and progress reports so far, oldest first."""
     await found(queue, job_id)
-    try:
-        return [EventOut.from_event(event) for event in await queue.events(job_id)]
-    except QueueUnavailableError as exc:
-        raise unavailable() from exc
+    return [EventOut.from_event(event) for event in await queue.events(job_id)]
 
 
 def sse(event: JobEvent) -> str:
