@@ -178,10 +178,6 @@ class Ledger:
         found = self.redis.hexists(self.key(job_id), "cancel_requested")
         return bool(await cast("Awaitable[bool]", found))
 
-    async def read(self, job_id: str) -> dict[str, str]:
-        raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key(job_id)))
-        return {k.decode(): v.decode() for k, v in raw.items()}
-
     async def events(self, job_id: str, after: str | None, wait: float) -> list[JobEvent]:
         key = self.events_key(job_id)
         if wait > 0 and after is not None:

@@ -7,7 +7,7 @@ decide exactly when "the worker" acts. It has no persistence, no concurrency, no
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -31,8 +31,6 @@ from .base import (
     QueueStats,
     QueueUnavailableError,
 )
-
-TaskFunction = Callable[..., Awaitable[Any]]
 
 
 def _now() -> datetime:
