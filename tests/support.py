@@ -23,8 +23,13 @@ UV = find_uv_bin()
 # Add an option: give it a non-default value in at least one set (tests/test_questions.py checks).
 OPTION_SETS: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "no-cron-py311": {"use_cron": False, "use_metrics": False, "python_version": "3.11"},
-    "py313-api-key": {"python_version": "3.13", "use_api_key": True},
+    "minimal-py311": {
+        "use_cron": False,
+        "use_metrics": False,
+        "use_tracing": False,
+        "python_version": "3.11",
+    },
+    "py313-api-key-k8s": {"python_version": "3.13", "use_api_key": True, "use_kubernetes": True},
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
         "project_slug": "cafe-2-dienst",

@@ -21,6 +21,8 @@ QUESTIONS = (
     "use_api_key",
     "use_cron",
     "use_metrics",
+    "use_tracing",
+    "use_kubernetes",
 )
 
 

@@ -93,7 +93,7 @@ class Stack:
         )
 
 
-@pytest.fixture(params=["defaults", "py313-api-key"])
+@pytest.fixture(params=["defaults", "py313-api-key-k8s"])
 def stack(
     request: pytest.FixtureRequest, synced: Callable[[str], Path], redis_url: str, tmp_path: Path
 ) -> Iterator[Stack]:
