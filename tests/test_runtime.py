@@ -121,10 +121,10 @@ def stack(
         # As in the image: the venv first on PATH, no source tree in the working directory.
         return clean_env(**environment, PATH=f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
 
-    # Every service that runs `arq` is a worker; each gets the same host name, as two
-    # containers of one pod would, so their liveness keys must tell them apart by queue.
+    # Every service that runs `<project> worker` is a worker; each gets the same host name, as
+    # two containers of one pod would, so their liveness keys must tell them apart by queue.
     worker_names = [
-        name for name, spec in services.items() if (spec.get("command") or [""])[0] == "arq"
+        name for name, spec in services.items() if (spec.get("command") or [""])[1:2] == ["worker"]
     ]
     envs = {"web": env_of("web")} | {name: env_of(name, WORKER_ID="w1") for name in worker_names}
     [cmd] = [item["value"] for item in final_stage(project) if item["instruction"] == "CMD"]

@@ -35,6 +35,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Context, Task
 from {{ cookiecutter.package_name }}.worker.runner import job_function
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
 
 class NoArgs(BaseModel):
@@ -98,7 +99,7 @@ async def run_ours(settings: Settings, jobs: int, ids: list[str]) -> float:
     options: dict[str, Any] = worker_settings(settings)
     options["functions"] = [func(job_function(NOOP), name="noop", max_tries=3)]
     options.pop("cron_jobs", None)  # a cron run would be one more job in the count
-    worker = Worker(**{**options, "burst": True, "handle_signals": False})
+    worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})
     started = time.perf_counter()
     try:
         await worker.main()

@@ -1,6 +1,17 @@
 """Fixtures for both tiers. tests/unit needs nothing running; tests/integration needs real Redis."""
 
+{%- if cookiecutter.use_tracing %}
+
+from collections.abc import Iterator
+{%- endif %}
+
 import pytest
+{%- if cookiecutter.use_tracing %}
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+{%- endif %}
 {%- if cookiecutter.use_api_key %}
 from pydantic import SecretStr
 {%- endif %}
@@ -24,3 +35,24 @@ def settings() -> Settings:
         api_key=SecretStr(TEST_API_KEY),
 {%- endif %}
     )
+{%- if cookiecutter.use_tracing %}
+
+
+@pytest.fixture(scope="session")
+def span_exporter() -> InMemorySpanExporter:
+    """Every span of this test process, kept in memory. OpenTelemetry takes one global provider
+    per process, so both tiers share this one."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    trace.set_tracer_provider(provider)
+    return exporter
+
+
+@pytest.fixture
+def spans(span_exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    """The spans finished during one test."""
+    span_exporter.clear()
+    yield span_exporter
+    span_exporter.clear()
+{%- endif %}

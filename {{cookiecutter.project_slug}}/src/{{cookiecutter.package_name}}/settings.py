@@ -6,7 +6,7 @@ Both processes must agree on the Redis URL and the queue name, so both read them
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import Field, FilePath, RedisDsn, {% if cookiecutter.use_api_key %}SecretStr, {% endif %}model_validator
+from pydantic import {% if cookiecutter.use_tracing %}AnyHttpUrl, {% endif %}Field, FilePath, RedisDsn, {% if cookiecutter.use_api_key %}SecretStr, {% endif %}model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 {% if cookiecutter.use_api_key -%}
@@ -67,14 +67,17 @@ class Settings(BaseSettings):
         default=15, gt=0, le=300, description="Seconds between keep-alive pings of event streams."
     )
 
-    # Worker tuning. arq's own defaults (10 jobs, 0.5 s poll) cap I/O-bound jobs near 20 jobs/s per
-    # worker: a worker refills its free slots only once per poll. 50 slots polled every 50 ms keep
-    # slots busy (about 2,000 jobs/s of 10 ms jobs) for about 20 Redis commands/s when idle.
+    # Worker tuning. Workers wake on enqueue and when a slot frees (worker.wake), so the poll delay
+    # is only the fallback for jobs from plain arq clients: an idle worker costs a few Redis
+    # commands per poll. 50 slots keep I/O-bound jobs flowing (arq's default is 10).
     worker_max_jobs: int = Field(
         default=50, ge=1, le=10_000, description="Jobs one worker runs at once."
     )
     worker_poll_delay: float = Field(
-        default=0.05, gt=0, le=60, description="Seconds between queue polls of an idle worker."
+        default=0.5,
+        gt=0,
+        le=60,
+        description="Seconds between queue polls of an idle worker (it also wakes on enqueue).",
     )
     # A crashed worker's job runs again only after the longest task timeout + 10 s: keep it short
     # and give long tasks their own timeout.
@@ -147,6 +150,17 @@ class Settings(BaseSettings):
     log_job_arguments: bool = Field(
         default=False, description="Show job arguments in the worker's job start lines."
     )
+{%- if cookiecutter.use_tracing %}
+
+    # The standard OpenTelemetry names, so collectors' docs apply as written (see tracing.py).
+    otel_exporter_otlp_endpoint: AnyHttpUrl | None = Field(
+        default=None,
+        description="OTLP/HTTP collector base URL (spans go to /v1/traces); unset: no export.",
+    )
+    otel_service_name: str | None = Field(
+        default=None, description="service.name of the spans; unset: the project name and role."
+    )
+{%- endif %}
 
     @property
     def completion_wait(self) -> int:

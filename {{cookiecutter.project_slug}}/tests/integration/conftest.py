@@ -23,7 +23,6 @@ from typing import Protocol
 import httpx
 import pytest
 import uvicorn
-from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 {%- if cookiecutter.use_api_key %}
 from pydantic import SecretStr
@@ -35,6 +34,7 @@ from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
 from ..auth import AUTH{% if cookiecutter.use_api_key %}, TEST_API_KEY{% endif %}
 
@@ -102,7 +102,6 @@ def settings(redis_url: str) -> Iterator[Settings]:
         queue_name=f"{name}:queue",
         bulk_queue_name=f"{name}:bulk",
         worker_id=name,
-        worker_poll_delay=0.01,
         worker_heartbeat_interval=1,
         job_keep_result=120,  # results of these tests expire by themselves
         job_retention=600,
@@ -131,18 +130,18 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 class RunWorker(Protocol):
-    def __call__(self, queue: QueueKey = "default") -> Awaitable[Worker]: ...
+    def __call__(self, queue: QueueKey = "default") -> Awaitable[WakingWorker]: ...
 
 
 @pytest.fixture
 async def run_worker(settings: Settings) -> AsyncIterator[RunWorker]:
     """Run a real arq Worker for one queue in burst mode: it drains the queue, then returns."""
-    workers: list[Worker] = []
+    workers: list[WakingWorker] = []
 
-    async def run(queue: QueueKey = "default") -> Worker:
+    async def run(queue: QueueKey = "default") -> WakingWorker:
         # No cron: a run due during the test (every 5 minutes) would be one job more in the counts.
         options = {**worker_settings(settings, queue), "cron_jobs": []}
-        worker = Worker(**{**options, "burst": True, "handle_signals": False})
+        worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})
         workers.append(worker)
         await worker.main()
         return worker
@@ -158,11 +157,11 @@ StartWorkers = Callable[[], Awaitable[None]]
 @pytest.fixture
 async def start_workers(settings: Settings) -> AsyncIterator[StartWorkers]:
     """Start one real arq Worker per queue, running in the background until the test ends."""
-    running: list[tuple[Worker, asyncio.Task[None]]] = []
+    running: list[tuple[WakingWorker, asyncio.Task[None]]] = []
 
     async def start() -> None:
         for queue in ("default", "bulk"):
-            worker = Worker(**{**worker_settings(settings, queue), "handle_signals": False})
+            worker = WakingWorker(**{**worker_settings(settings, queue), "handle_signals": False})
             running.append((worker, asyncio.create_task(worker.async_run())))
 
     yield start
@@ -238,6 +237,11 @@ def service_env(settings: Settings, **extra: object) -> dict[str, str]:
     return {**os.environ, **env}
 
 
+def project_command() -> str:
+    """The project's console script, from the environment the tests run in."""
+    return str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}"))
+
+
 class SpawnWorker(Protocol):
     def __call__(
         self, queue: QueueKey = "default", settings: Settings | None = None, **env: object
@@ -246,8 +250,8 @@ class SpawnWorker(Protocol):
 
 @pytest.fixture
 def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
-    """Start `arq ...WorkerSettings` (or BulkWorkerSettings) as a process of its own, and return
-    once its liveness key is there: it is connected and ready to take jobs."""
+    """Start `{{ cookiecutter.project_slug }} worker [--queue bulk]` as a process of its own, and
+    return once its liveness key is there: it is connected and ready to take jobs."""
     started: list[Process] = []
 
     default = settings
@@ -257,14 +261,10 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
     ) -> Process:
         settings = settings or default
         name = f"{settings.worker_id}-{queue}-{len(started)}"
-        target = "WorkerSettings" if queue == "default" else "BulkWorkerSettings"
         log = tmp_path / f"{name}.log"
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                [
-                    str(Path(sys.executable).with_name("arq")),
-                    f"{{ cookiecutter.package_name }}.worker.settings.{target}",
-                ],
+                [project_command(), "worker", "--queue", queue],
                 env=service_env(settings, worker_id=name, **env),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -10,13 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from arq.worker import Worker
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
 from ..auth import AUTH
 from .conftest import answers, free_port
@@ -89,7 +89,8 @@ async def enqueue_and_run(settings: Settings) -> dict[str, object]:
             assert ready.status_code == 200, ready.text
             body = {"task": "word_count", "args": {"text": "over acl"}}
             location = (await http.post("/jobs", json=body)).headers["location"]
-            worker = Worker(**{**worker_settings(settings), "burst": True, "handle_signals": False})
+            options = {**worker_settings(settings), "burst": True, "handle_signals": False}
+            worker = WakingWorker(**options)
             try:
                 await worker.main()
             finally:

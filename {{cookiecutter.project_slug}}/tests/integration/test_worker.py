@@ -1,5 +1,5 @@
 """The worker's own behaviour against real Redis: its liveness key, the probe that reads it, and
-the `arq --burst` command that drains a queue and exits."""
+the `{{ cookiecutter.project_slug }} worker --burst` command that drains a queue and exits."""
 
 import asyncio
 import http.server
@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
@@ -21,7 +20,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
 
-from .conftest import RunWorker
+from .conftest import RunWorker, project_command
 
 
 def probe(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -97,8 +96,7 @@ async def test_a_burst_worker_drains_its_queue_and_exits(
         "BULK_QUEUE_NAME": settings.bulk_queue_name,
         "WORKER_ID": settings.worker_id or "",
     }
-    arq = Path(sys.executable).with_name("arq")
-    command = [str(arq), "{{ cookiecutter.package_name }}.worker.settings.WorkerSettings", "--burst"]
+    command = [project_command(), "worker", "--burst"]
 
     result = await asyncio.to_thread(
         subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False

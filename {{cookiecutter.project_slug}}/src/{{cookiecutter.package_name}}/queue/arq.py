@@ -33,7 +33,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
 from .base import (
-    JOB_META,
     DeadLetter,
     DeadLetterPage,
     DuplicateJobError,
@@ -50,9 +49,11 @@ from .base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    carried,
 )
 from .ledger import Ledger, record_from
 from .serializer import RemoteError, deserialize, serialize
+from .wake import wake_channel
 
 log = logging.getLogger(__name__)
 
@@ -169,10 +170,10 @@ class ArqJobQueue:
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
-        request_id: str | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> Enqueued:
         with unavailable_as_queue_error():
-            return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer, request_id)
+            return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer, meta or {})
 
     async def _enqueue(
         self,
@@ -182,7 +183,7 @@ class ArqJobQueue:
         job_id: str | None,
         idempotency: Idempotency | None,
         defer: float,
-        request_id: str | None,
+        meta: Mapping[str, str],
     ) -> Enqueued:
         chosen = job_id or uuid.uuid4().hex
         claim = None
@@ -209,11 +210,15 @@ class ArqJobQueue:
                 await self._redis.zrem(abort_jobs_ss, job_id)
             # The record first: a worker may start the job the moment arq has queued it.
             state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
-            await self._ledger.created(chosen, task, queue, state, request_id)
+            await self._ledger.created(chosen, task, queue, state, meta.get("request_id"))
             recorded = True
-            meta: dict[str, Any] = {JOB_META: {"request_id": request_id}} if request_id else {}
             job = await self._redis.enqueue_job(
-                task, _job_id=chosen, _queue_name=queue, _defer_by=defer or None, **kwargs, **meta
+                task,
+                _job_id=chosen,
+                _queue_name=queue,
+                _defer_by=defer or None,
+                **kwargs,
+                **carried(meta),
             )
             if job is None:
                 recorded = False  # another request won the id: the record is its job's now
@@ -227,32 +232,42 @@ class ArqJobQueue:
                 if claim is not None:
                     await self._redis.delete(claim)
             raise
+        if defer <= 0:
+            await self._wake(queue)
         return Enqueued(chosen)
 
+    async def _wake(self, queue: str) -> None:
+        """Tell the queue's idle workers (worker.wake). The job is queued already: if the notice
+        is lost, a worker still finds the job at its next poll."""
+        with contextlib.suppress(*UNAVAILABLE):
+            await self._redis.publish(wake_channel(queue), b"")
+
     async def enqueue_many(
-        self, jobs: Sequence[NewJob], request_id: str | None = None
+        self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         ids = [uuid.uuid4().hex for _ in jobs]  # new ids: nothing to check or clean up first
-        meta: dict[str, Any] = {JOB_META: {"request_id": request_id}} if request_id else {}
+        meta = meta or {}
         enqueued_ms = int(time.time() * 1000)
         with unavailable_as_queue_error():
             async with self._redis.pipeline(transaction=True) as pipe:
                 for job_id, job in zip(ids, jobs, strict=True):
                     self._ledger.queue_created(
-                        pipe, job_id, job.task, job.queue, request_id=request_id
+                        pipe, job_id, job.task, job.queue, request_id=meta.get("request_id")
                     )
                     # What ArqRedis.enqueue_job writes, for all jobs in one MULTI: the job, then
                     # its place in the queue (the score is when it may start).
                     payload = serialize_job(
                         job.task,
                         (),
-                        {**job.kwargs, **meta},
+                        {**job.kwargs, **carried(meta)},
                         None,
                         enqueued_ms,
                         serializer=serialize,
                     )
                     pipe.psetex(job_key_prefix + job_id, self._redis.expires_extra_ms, payload)
                     pipe.zadd(job.queue, {job_id: enqueued_ms})
+                for queue in {job.queue for job in jobs}:
+                    pipe.publish(wake_channel(queue), b"")
                 await pipe.execute()
         return ids
 

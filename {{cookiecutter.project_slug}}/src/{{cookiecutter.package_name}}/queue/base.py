@@ -7,8 +7,13 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 JOB_META = "_meta"
-"""The keyword that carries a job's metadata (request id) next to its arguments; the worker's
-runner takes it out before the task sees them. Jobs from plain arq clients simply lack it."""
+"""The keyword that carries a job's metadata (request id{% if cookiecutter.use_tracing %}, trace context{% endif %}) next to its arguments; the
+worker's runner takes it out before the task sees them. Jobs from plain arq clients lack it."""
+
+
+def carried(meta: Mapping[str, str]) -> dict[str, Any]:
+    """A job's meta as the extra keyword argument that carries it, or nothing."""
+    return {JOB_META: dict(meta)} if meta else {}
 
 
 class JobState(StrEnum):
@@ -210,10 +215,12 @@ class JobQueue(Protocol):
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
-        request_id: str | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> Enqueued:
         """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
-        `request_id` travels with the job into the worker's logs and onto its record.
+        `meta` travels with the job into the worker (never into the task's arguments): its
+        `request_id` goes onto the job's record and every log line of the job{% if cookiecutter.use_tracing %}, W3C trace
+        context (`traceparent`) continues the caller's trace (see tracing.py){% endif %}.
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.
@@ -221,9 +228,10 @@ class JobQueue(Protocol):
         ...
 
     async def enqueue_many(
-        self, jobs: Sequence[NewJob], request_id: str | None = None
+        self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
-        """Queue all of `jobs` at once (one round trip, all or none) under new ids, in order."""
+        """Queue all of `jobs` at once (one round trip, all or none) under new ids, in order,
+        each with `meta` (see enqueue)."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -30,6 +30,7 @@ from .base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    carried,
 )
 
 
@@ -41,6 +42,7 @@ def _now() -> datetime:
 class _Job:
     record: JobRecord
     kwargs: dict[str, Any]
+    meta: dict[str, str]
     retry_due: bool = False
     """A try failed and asked for another: deferred, but the next `ready()` includes it."""
 
@@ -84,7 +86,7 @@ class InMemoryJobQueue:
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
-        request_id: str | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> Enqueued:
         self._check()
         chosen = job_id or uuid.uuid4().hex
@@ -106,20 +108,18 @@ class InMemoryJobQueue:
             tries=0,
             queue=queue,
             enqueued_at=_now(),
-            request_id=request_id,
+            request_id=(meta or {}).get("request_id"),
         )
-        self.jobs[chosen] = _Job(record, dict(kwargs))
+        self.jobs[chosen] = _Job(record, dict(kwargs), dict(meta or {}))
         self._event(chosen, kind="state", state=state)
         return Enqueued(chosen)
 
     async def enqueue_many(
-        self, jobs: Sequence[NewJob], request_id: str | None = None
+        self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         self._check()
         return [
-            (
-                await self.enqueue(job.task, job.kwargs, queue=job.queue, request_id=request_id)
-            ).job_id
+            (await self.enqueue(job.task, job.kwargs, queue=job.queue, meta=meta)).job_id
             for job in jobs
         ]
 
@@ -153,9 +153,9 @@ class InMemoryJobQueue:
         self._check()
 
     def ready(self) -> list[tuple[JobRecord, dict[str, Any]]]:
-        """The queued jobs and the retries due, oldest first, with their arguments: what a worker
-        would pick up. A retry is due at the next call, whatever its delay: this fake has no
-        clock (and a job enqueued with a delay is never due)."""
+        """The queued jobs and the retries due, oldest first, with their arguments (and meta, as
+        arq passes it): what a worker would pick up. A retry is due at the next call, whatever
+        its delay: this fake has no clock (and a job enqueued with a delay is never due)."""
         due = [
             job
             for job in self.jobs.values()
@@ -163,7 +163,7 @@ class InMemoryJobQueue:
         ]
         for job in due:
             job.retry_due = False
-        return [(job.record, dict(job.kwargs)) for job in due]
+        return [(job.record, {**job.kwargs, **carried(job.meta)}) for job in due]
 
     def retry_later(self, job_id: str) -> None:
         """The job's try asked for another (arq's `Retry`): the next `ready()` includes it."""

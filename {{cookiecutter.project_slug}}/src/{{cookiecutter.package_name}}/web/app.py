@@ -10,6 +10,9 @@ from ..logs import configure_logging
 from ..queue import JobQueue, QueueUnavailableError
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
+{%- if cookiecutter.use_tracing %}
+from ..tracing import configure_tracing
+{%- endif %}
 {%- if cookiecutter.use_api_key %}
 from .auth import check_configured, require_api_key
 {%- endif %}
@@ -34,8 +37,15 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Lifespan state reaches every request as `request.state`; see deps.py.
+{%- if cookiecutter.use_tracing %}
+        tracing = configure_tracing(settings, f"{settings.app_name}-web")
+{%- endif %}
         async with open_queue(settings) as queue:
             yield {"queue": queue, "settings": settings}
+{%- if cookiecutter.use_tracing %}
+        if tracing is not None:
+            tracing.shutdown()  # sends the spans still buffered
+{%- endif %}
 
     configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(title=settings.app_name, lifespan=lifespan)

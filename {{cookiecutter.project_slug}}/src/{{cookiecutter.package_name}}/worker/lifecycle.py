@@ -18,6 +18,9 @@ from ..metrics import MeteredRecorder
 from ..queue.arq import ledger_for
 from ..settings import Settings
 from ..tasks import Context
+{%- if cookiecutter.use_tracing %}
+from ..tracing import configure_tracing
+{%- endif %}
 from .heartbeat import beat_forever, worker_key
 from .logs import hide_job_arguments
 
@@ -31,6 +34,9 @@ async def startup(ctx: Context) -> None:
     configure_logging(settings.log_level, settings.log_format)
     if not settings.log_job_arguments:
         hide_job_arguments()
+{%- if cookiecutter.use_tracing %}
+    ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
+{%- endif %}
 {%- if cookiecutter.use_metrics %}
     ctx["ledger"] = MeteredRecorder(ledger_for(ctx["redis"], settings))
     if settings.worker_metrics_port is not None:
@@ -78,4 +84,9 @@ async def shutdown(ctx: Context) -> None:
     http: httpx.AsyncClient | None = ctx.pop("http", None)
     if http is not None:
         await http.aclose()
+{%- if cookiecutter.use_tracing %}
+    tracing = ctx.pop("tracing", None)
+    if tracing is not None:
+        tracing.shutdown()  # sends the spans still buffered
+{%- endif %}
     log.info("worker stopped")

@@ -19,6 +19,9 @@ from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobSta
 from ..queue.base import JOB_META
 from ..settings import Settings
 from ..tasks import Context, Task
+{%- if cookiecutter.use_tracing %}
+from ..tracing import job_span
+{%- endif %}
 
 
 class TriesExhaustedError(Exception):
@@ -39,15 +42,16 @@ def job_function(task: Task) -> Any:
     """The coroutine arq runs for `task`: the task itself, with its record kept in the ledger."""
 
     async def run(ctx: Context, **kwargs: Any) -> Any:
-        meta: dict[str, Any] = kwargs.pop(JOB_META, None) or {}
+        meta: dict[str, str] = kwargs.pop(JOB_META, None) or {}
         # Every log line of this job, ours, the task's and arq's, carries these.
-        with structlog.contextvars.bound_contextvars(
+        log_context = structlog.contextvars.bound_contextvars(
             job_id=ctx["job_id"],
             task=task.name,
             job_try=ctx["job_try"],
             queue=ctx["queue_name"],
             request_id=meta.get("request_id"),
-        ):
+        )
+        with log_context{% if cookiecutter.use_tracing %}, job_span(task.name, ctx, meta){% endif %}:
             return await execute(ctx, kwargs)
 
     async def execute(ctx: Context, kwargs: dict[str, Any]) -> Any:

@@ -1,13 +1,13 @@
-"""arq's WorkerSettings, one per queue, built from the shared Settings and the task registry.
+"""arq's worker settings, one set per queue, built from the shared Settings and the task registry.
 
-    arq {{ cookiecutter.package_name }}.worker.settings.WorkerSettings       short jobs (default queue)
-    arq {{ cookiecutter.package_name }}.worker.settings.BulkWorkerSettings   long jobs (bulk queue)
+    {{ cookiecutter.project_slug }} worker                 short jobs (default queue)
+    {{ cookiecutter.project_slug }} worker --queue bulk    long jobs (bulk queue)
 
 Keeping long tasks on workers of their own keeps the default queue's crash recovery short: arq
 re-runs a crashed worker's job only after the longest timeout among that worker's tasks + 10 s.
 """
 
-from typing import Any, Final
+from typing import Any
 
 from arq import func
 
@@ -73,8 +73,3 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         "on_job_start": job_started,
         "ctx": {"settings": settings, "queue": queue, "queue_name": queue_name},
     }
-
-
-# `arq` accepts a dict as well as a class; these are read from the environment at start-up.
-WorkerSettings: Final = worker_settings(Settings())
-BulkWorkerSettings: Final = worker_settings(Settings(), "bulk")

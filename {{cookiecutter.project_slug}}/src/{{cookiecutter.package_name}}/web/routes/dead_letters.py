@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 from ...queue import JobState
 from ..deps import QueueDep, SettingsDep
 from ..schemas import JOB_ID_PATTERN, DeadLetterOut, DeadLetterPageOut, JobAccepted, PurgedOut
-from .jobs import UNAVAILABLE, job_url, submit
+from .jobs import UNAVAILABLE, job_meta, job_url, submit
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
 
@@ -68,7 +68,7 @@ async def replay_dead_letter(
         settings,
         letter.task,
         letter.args,
-        request_id=getattr(request.state, "request_id", None),
+        meta=job_meta(request),
     )
     # Redis gone here: 503, the new job is queued and the letter stays, visibly.
     await queue.remove_dead_letter(job_id)

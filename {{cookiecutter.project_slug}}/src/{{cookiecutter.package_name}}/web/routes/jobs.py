@@ -28,6 +28,9 @@ from ...queue import (
 )
 from ...settings import Settings
 from ...tasks import TASKS, UnknownTaskError, prepare
+{%- if cookiecutter.use_tracing %}
+from ...tracing import caller_context, enqueue_span
+{%- endif %}
 from ..deps import QueueDep, SettingsDep
 from ..schemas import (
     JOB_ID_PATTERN,
@@ -71,6 +74,18 @@ def job_url(request: Request, job_id: str) -> str:
     return str(request.url_for("get_job", job_id=job_id).path)
 
 
+def job_meta(request: Request) -> dict[str, str]:
+    """What travels with a job into its worker: the request id{% if cookiecutter.use_tracing %} and the caller's trace context{% endif %}."""
+    meta: dict[str, str] = {}
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        meta["request_id"] = request_id
+{%- if cookiecutter.use_tracing %}
+    meta.update(caller_context(request.headers))
+{%- endif %}
+    return meta
+
+
 async def found(queue: JobQueue, job_id: str) -> JobOut:
     record = await queue.get(job_id)
     if record is None:
@@ -87,7 +102,7 @@ async def submit(
     job_id: str | None = None,
     defer: float | None = None,
     idempotency_key: str | None = None,
-    request_id: str | None = None,
+    meta: dict[str, str] | None = None,
 ) -> tuple[Enqueued, str]:
     """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
     replay of a dead letter. Returns the job and its queue; bad input raises a 4xx."""
@@ -119,7 +134,20 @@ async def submit(
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
     queue_name = settings.queue_for(TASKS[task_name].queue)
+    meta = meta or {}
     try:
+{%- if cookiecutter.use_tracing %}
+        with enqueue_span(task_name, queue_name, meta):
+            enqueued = await queue.enqueue(
+                task_name,
+                kwargs,
+                queue=queue_name,
+                job_id=job_id,
+                idempotency=idempotency,
+                defer=defer or 0,
+                meta=meta,
+            )
+{%- else %}
         enqueued = await queue.enqueue(
             task_name,
             kwargs,
@@ -127,8 +155,9 @@ async def submit(
             job_id=job_id,
             idempotency=idempotency,
             defer=defer or 0,
-            request_id=request_id,
+            meta=meta,
         )
+{%- endif %}
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
 {%- if cookiecutter.use_metrics %}
@@ -164,7 +193,7 @@ async def enqueue(
         job_id=body.job_id,
         defer=body.defer_seconds,
         idempotency_key=idempotency_key,
-        request_id=getattr(request.state, "request_id", None),
+        meta=job_meta(request),
     )
     url = job_url(request, enqueued.job_id)
     response.headers["Location"] = url
@@ -206,7 +235,13 @@ async def enqueue_batch(
         jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
     if errors:
         raise RequestValidationError(errors)
-    ids = await queue.enqueue_many(jobs, getattr(request.state, "request_id", None))
+    meta = job_meta(request)
+{%- if cookiecutter.use_tracing %}
+    with enqueue_span("batch", ",".join(sorted({job.queue for job in jobs})), meta):
+        ids = await queue.enqueue_many(jobs, meta)
+{%- else %}
+    ids = await queue.enqueue_many(jobs, meta)
+{%- endif %}
 {%- if cookiecutter.use_metrics %}
     for job in jobs:
         JOBS_ENQUEUED.labels(job.task).inc()

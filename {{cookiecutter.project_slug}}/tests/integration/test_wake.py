@@ -1,0 +1,130 @@
+"""Workers wake on enqueue: an idle worker starts a job at once instead of at its next poll, and
+the poll stays as the fallback for what publishes no notice (plain arq clients, deferred jobs).
+
+Each worker here polls only every POLL seconds, so a job finished well inside that time proves
+that something other than the poll started it. The bound is a fraction of POLL, not a speed target
+(the benchmark measures latency: bench/latency.py).
+"""
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+from arq.connections import create_pool
+
+from {{ cookiecutter.package_name }}.queue.arq import redis_settings
+from {{ cookiecutter.package_name }}.queue.serializer import serialize
+from {{ cookiecutter.package_name }}.queue.wake import wake_channel
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+
+POLL = 6.0
+SOON = POLL / 3
+
+StartWorker = Callable[..., Awaitable[WakingWorker]]
+
+
+@pytest.fixture
+async def start_worker(settings: Settings) -> AsyncIterator[StartWorker]:
+    running: list[tuple[WakingWorker, asyncio.Task[None]]] = []
+
+    async def start(**overrides: object) -> WakingWorker:
+        tuned = settings.model_copy(update={"worker_poll_delay": POLL, **overrides})
+        options = {**worker_settings(tuned), "cron_jobs": [], "handle_signals": False}
+        worker = WakingWorker(**options)
+        running.append((worker, asyncio.create_task(worker.async_run())))
+        # Ready once it listens: connected, first poll done, wake channel subscribed.
+        channel = wake_channel(tuned.queue_name)
+        async with asyncio.timeout(10):
+            # Polled: arq offers no event for either (it connects in main()).
+            while worker._pool is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            while not (await worker.pool.pubsub_numsub(channel))[0][1]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        return worker
+
+    yield start
+    for worker, task in running:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()
+
+
+async def finished_within(client: httpx.AsyncClient, location: str, limit: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if (await client.get(location)).json()["state"] == "succeeded":
+            return time.monotonic() - started
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{location} did not finish within {limit} s")
+
+
+async def test_an_idle_worker_starts_a_job_on_enqueue_not_at_its_next_poll(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    await asyncio.sleep(0.2)  # well into the idle wait
+
+    accepted = await client.post("/jobs", json={"task": "word_count", "args": {"text": "now"}})
+
+    assert await finished_within(client, accepted.headers["location"], SOON) < SOON
+
+
+async def test_a_batch_wakes_the_worker_too(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    jobs = [{"task": "word_count", "args": {"text": "x " * n}} for n in range(1, 4)]
+
+    accepted = (await client.post("/jobs/batch", json={"jobs": jobs})).json()
+
+    for job in accepted["jobs"]:
+        await finished_within(client, job["url"], SOON)
+
+
+async def test_a_full_worker_takes_the_next_job_when_a_slot_frees(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    await start_worker(worker_max_jobs=1)
+    body = {"task": "word_count", "args": {"text": "one at a time"}}
+    locations = [(await client.post("/jobs", json=body)).headers["location"] for _ in range(3)]
+
+    for location in locations:
+        await finished_within(client, location, SOON)
+
+
+async def test_a_deferred_job_starts_when_due_not_at_the_next_poll(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    body = {"task": "word_count", "args": {"text": "later"}, "defer_seconds": 0.5}
+    accepted = await client.post("/jobs", json=body)
+    assert (await client.get(accepted.headers["location"])).json()["state"] == "deferred"
+
+    elapsed = await finished_within(client, accepted.headers["location"], SOON)
+
+    assert elapsed >= 0.4  # not before it was due
+
+
+async def test_a_job_from_a_plain_arq_client_still_runs_at_the_poll_delay(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    await start_worker(worker_poll_delay=0.3)
+    # arq's own enqueue publishes no notice: only the fallback poll can find this job.
+    pool = await create_pool(
+        redis_settings(settings),
+        default_queue_name=settings.queue_name,
+        job_serializer=serialize,
+    )
+    try:
+        job = await pool.enqueue_job("word_count", text="plain arq")
+        assert job is not None
+    finally:
+        await pool.aclose()
+
+    await finished_within(client, f"/jobs/{job.job_id}", 5)
