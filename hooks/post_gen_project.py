@@ -6,6 +6,7 @@ content matches what copier writes for the same answers (keys sorted, `_commit` 
 
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -66,5 +67,7 @@ def write_answers(path: Path) -> None:
 
 
 if __name__ == "__main__":
+    if not CONTEXT["use_kubernetes"]:
+        shutil.rmtree("deploy")  # copier leaves it out through `_exclude` (copier.yml)
     write_answers(Path(".copier-answers.yml"))
     print(NEXT_STEPS)

@@ -59,6 +59,17 @@ API_KEY_FILES = (
     "src/{pkg}/web/auth.py",
     "tests/unit/test_api_key.py",
 )
+# The whole deploy/ folder comes with use_kubernetes (copier `_exclude`, cookiecutter's hook).
+KUBERNETES_FILES = (
+    "deploy/kubernetes/.gitignore",
+    "deploy/kubernetes/README.md",
+    "deploy/kubernetes/autoscaling.yaml",
+    "deploy/kubernetes/config.yaml",
+    "deploy/kubernetes/kustomization.yaml",
+    "deploy/kubernetes/secrets.env.example",
+    "deploy/kubernetes/web.yaml",
+    "deploy/kubernetes/worker.yaml",
+)
 
 
 def template_copy(dest: Path) -> Path:

@@ -12,6 +12,7 @@ from conftest import Render
 from support import (
     API_KEY_FILES,
     CRON_FILES,
+    KUBERNETES_FILES,
     METRICS_FILES,
     OPTION_SETS,
     UV,
@@ -67,6 +68,27 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
         assert (project / pattern.format(pkg=package)).is_file() is use_metrics, pattern
     compose = (project / "compose.yaml").read_text()
     assert ("WORKER_METRICS_PORT" in compose) is use_metrics
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_the_kubernetes_folder_comes_and_goes_with_its_option(
+    render: Render, engine: str, option_set: str
+) -> None:
+    # Both engines: each removes the folder its own way (copier `_exclude`, cookiecutter's hook).
+    project = render(engine, option_set)
+    use_kubernetes = OPTION_SETS[option_set].get("use_kubernetes", False)
+    for path in KUBERNETES_FILES:
+        assert (project / path).is_file() is use_kubernetes, path
+    if use_kubernetes:
+        shipped = {
+            path.relative_to(project).as_posix()
+            for path in (project / "deploy").rglob("*")
+            if path.is_file()
+        }
+        assert shipped == set(KUBERNETES_FILES)
+    else:
+        assert not (project / "deploy").exists(), "an empty deploy/ folder is left behind"
 
 
 @pytest.mark.parametrize("option_set", OPTION_SETS)
