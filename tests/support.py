@@ -59,6 +59,11 @@ API_KEY_FILES = (
     "src/{pkg}/web/auth.py",
     "tests/unit/test_api_key.py",
 )
+TRACING_FILES = (
+    "src/{pkg}/tracing.py",
+    "tests/unit/test_tracing.py",
+    "tests/integration/test_tracing.py",
+)
 # The whole deploy/ folder comes with use_kubernetes (copier `_exclude`, cookiecutter's hook).
 KUBERNETES_FILES = (
     "deploy/kubernetes/.gitignore",

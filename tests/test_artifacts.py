@@ -95,9 +95,9 @@ def test_compose_wires_web_and_a_worker_per_queue_to_a_healthy_redis(render: Ren
             assert services[name]["environment"][variable] == web
     assert services["redis"]["healthcheck"]["test"] == ["CMD", "redis-cli", "ping"]
     assert "ports" not in services["redis"], "Redis must not be published to the host"
-    settings = "my_service.worker.settings"
-    assert services["worker"]["command"] == ["arq", f"{settings}.WorkerSettings"]
-    assert services["worker-bulk"]["command"] == ["arq", f"{settings}.BulkWorkerSettings"]
+    # The project's own command: arq's `arq` cannot run the worker that wakes on enqueue.
+    assert services["worker"]["command"] == ["my-service", "worker"]
+    assert services["worker-bulk"]["command"] == ["my-service", "worker", "--queue", "bulk"]
     # Each worker's health check reads its own queue's liveness key.
     probe = "my_service.worker.probe"
     assert services["worker"]["healthcheck"]["test"][-1] == probe

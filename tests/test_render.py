@@ -15,6 +15,7 @@ from support import (
     KUBERNETES_FILES,
     METRICS_FILES,
     OPTION_SETS,
+    TRACING_FILES,
     UV,
     clean_env,
     find_python,
@@ -68,6 +69,11 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
         assert (project / pattern.format(pkg=package)).is_file() is use_metrics, pattern
     compose = (project / "compose.yaml").read_text()
     assert ("WORKER_METRICS_PORT" in compose) is use_metrics
+    use_tracing = OPTION_SETS[option_set].get("use_tracing", True)
+    for pattern in TRACING_FILES:
+        assert (project / pattern.format(pkg=package)).is_file() is use_tracing, pattern
+    runner = (project / "src" / package / "worker" / "runner.py").read_text()
+    assert ("job_span" in runner) is use_tracing
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -112,7 +118,7 @@ def test_answers_reach_the_project(render: Render, option_set: str) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("option_set", OPTION_SETS)
 def test_ruff_and_mypy_pass_and_the_lock_matches(
-    render: Render, synced: Callable[[str], Path], option_set: str
+    render: Render, synced: Callable[[str], Path], option_set: str, tmp_path: Path
 ) -> None:
     # Lint and type-check with the default render's environment: dependencies do not vary with
     # answers (uv lock --check below holds that), so one environment serves every render.
@@ -122,7 +128,9 @@ def test_ruff_and_mypy_pass_and_the_lock_matches(
     run([str(tools / "ruff"), "check", "--no-cache", "."], cwd=project, env=env)
     run([str(tools / "ruff"), "format", "--check", "--no-cache", "."], cwd=project, env=env)
     run(
-        [str(tools / "mypy"), "--python-executable", str(tools / "python"), "--no-incremental"],
+        # The cache goes elsewhere: the render stays pristine for the parity tests.
+        [str(tools / "mypy"), "--python-executable", str(tools / "python"), "--no-incremental"]
+        + ["--cache-dir", str(tmp_path / "mypy")],
         cwd=project,
         env=env,
     )

@@ -47,6 +47,8 @@ def configure_logging(
     root.setLevel(level)
     for name in LIBRARY_LOGGERS:
         library = logging.getLogger(name)
+        if not library.handlers and not library.propagate:
+            continue  # switched off on purpose: uvicorn's --no-access-log leaves it so
         library.handlers = []
         library.propagate = True
     structlog.configure(

@@ -50,6 +50,23 @@ def test_an_exception_is_one_json_line(output: io.StringIO) -> None:
     assert "ValueError: broken" in str(line["exception"])
 
 
+def test_an_access_log_switched_off_stays_off(
+    output: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    access = logging.getLogger("uvicorn.access")
+    # What uvicorn's --no-access-log (the image's CMD) does before the app factory runs.
+    monkeypatch.setattr(access, "handlers", [])
+    monkeypatch.setattr(access, "propagate", False)
+    # (Levels as they come: another test's uvicorn may have raised them.)
+    monkeypatch.setattr(access, "level", logging.NOTSET)
+
+    configure_logging("INFO", "json", output)
+    access.warning('127.0.0.1 - "POST /jobs HTTP/1.1" 202')
+    logging.getLogger("uvicorn.error").warning("Application startup complete.")
+
+    assert [line["logger"] for line in lines(output)] == ["uvicorn.error"]
+
+
 def test_console_format_is_readable_text(output: io.StringIO) -> None:
     configure_logging("INFO", "console", output)
 

@@ -25,6 +25,7 @@ from arq.constants import (
     result_key_prefix,
 )
 from arq.jobs import DeserializationError, deserialize_job, deserialize_result, serialize_job
+from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -198,6 +199,15 @@ class ArqJobQueue:
                 if fingerprint == idempotency.fingerprint:
                     return Enqueued(earlier_id, created=False)
                 raise IdempotencyConflictError(idempotency.key, earlier_id)
+        if job_id is None:
+            try:
+                await self._enqueue_new(chosen, task, kwargs, queue, defer, meta)
+            except BaseException:
+                if claim is not None:  # the key may be used again
+                    with contextlib.suppress(*UNAVAILABLE):
+                        await self._redis.delete(claim)
+                raise
+            return Enqueued(chosen)
         try:
             if job_id is not None:
                 # Refuse a taken id before touching its record; arq checks again atomically.
@@ -236,6 +246,45 @@ class ArqJobQueue:
             await self._wake(queue)
         return Enqueued(chosen)
 
+    async def _enqueue_new(
+        self,
+        job_id: str,
+        task: str,
+        kwargs: Mapping[str, Any],
+        queue: str,
+        defer: float,
+        meta: Mapping[str, str],
+    ) -> None:
+        """A job under a new random id: no earlier job can hold it, so record, job, queue entry
+        and wake notice go in one transaction, one round trip (arq's enqueue_job takes four)."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            await self._queue_new_job(pipe, job_id, task, kwargs, queue, meta, defer)
+            if defer <= 0:
+                pipe.publish(wake_channel(queue), b"")
+            await pipe.execute()
+
+    async def _queue_new_job(
+        self,
+        pipe: Pipeline,
+        job_id: str,
+        task: str,
+        kwargs: Mapping[str, Any],
+        queue: str,
+        meta: Mapping[str, str],
+        defer: float = 0,
+    ) -> None:
+        """Queue on `pipe` what a new job is: its record, then what ArqRedis.enqueue_job writes,
+        the job and its place in the queue (scored by when it may start)."""
+        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+        await self._ledger.queue_created(pipe, job_id, task, queue, state, meta.get("request_id"))
+        enqueued_ms = int(time.time() * 1000)
+        defer_ms = int(defer * 1000)
+        payload = serialize_job(
+            task, (), {**kwargs, **carried(meta)}, None, enqueued_ms, serializer=serialize
+        )
+        pipe.psetex(job_key_prefix + job_id, defer_ms + self._redis.expires_extra_ms, payload)
+        pipe.zadd(queue, {job_id: enqueued_ms + defer_ms})
+
     async def _wake(self, queue: str) -> None:
         """Tell the queue's idle workers (worker.wake). The job is queued already: if the notice
         is lost, a worker still finds the job at its next poll."""
@@ -247,25 +296,10 @@ class ArqJobQueue:
     ) -> list[str]:
         ids = [uuid.uuid4().hex for _ in jobs]  # new ids: nothing to check or clean up first
         meta = meta or {}
-        enqueued_ms = int(time.time() * 1000)
         with unavailable_as_queue_error():
             async with self._redis.pipeline(transaction=True) as pipe:
                 for job_id, job in zip(ids, jobs, strict=True):
-                    self._ledger.queue_created(
-                        pipe, job_id, job.task, job.queue, request_id=meta.get("request_id")
-                    )
-                    # What ArqRedis.enqueue_job writes, for all jobs in one MULTI: the job, then
-                    # its place in the queue (the score is when it may start).
-                    payload = serialize_job(
-                        job.task,
-                        (),
-                        {**job.kwargs, **carried(meta)},
-                        None,
-                        enqueued_ms,
-                        serializer=serialize,
-                    )
-                    pipe.psetex(job_key_prefix + job_id, self._redis.expires_extra_ms, payload)
-                    pipe.zadd(job.queue, {job_id: enqueued_ms})
+                    await self._queue_new_job(pipe, job_id, job.task, job.kwargs, job.queue, meta)
                 for queue in {job.queue for job in jobs}:
                     pipe.publish(wake_channel(queue), b"")
                 await pipe.execute()

@@ -23,6 +23,29 @@ from .dead_letters import DeadLetters
 
 EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
 
+# One record update as one command: hash and stream change together (no reader sees one without
+# the other), both live JOB_RETENTION from now, and the worker pays for one command per update
+# instead of six (MULTI, HSET, EXPIRE, XADD, EXPIRE, EXEC): per job, most of the ledger's cost.
+# KEYS: record hash, event stream. ARGV: retention, events kept, fresh (1: delete both first),
+# n, n field names to delete, 2m, m field-value pairs to set, then the event's field-value pairs.
+WRITE = """
+local retention, kept = ARGV[1], ARGV[2]
+if ARGV[3] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
+local i = 5
+local drop = tonumber(ARGV[4])
+if drop > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, i, i + drop - 1)) end
+i = i + drop
+local set = tonumber(ARGV[i])
+i = i + 1
+if set > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, i, i + set - 1)) end
+i = i + set
+redis.call('EXPIRE', KEYS[1], retention)
+if i <= #ARGV then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', kept, '*', unpack(ARGV, i, #ARGV))
+    redis.call('EXPIRE', KEYS[2], retention)
+end
+"""
+
 
 def now() -> datetime:
     return datetime.now(tz=UTC)
@@ -49,35 +72,31 @@ class Ledger:
     def events_key(self, job_id: str) -> str:
         return f"{self.key(job_id)}:events"
 
-    def _queue_write(
-        self,
-        pipe: Pipeline,
-        job_id: str,
-        fields: dict[str, str],
-        event: dict[str, str] | None = None,
-        drop: tuple[str, ...] = (),
-    ) -> None:
-        key, events = self.key(job_id), self.events_key(job_id)
-        if drop:
-            pipe.hdel(key, *drop)
-        pipe.hset(key, mapping=fields)
-        pipe.expire(key, self.retention)
-        if event is not None:
-            pipe.xadd(events, dict(event), maxlen=EVENTS_KEPT, approximate=True)  # type: ignore[arg-type]
-            pipe.expire(events, self.retention)
-
     async def _write(
         self,
         job_id: str,
         fields: dict[str, str],
         event: dict[str, str] | None = None,
         drop: tuple[str, ...] = (),
+        *,
+        fresh: bool = False,
+        pipe: Pipeline | None = None,
     ) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self._queue_write(pipe, job_id, fields, event, drop)
-            await pipe.execute()
+        """Update the record and add `event`, atomically, in one command (WRITE); on `pipe` if
+        given (queued there: the pipeline's caller executes it)."""
+        args = [str(self.retention), str(EVENTS_KEPT), str(int(fresh)), str(len(drop)), *drop]
+        args.append(str(2 * len(fields)))
+        for name, value in fields.items():
+            args += [name, value]
+        for name, value in (event or {}).items():
+            args += [name, value]
+        # EVAL, not EVALSHA: the script text travels each time (Redis caches the compiled one),
+        # so a restarted Redis, which has forgotten its scripts, never fails a transaction.
+        client = self.redis if pipe is None else pipe
+        keys = (self.key(job_id), self.events_key(job_id))
+        await cast("Awaitable[Any]", client.eval(WRITE, 2, *keys, *args))
 
-    def queue_created(
+    async def queue_created(
         self,
         pipe: Pipeline,
         job_id: str,
@@ -86,14 +105,18 @@ class Ledger:
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
     ) -> None:
-        """Add a fresh record's commands to `pipe` (an id may be reused once arq forgot the
+        """Queue a fresh record's write on `pipe` (an id may be reused once arq forgot the
         earlier job: its old record and events go)."""
-        pipe.delete(self.key(job_id), self.events_key(job_id))
+        await self._write(job_id, *self._new(task, queue, state, request_id), fresh=True, pipe=pipe)
+
+    def _new(
+        self, task: str, queue: str, state: JobState, request_id: str | None
+    ) -> tuple[dict[str, str], dict[str, str]]:
         at = now().isoformat()
         fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
         if request_id:
             fields["request_id"] = request_id
-        self._queue_write(pipe, job_id, fields, {"kind": "state", "state": state, "at": at})
+        return fields, {"kind": "state", "state": state, "at": at}
 
     async def created(
         self,
@@ -103,9 +126,7 @@ class Ledger:
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
     ) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.queue_created(pipe, job_id, task, queue, state, request_id)
-            await pipe.execute()
+        await self._write(job_id, *self._new(task, queue, state, request_id), fresh=True)
 
     async def forget(self, job_id: str) -> None:
         await self.redis.delete(self.key(job_id), self.events_key(job_id))

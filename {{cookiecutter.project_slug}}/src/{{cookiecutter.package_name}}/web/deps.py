@@ -8,11 +8,13 @@ from ..queue import JobQueue
 from ..settings import Settings
 
 
-def get_queue(request: Request) -> JobQueue:
+# `async`, though they await nothing: FastAPI runs a plain `def` dependency in a worker thread,
+# a hand-off that cost more than the whole enqueue (bench/web.py).
+async def get_queue(request: Request) -> JobQueue:
     return cast("JobQueue", request.state.queue)
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     return cast("Settings", request.state.settings)
 
 

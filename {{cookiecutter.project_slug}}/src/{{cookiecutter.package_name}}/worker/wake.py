@@ -16,6 +16,7 @@ import logging
 import time
 from typing import Any
 
+import uvloop
 from arq.utils import to_seconds
 from arq.worker import Worker
 from redis.exceptions import RedisError
@@ -36,21 +37,50 @@ class WakingWorker(Worker):
         super().__init__(**{**kwargs, "poll_delay": 0})
         self._wake = asyncio.Event()
         self._listener: asyncio.Task[None] | None = None
+        self._read = self._started = self._left = 0
+        self._backlog = False
 
+    # arq's private poll steps are extended below (pinned: arq>=0.28,<0.29; the behaviour is
+    # tested in tests/integration/test_wake.py).
     async def _poll_iteration(self) -> None:
-        # arq's private poll step (pinned: arq>=0.28,<0.29; tests/integration/test_wake.py).
         if self._listener is None and not self.burst:
             self._listener = asyncio.create_task(self._listen(), name="wake-listener")
         # Cleared before the poll: a notice arriving during it ends the wait below at once.
         self._wake.clear()
-        await super()._poll_iteration()
+        self._read = self._started = self._left = 0
+        full = self.job_counter >= self.max_jobs  # arq reads nothing from the queue then
+        # A job stays at the head of the queue while it runs: read past this worker's own.
+        limit = self.queue_read_limit
+        self.queue_read_limit = asked = limit + len(self.tasks)
+        try:
+            await super()._poll_iteration()
+        finally:
+            self.queue_read_limit = limit
+        # Jobs wait that this poll did not start (no free slot, or more than it read): poll again
+        # as soon as there is a free slot, where arq would wait out its poll delay.
+        self._backlog = full or self._left > 0 or self._read >= asked
+        if self._backlog and self._started > 0 and self.job_counter < self.max_jobs:
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(await self._until_next_poll()):
                 await self._wake.wait()
 
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        self._read = len(job_ids)
+        running = len(self.tasks)
+        # arq would spend a Redis round trip on each of this worker's own running jobs to find
+        # it in progress.
+        new = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
+        await super().start_jobs(new)
+        self._started = len(self.tasks) - running
+        self._left = len(new) - self._started  # (or running elsewhere: these count too)
+
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
-        self._wake.set()  # a slot is free: jobs left waiting by a full worker can start
+        # Jobs wait for slots: poll once a quarter of the slots are free (or the only one), so
+        # that one poll starts several jobs rather than one poll per finished job.
+        if self._backlog and self.max_jobs - self.job_counter >= max(1, self.max_jobs // 4):
+            self._wake.set()
 
     async def _until_next_poll(self) -> float:
         """The poll delay, or less if a deferred job (or a retry) comes due sooner."""
@@ -96,4 +126,6 @@ def run_worker(queue: QueueKey = "default", *, burst: bool = False) -> None:
     empty with `burst`."""
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format)
+    # uvloop, as uvicorn uses for the web: arq's Worker takes the loop set here (bench/ measures).
+    asyncio.set_event_loop(uvloop.new_event_loop())
     WakingWorker(**worker_settings(settings, queue), burst=burst).run()

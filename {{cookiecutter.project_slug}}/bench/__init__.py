@@ -1,0 +1,1 @@
+"""Benchmarks of the generated service against raw arq and a bare endpoint: `python -m bench`."""
