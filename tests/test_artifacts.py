@@ -5,6 +5,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from conftest import Render
 from support import (
     OPTION_SETS,
     ROOT,
+    UV,
     clean_env,
     render_cookiecutter,
     render_copier,
@@ -158,6 +160,199 @@ def test_workflows_pin_actions_by_sha_with_least_permissions_and_timeouts(
                 if "uses" in step:
                     ref = step["uses"].split("@", 1)[1]
                     assert re.fullmatch(r"[0-9a-f]{40}", ref), f"not pinned by SHA: {step}"
+
+
+# Workflow lint and security, Dependabot, pre-commit, compose watch ------------------------------
+
+
+def template_workflows() -> list[Path]:
+    workflows = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
+    assert workflows
+    return workflows
+
+
+def actionlint(paths: list[Path], cwd: Path) -> subprocess.CompletedProcess[str]:
+    # shellcheck by path: actionlint silently skips its checks of `run:` scripts when it finds none.
+    return subprocess.run(
+        [str(BIN / "actionlint"), "-no-color", "-shellcheck", str(BIN / "shellcheck")]
+        + [str(path) for path in paths],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_actionlint_checks_run_scripts_with_shellcheck(tmp_path: Path) -> None:
+    workflow = tmp_path / "unquoted.yml"
+    workflow.write_text(
+        "on: push\n"
+        "jobs:\n"
+        "  a:\n"
+        "    runs-on: ubuntu-latest\n"
+        "    steps:\n"
+        "      - run: echo $UNQUOTED\n"
+    )
+    result = actionlint([workflow], cwd=tmp_path)
+    assert result.returncode != 0
+    assert "SC2086" in result.stdout, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_generated_workflow_passes_actionlint(render: Render, option_set: str) -> None:
+    project = render("cookiecutter", option_set)
+    result = actionlint([project / ".github" / "workflows" / "ci.yml"], cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_template_workflows_pass_actionlint() -> None:
+    result = actionlint(template_workflows(), cwd=ROOT)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_generated_github_and_pre_commit_files_pass_zizmor(render: Render, option_set: str) -> None:
+    project = render("cookiecutter", option_set)
+    # The whole project: zizmor collects the workflows, dependabot.yml and .pre-commit-config.yaml.
+    run([str(BIN / "zizmor"), "--offline", "--no-progress", "."], cwd=project)
+
+
+def test_template_workflows_pass_zizmor() -> None:
+    run(
+        [str(BIN / "zizmor"), "--offline", "--no-progress"]
+        + [str(path) for path in template_workflows()],
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_dependabot_updates_every_ecosystem_weekly_in_groups(
+    render: Render, option_set: str
+) -> None:
+    project = render("cookiecutter", option_set)
+    config = project / ".github" / "dependabot.yml"
+    run(
+        [
+            str(BIN / "check-jsonschema"),
+            "--builtin-schema",
+            "vendor.dependabot",
+            ".github/dependabot.yml",
+        ],
+        cwd=project,
+    )
+    updates = yaml.safe_load(config.read_text())["updates"]
+    assert sorted(update["package-ecosystem"] for update in updates) == [
+        "docker",
+        "docker-compose",
+        "github-actions",
+        "uv",
+    ]
+    for update in updates:
+        assert update["directory"] == "/"
+        assert update["schedule"]["interval"] == "weekly"
+        assert update["groups"], update["package-ecosystem"]
+    # Each ecosystem finds its files where it looks.
+    for name in ("pyproject.toml", "uv.lock", "Dockerfile", "compose.yaml"):
+        assert (project / name).is_file(), name
+    assert any((project / ".github" / "workflows").glob("*.yml"))
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_pre_commit_runs_the_locked_ruff_and_mypy_as_local_hooks(
+    render: Render, option_set: str
+) -> None:
+    project = render("cookiecutter", option_set)
+    run([str(BIN / "pre-commit"), "validate-config", ".pre-commit-config.yaml"], cwd=project)
+    [repo] = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())["repos"]
+    assert repo["repo"] == "local"  # nothing to clone
+    hooks = {hook["id"]: hook for hook in repo["hooks"]}
+    assert list(hooks) == ["ruff-check", "ruff-format", "mypy"]  # fixes first, then format
+    for hook in hooks.values():
+        assert hook["language"] == "system"
+        assert hook["entry"].split()[:2] == ["uv", "run"], hook["id"]
+    assert "--fix" in hooks["ruff-check"]["entry"].split()
+    # mypy checks what [tool.mypy] lists, as CI does, not only the staged files.
+    assert hooks["mypy"]["pass_filenames"] is False
+    ci = (project / ".github" / "workflows" / "ci.yml").read_text()
+    for command in ("uv run ruff check", "uv run ruff format --check", "uv run mypy"):
+        assert command in ci
+
+
+@pytest.mark.slow
+def test_pre_commit_hooks_pass_on_a_new_project_and_fix_what_ruff_can(
+    render: Render, synced: Callable[[str], Path], tmp_path: Path
+) -> None:
+    # A git repository of its own, run on the synced project's environment as it is (UV_NO_SYNC),
+    # so neither the shared render nor that environment changes.
+    project = tmp_path / "project"
+    shutil.copytree(render("cookiecutter", "defaults"), project)
+    env = clean_env(
+        UV_PROJECT_ENVIRONMENT=str(synced("defaults") / ".venv"),
+        UV_NO_SYNC="1",
+        PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"),
+        PATH=os.pathsep.join([str(Path(UV).parent), os.environ["PATH"]]),
+    )
+    hooks = [str(BIN / "pre-commit"), "run", "--all-files", "--color", "never"]
+    run(["git", "init", "-q"], cwd=project, env=env)
+    run(["git", "add", "-A"], cwd=project, env=env)
+    run(hooks, cwd=project, env=env)
+
+    module = project / "src" / "my_service" / "settings.py"
+    clean = module.read_text()
+    module.write_text("import os\n" + clean)
+    run(["git", "add", "-A"], cwd=project, env=env)
+    fixed = subprocess.run(hooks, cwd=project, env=env, capture_output=True, text=True, check=False)
+    assert fixed.returncode == 1, fixed.stdout + fixed.stderr
+    assert "files were modified by this hook" in fixed.stdout
+    assert module.read_text() == clean
+
+
+@pytest.mark.parametrize("option_set", OPTION_SETS)
+def test_compose_watch_rebuilds_web_and_workers_and_leaves_scaling_alone(
+    render: Render, option_set: str
+) -> None:
+    project = render("cookiecutter", option_set)
+    services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    # Why rebuild and not sync: the final stage holds the virtualenv only, the package installed
+    # non-editable, so no source file in the container is ever imported.
+    copies = [item["value"] for item in final_stage(project) if item["instruction"] == "COPY"]
+    assert copies == ["--from=builder /app/.venv /app/.venv"]
+    assert "--no-editable" in (project / "Dockerfile").read_text()
+
+    expected = {("./src", "rebuild"), ("./pyproject.toml", "rebuild"), ("./uv.lock", "rebuild")}
+    for name in ("web", "worker", "worker-bulk"):
+        watch = services[name]["develop"]["watch"]
+        assert {(rule["path"], rule["action"]) for rule in watch} == expected, name
+        assert services[name]["build"] == "."
+    assert "develop" not in services["redis"]
+    # `up --scale worker=3` needs containers compose may name and no host port to share.
+    for name, service in services.items():
+        assert "container_name" not in service, name
+    for name in ("worker", "worker-bulk"):
+        assert "ports" not in services[name], name
+
+
+def test_the_template_workflow_runs_the_default_project_under_compose(render: Render) -> None:
+    [path] = [p for p in template_workflows() if p.name == "ci.yml"]
+    jobs = yaml.safe_load(path.read_text())["jobs"]
+    steps = jobs["compose"]["steps"]
+    runs = [step.get("run", "") for step in steps]
+    assert any(script.startswith("docker compose up --wait") for script in runs)
+    teardown = steps[-1]
+    assert teardown["run"] == "docker compose down -v"
+    assert teardown["if"].startswith("always()")
+    # The aggregate check waits for every other job.
+    assert sorted(jobs["all-green"]["needs"]) == sorted(set(jobs) - {"all-green"})
+
+    # Its way of finding the README's first curl example finds it in a default render.
+    [script] = [s for s in runs if "curl-example" in s]
+    awk = re.search(r"awk '(.*?)' README\.md", script, re.DOTALL)
+    assert awk, script
+    project = render("cookiecutter", "defaults")
+    example = run(["awk", awk.group(1), "README.md"], cwd=project).stdout
+    assert example.startswith("location=$(curl ")
+    assert '"task": "word_count"' in example
+    assert "http://localhost:8000$location" in example
 
 
 # Kubernetes manifests (use_kubernetes) ---------------------------------------------------------
