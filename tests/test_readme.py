@@ -52,10 +52,11 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_readme_generates_a_project_that_serves_the_readme_curl(
     template_dir: Path, redis_url: str, tmp_path: Path
 ) -> None:
-    generate, run_without_docker, curl = shell_blocks(section("Generate a project and run it"))
-    [create, enter, _compose] = commands(generate)
+    generate, curl = shell_blocks(section("Generate a project and run it"))
+    [create, start] = commands(generate)
     assert create.startswith(f"uvx cookiecutter --no-input {TEMPLATE_SOURCE}")
-    assert enter == "cd my-service"
+    enter, _, dev = start.partition(" && ")
+    assert (enter, dev) == ("cd my-service", "uv run my-service dev")
 
     # The template from this checkout stands in for the published one.
     argv = shlex.split(create.replace(TEMPLATE_SOURCE, str(template_dir)))
@@ -64,18 +65,18 @@ def test_the_readme_generates_a_project_that_serves_the_readme_curl(
     assert (project / "pyproject.toml").is_file()
 
     port = free_port()
+    # The tests' Redis stands in for the one on localhost:6379 that dev would use.
     env = clean_env(REDIS_URL=redis_url, QUEUE_NAME="readme:queue", UV_PYTHON=find_python("3.12"))
-    processes = []
+    log = tmp_path / "dev.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            with_our_uv([*shlex.split(dev), "--port", str(port)]),
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        for line in commands(run_without_docker):
-            assert line.endswith("&")
-            argv = shlex.split(line.rstrip("&").replace("--port 8000", f"--port {port}"))
-            log = (tmp_path / f"{len(processes)}.log").open("wb")
-            processes.append(
-                subprocess.Popen(
-                    with_our_uv(argv), cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT
-                )
-            )
 
         def ready() -> bool:
             probe = subprocess.run(
@@ -88,8 +89,7 @@ def test_the_readme_generates_a_project_that_serves_the_readme_curl(
         try:
             wait_for(ready, 120, "the web app from the README")
         except AssertionError as exc:
-            logs = "\n".join(p.read_text(errors="replace") for p in sorted(tmp_path.glob("*.log")))
-            raise AssertionError(f"{exc}\n{logs[-4000:]}") from None
+            raise AssertionError(f"{exc}\n{log.read_text(errors='replace')[-4000:]}") from None
         script = curl.replace("localhost:8000", f"127.0.0.1:{port}")
         for _ in range(3):  # the worker may still be starting (uv run syncs first)
             output = run(["bash", "-euo", "pipefail", "-c", script], cwd=project, env=env).stdout
@@ -97,12 +97,10 @@ def test_the_readme_generates_a_project_that_serves_the_readme_curl(
                 break
         assert '"state":"succeeded"' in output, output
         assert '"result":{"words":2,"characters":9}' in output
+        assert f"Redis:   {redis_url}" in log.read_text()  # the configured one, since it answers
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        assert process.wait(timeout=30) == 0, log.read_text()
     finally:
-        for process in processes:
-            process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        if process.poll() is None:
+            process.kill()
     assert os.path.isdir(project / ".venv")

@@ -3,6 +3,7 @@
     {{ cookiecutter.project_slug }} worker                  a worker for the default queue (short jobs)
     {{ cookiecutter.project_slug }} worker --queue bulk     a worker for the bulk queue (long jobs)
     {{ cookiecutter.project_slug }} worker --burst          run what is queued, then exit
+    {{ cookiecutter.project_slug }} dev                     web, workers and Redis on this machine, reloading
 
 The web app runs under uvicorn (see the Dockerfile's CMD).
 """
@@ -24,10 +25,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     worker.add_argument(
         "--burst", action="store_true", help="run the jobs that are queued, then exit"
     )
+    dev = commands.add_parser(
+        "dev", help="run web, a worker per queue and (if none answers) Redis, reloading on changes"
+    )
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=8000)
     args = parser.parse_args(argv)
-    if args.command == "worker":
-        # Imported here: arq and the tasks load only for the commands that need them.
-        from .worker.wake import run_worker
+    # Imported here: arq and the tasks load only for the commands that need them.
+    if args.command == "dev":
+        from .dev import run_dev
 
-        run_worker(args.queue, burst=args.burst)
+        return run_dev(args.host, args.port)
+    from .worker.wake import run_worker
+
+    run_worker(args.queue, burst=args.burst)
     return 0

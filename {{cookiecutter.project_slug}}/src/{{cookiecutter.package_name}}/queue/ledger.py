@@ -26,23 +26,27 @@ EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
 # One record update as one command: hash and stream change together (no reader sees one without
 # the other), both live JOB_RETENTION from now, and the worker pays for one command per update
 # instead of six (MULTI, HSET, EXPIRE, XADD, EXPIRE, EXEC): per job, most of the ledger's cost.
-# KEYS: record hash, event stream. ARGV: retention, events kept, fresh (1: delete both first),
-# n, n field names to delete, 2m, m field-value pairs to set, then the event's field-value pairs.
+# KEYS: record hash, event stream. ARGV: retention, events kept, fresh ("1": delete both first),
+# then one JSON document {"drop": [names], "set": {name: value}, "event": {name: value}} (one
+# argument, not dozens: redis-py's encoding of each argument is what costs the client).
 WRITE = """
-local retention, kept = ARGV[1], ARGV[2]
+local change = cjson.decode(ARGV[4])
 if ARGV[3] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
-local i = 5
-local drop = tonumber(ARGV[4])
-if drop > 0 then redis.call('HDEL', KEYS[1], unpack(ARGV, i, i + drop - 1)) end
-i = i + drop
-local set = tonumber(ARGV[i])
-i = i + 1
-if set > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, i, i + set - 1)) end
-i = i + set
-redis.call('EXPIRE', KEYS[1], retention)
-if i <= #ARGV then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', kept, '*', unpack(ARGV, i, #ARGV))
-    redis.call('EXPIRE', KEYS[2], retention)
+if #change.drop > 0 then redis.call('HDEL', KEYS[1], unpack(change.drop)) end
+local pairs_of = function(map)
+    local flat = {}
+    for name, value in pairs(map) do
+        flat[#flat + 1] = name
+        flat[#flat + 1] = value
+    end
+    return flat
+end
+local fields = pairs_of(change.set)
+if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+if type(change.event) == 'table' then
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(pairs_of(change.event)))
+    redis.call('EXPIRE', KEYS[2], ARGV[1])
 end
 """
 
@@ -84,12 +88,8 @@ class Ledger:
     ) -> None:
         """Update the record and add `event`, atomically, in one command (WRITE); on `pipe` if
         given (queued there: the pipeline's caller executes it)."""
-        args = [str(self.retention), str(EVENTS_KEPT), str(int(fresh)), str(len(drop)), *drop]
-        args.append(str(2 * len(fields)))
-        for name, value in fields.items():
-            args += [name, value]
-        for name, value in (event or {}).items():
-            args += [name, value]
+        change = json.dumps({"drop": drop, "set": fields, "event": event})
+        args = (str(self.retention), str(EVENTS_KEPT), "1" if fresh else "0", change)
         # EVAL, not EVALSHA: the script text travels each time (Redis caches the compiled one),
         # so a restarted Redis, which has forgotten its scripts, never fails a transaction.
         client = self.redis if pipe is None else pipe

