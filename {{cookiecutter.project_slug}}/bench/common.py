@@ -38,9 +38,9 @@ def bench_settings(prefix: str, redis_url: str | None) -> Settings:
 async def cleanup(run: Run) -> None:
     """Delete the run's prefix, and arq's keys of its jobs (arq's keys carry no queue name)."""
     async with Redis.from_url(str(run.settings.redis_url)) as redis:
-        for queue in (run.settings.queue_name, run.settings.bulk_queue_name):
-            run.job_ids.extend(member.decode() for member in await redis.zrange(queue, 0, -1))
         async for key in redis.scan_iter(match=f"{run.prefix}:*", count=1000):
+            if await redis.type(key) == b"zset":  # a queue: jobs never run
+                run.job_ids.extend(member.decode() for member in await redis.zrange(key, 0, -1))
             await redis.delete(key)
         kinds = ("job", "result", "retry", "in-progress")
         for start in range(0, len(run.job_ids), 500):

@@ -1,11 +1,11 @@
 """HTTP: the enqueue endpoint (POST /jobs) vs a bare endpoint on the same server, in one run.
 
-uvicorn serves the deployed app (one process, as the image's CMD runs it) plus a bare endpoint
-(bench/server.py); a load generator of raw keep-alive connections (not an HTTP library, which
-would be the bottleneck and flatter the ratio) sends the same POST to both, in interleaved rounds.
-It runs with both of uvicorn's stacks: uvloop + httptools (what `uvicorn[standard]` picks by
-default, and the image runs) and asyncio + h11. No worker runs: the jobs stay queued and are
-deleted afterwards.
+uvicorn serves the deployed app (one process, as the image's CMD runs it) plus a bare endpoint and
+a naive enqueue for comparison (bench/server.py). A load generator of raw keep-alive connections
+(not an HTTP library, which would be the bottleneck and flatter the ratio) sends the same POST to
+each, in interleaved rounds, then measures the bulk path (POST /jobs/batch). It runs with both of
+uvicorn's stacks: uvloop + httptools (what `uvicorn[standard]` picks by default, and the image
+runs) and asyncio + h11. No worker runs: the jobs stay queued and are deleted afterwards.
 """
 
 import asyncio
@@ -31,6 +31,12 @@ BATCH_BODY = json.dumps({"jobs": [JOB] * BATCH}).encode()
 # The server gets this key; the bare endpoint ignores the header, the job endpoint checks it.
 API_KEY = "bench-" + "k" * 32
 {%- endif %}
+ENDPOINTS = {"bare": "/bench/bare", "naive": "/bench/naive", "enqueue": "/jobs"}
+LABELS = {
+    "bare": "bare endpoint",
+    "naive": "naive enqueue (arq's enqueue_job only)",
+    "enqueue": "POST /jobs (enqueue)",
+}
 STACKS = {
     "uvloop + httptools": ["--loop", "uvloop", "--http", "httptools"],
     "asyncio + h11": ["--loop", "asyncio", "--http", "h11"],
@@ -134,12 +140,12 @@ async def measure(run: Run) -> str:
     for name, stack in STACKS.items():
         server, port = await serve(run, stack)
         try:
-            await load(port, "/bench/bare", 0.5)  # warm-up: connections, imports, pool
-            await load(port, "/jobs", 0.5)
-            rates: dict[str, list[float]] = {"bare": [], "enqueue": []}
-            latencies: dict[str, list[float]] = {"bare": [], "enqueue": []}
-            for _ in range(rounds):  # interleaved, so drift hits both alike
-                for kind, path in (("bare", "/bench/bare"), ("enqueue", "/jobs")):
+            for path in ENDPOINTS.values():  # warm-up: connections, imports, pools
+                await load(port, path, 0.5)
+            rates: dict[str, list[float]] = {kind: [] for kind in ENDPOINTS}
+            latencies: dict[str, list[float]] = {kind: [] for kind in ENDPOINTS}
+            for _ in range(rounds):  # interleaved, so drift hits all alike
+                for kind, path in ENDPOINTS.items():
                     rate, samples = await load(port, path, seconds)
                     rates[kind].append(rate)
                     latencies[kind].extend(samples)
@@ -148,7 +154,7 @@ async def measure(run: Run) -> str:
         finally:
             server.terminate()
             server.wait(timeout=30)
-        for kind, label in (("bare", "bare endpoint"), ("enqueue", "POST /jobs (enqueue)")):
+        for kind, label in LABELS.items():
             rows.append(
                 [
                     f"{name}: {label}",
@@ -157,6 +163,8 @@ async def measure(run: Run) -> str:
                     f"{percentile(latencies[kind], 0.99) * 1000:.1f}",
                 ]
             )
+        naive = median(rates["naive"]) / median(rates["bare"])
+        rows.append([f"{name}: naive / bare", f"{naive:.2f}", "", ""])
         ratio = median(rates["enqueue"]) / median(rates["bare"])
         rows.append([f"{name}: ratio (goal >= 0.60)", f"{ratio:.2f}", "", ""])
         rows.append(
