@@ -22,10 +22,9 @@ QUESTIONS = (
 NEXT_STEPS = """
 Next steps:
     cd {{ cookiecutter.project_slug }}
-    uv sync
+    uv run {{ cookiecutter.project_slug }} dev     # web, workers and Redis; Ctrl-C stops them
     uv run pytest
-    docker compose up --wait
-Then open http://localhost:8000/docs (README.md has the curl commands and a run without Docker).
+Then open http://localhost:8000/docs (README.md has the curl commands, and compose for Docker).
 """
 HEADER = "# Changes here will be overwritten by Copier; NEVER EDIT MANUALLY\n"
 

@@ -89,7 +89,14 @@ def test_both_engines_end_with_the_same_next_steps(template_dir: Path, tmp_path:
         text=True,
     )
 
-    steps = "Next steps:\n    cd my-service\n    uv sync\n    uv run pytest\n"
+    steps = (
+        "Next steps:\n"
+        "    cd my-service\n"
+        "    uv run my-service dev     # web, workers and Redis; Ctrl-C stops them\n"
+        "    uv run pytest\n"
+        "Then open http://localhost:8000/docs (README.md has the curl commands, and compose for "
+        "Docker).\n"
+    )
     assert steps in cookiecutter.stdout
     assert steps in copier.stdout + copier.stderr
 

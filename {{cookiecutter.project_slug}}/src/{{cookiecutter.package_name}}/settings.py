@@ -30,7 +30,10 @@ class Settings(BaseSettings):
         hide_input_in_errors=True,
     )
 
-    app_name: str = "{{ cookiecutter.project_slug }}"
+    app_name: str = Field(
+        default="{{ cookiecutter.project_slug }}",
+        description="The service's name: the API docs' title{% if cookiecutter.use_tracing %}, the spans' service name{% endif %}.",
+    )
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://localhost:6379/0"),
         description="Redis for the queue: redis:// or rediss:// (TLS), credentials allowed.",
@@ -143,7 +146,9 @@ class Settings(BaseSettings):
     )
 {%- endif %}
 
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", description="Lowest level logged, by web and workers."
+    )
     log_format: Literal["auto", "json", "console"] = Field(
         default="auto", description="auto: JSON lines unless the output is a terminal."
     )
