@@ -19,6 +19,9 @@ SHADOWED = {
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
+KUBERNETES_SLUG_MAX = 50  # 63 (Kubernetes name and label limit) - len("-worker-bulk") - 1
+
+
 def problems(a: dict) -> list[str]:
     found = []
     if not a["project_name"].strip():
@@ -51,6 +54,12 @@ def problems(a: dict) -> list[str]:
     for name in ("use_cron", "use_api_key", "use_metrics", "use_tracing", "use_kubernetes"):
         if not isinstance(a[name], bool):
             found.append(f"{name} must be true or false, not {a[name]!r}")
+    if a["use_kubernetes"] is True and len(slug) > KUBERNETES_SLUG_MAX:
+        found.append(
+            f"use_kubernetes needs a project_slug of at most {KUBERNETES_SLUG_MAX} characters: "
+            "Kubernetes names and labels stop at 63, and the manifests add suffixes such as "
+            "-worker-bulk"
+        )
     return found
 
 

@@ -64,6 +64,10 @@ BAD_ANSWERS = {
     "description-two-lines": ({"description": "one\ntwo"}, "description"),
     "email-without-at": ({"author_email": "nobody"}, "author_email"),
     "empty-project-name": ({"project_name": "  "}, "project_name"),
+    "kubernetes-slug-too-long": (
+        {"project_slug": "a" * 51, "use_kubernetes": True},
+        "use_kubernetes",
+    ),
 }
 
 
