@@ -36,6 +36,7 @@ class Worker:
     queue: str
     process: "subprocess.Popen[bytes]"
     jobs: int
+    poll_delay: float
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -54,7 +55,7 @@ def start_raw(settings: Settings, queue: str, poll_delay: float, label: str, job
     process = subprocess.Popen(
         command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return Worker(label, queue, process, jobs)
+    return Worker(label, queue, process, jobs, poll_delay)
 
 
 def start_ours(settings: Settings, prefix: str, jobs: int) -> Worker:
@@ -71,7 +72,7 @@ def start_ours(settings: Settings, prefix: str, jobs: int) -> Worker:
         command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     label = f"this service (wakes on enqueue, poll {settings.worker_poll_delay:g} s)"
-    return Worker(label, settings.queue_name, process, jobs)
+    return Worker(label, settings.queue_name, process, jobs, settings.worker_poll_delay)
 
 
 async def ready(pool: ArqRedis, worker: Worker, ours: bool) -> None:
@@ -86,11 +87,13 @@ async def ready(pool: ArqRedis, worker: Worker, ours: bool) -> None:
         await asyncio.sleep(0.05)
 
 
-async def visible(pool: ArqRedis, job_id: str, started: float, limit: float = 10) -> float:
+async def visible(
+    pool: ArqRedis, worker: Worker, job_id: str, started: float, limit: float = 10
+) -> float:
     key = result_key_prefix + job_id
     while not await pool.exists(key):
         if time.perf_counter() - started > limit:
-            raise RuntimeError(f"job {job_id} had no result after {limit} s")
+            raise RuntimeError(f"{worker.label}: job {job_id} had no result after {limit} s")
         await asyncio.sleep(0.0005)
     return time.perf_counter() - started
 
@@ -100,7 +103,9 @@ async def latencies(
 ) -> list[float]:
     samples = []
     for n in range(worker.jobs):
-        await asyncio.sleep(random.uniform(0.02, 0.05))  # idle, then enqueue at a random phase
+        # Idle, then enqueue at a random point of the worker's poll cycle: a fixed pause would
+        # lock onto the cycle (the last job ended just after a poll) and measure one phase only.
+        await asyncio.sleep(0.02 + random.uniform(0, worker.poll_delay))
         started = time.perf_counter()
         if queue is not None:
             job_id = (
@@ -112,7 +117,7 @@ async def latencies(
                 raise RuntimeError("arq refused a new job id")
             job_id = job.job_id
         job_ids.append(job_id)
-        samples.append(await visible(pool, job_id, started))
+        samples.append(await visible(pool, worker, job_id, started))
     return samples
 
 
