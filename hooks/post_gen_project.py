@@ -16,7 +16,7 @@ CONTEXT = json.loads(r'''{{ cookiecutter | tojson }}''')
 QUESTIONS = (
     "project_name", "project_slug", "package_name", "description",
     "author_name", "author_email", "python_version", "use_cron", "use_api_key",
-    "use_metrics", "use_tracing", "use_kubernetes",
+    "use_metrics", "use_tracing", "use_kubernetes", "use_dashboard",
 )
 # The same text as `_message_after_copy` in copier.yml (tests/test_hooks.py compares them).
 NEXT_STEPS = """
@@ -66,7 +66,10 @@ def write_answers(path: Path) -> None:
 
 
 if __name__ == "__main__":
+    # Folders that come with an option; copier leaves them out through `_exclude` (copier.yml).
     if not CONTEXT["use_kubernetes"]:
-        shutil.rmtree("deploy")  # copier leaves it out through `_exclude` (copier.yml)
+        shutil.rmtree("deploy")
+    if not CONTEXT["use_dashboard"]:
+        shutil.rmtree(Path("src", CONTEXT["package_name"], "web", "dashboard"))
     write_answers(Path(".copier-answers.yml"))
     print(NEXT_STEPS)

@@ -27,6 +27,7 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
         "use_cron": False,
         "use_metrics": False,
         "use_tracing": False,
+        "use_dashboard": False,
         "python_version": "3.11",
     },
     "py313-api-key-k8s": {"python_version": "3.13", "use_api_key": True, "use_kubernetes": True},
@@ -58,6 +59,15 @@ METRICS_FILES = (
 API_KEY_FILES = (
     "src/{pkg}/web/auth.py",
     "tests/unit/test_api_key.py",
+)
+DASHBOARD_FILES = (
+    "src/{pkg}/web/dashboard/__init__.py",
+    "src/{pkg}/web/dashboard/pages.py",
+    "src/{pkg}/web/dashboard/routes.py",
+    "src/{pkg}/web/dashboard/static/dashboard.css",
+    "src/{pkg}/web/dashboard/static/dashboard.js",
+    "tests/unit/test_dashboard.py",
+    "tests/integration/test_dashboard.py",
 )
 TRACING_FILES = (
     "src/{pkg}/tracing.py",

@@ -23,6 +23,7 @@ QUESTIONS = (
     "use_metrics",
     "use_tracing",
     "use_kubernetes",
+    "use_dashboard",
 )
 
 

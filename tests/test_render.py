@@ -12,6 +12,7 @@ from conftest import Render
 from support import (
     API_KEY_FILES,
     CRON_FILES,
+    DASHBOARD_FILES,
     KUBERNETES_FILES,
     METRICS_FILES,
     OPTION_SETS,
@@ -74,6 +75,10 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
         assert (project / pattern.format(pkg=package)).is_file() is use_tracing, pattern
     runner = (project / "src" / package / "worker" / "runner.py").read_text()
     assert ("job_span" in runner) is use_tracing
+    use_dashboard = OPTION_SETS[option_set].get("use_dashboard", True)
+    for pattern in DASHBOARD_FILES:
+        assert (project / pattern.format(pkg=package)).is_file() is use_dashboard, pattern
+    assert (project / "src" / package / "web" / "dashboard").is_dir() is use_dashboard
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -136,8 +136,8 @@ def assert_fast_tier_passes(project: Path) -> None:
 def release_a_fix(repo: TemplateRepo, tag: str) -> None:
     repo.replace(
         "README.md",
-        "## Scale\n",
-        "## Scale\n\nTemplate fix: size workers by queue lag, not by CPU.\n",
+        "## Operations\n",
+        "## Operations\n\nTemplate fix: size workers by queue lag, not by CPU.\n",
     )
     repo.replace(
         "Dockerfile",

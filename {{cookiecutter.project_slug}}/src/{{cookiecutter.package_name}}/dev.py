@@ -8,6 +8,9 @@ Ctrl-C stops the children and the Redis started here, and exits.
 """
 
 import os
+{%- if cookiecutter.use_api_key %}
+import secrets
+{%- endif %}
 import shlex
 import shutil
 import signal
@@ -20,9 +23,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import get_args
-{%- if cookiecutter.use_api_key %}
-import secrets
-{%- endif %}
 
 from redis import Redis
 from redis.exceptions import RedisError

@@ -298,7 +298,7 @@ async def test_an_exhausted_job_is_dead_lettered_and_its_replay_succeeds(
 
     assert job["tries"] == settings.job_max_tries
     assert (letter["tries"], letter["error"]["type"]) == (settings.job_max_tries, "ConnectError")
-    assert letter["args"] == {"url": flaky.url}
+    assert letter["args"] == {"url": flaky.url, "bearer_token": None}
     assert replay.status_code == 202
     assert replayed["state"] == "succeeded"
     assert (await client.get(f"/dead-letters/{job_id}")).status_code == 404

@@ -35,7 +35,8 @@ async def test_check_url_uses_the_shared_client(
 
 def test_prepare_returns_json_ready_arguments() -> None:
     assert prepare(TASKS, "check_url", {"url": "https://example.test"}) == {
-        "url": "https://example.test/"
+        "url": "https://example.test/",
+        "bearer_token": None,
     }
 
 

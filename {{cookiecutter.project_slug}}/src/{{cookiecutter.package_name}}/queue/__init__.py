@@ -17,6 +17,7 @@ from .base import (
     JobEvent,
     JobFinishedError,
     JobNotFoundError,
+    JobPage,
     JobQueue,
     JobRecord,
     JobRecorder,
@@ -26,6 +27,7 @@ from .base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    WorkerInfo,
 )
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "JobEvent",
     "JobFinishedError",
     "JobNotFoundError",
+    "JobPage",
     "JobQueue",
     "JobRecord",
     "JobRecorder",
@@ -50,4 +53,5 @@ __all__ = [
     "QueueDepth",
     "QueueStats",
     "QueueUnavailableError",
+    "WorkerInfo",
 ]

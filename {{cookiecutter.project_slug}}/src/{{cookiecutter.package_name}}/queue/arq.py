@@ -34,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
 from .base import (
+    JOB_META,
     DeadLetter,
     DeadLetterPage,
     DuplicateJobError,
@@ -44,15 +45,18 @@ from .base import (
     JobEvent,
     JobFinishedError,
     JobNotFoundError,
+    JobPage,
     JobRecord,
     JobState,
     NewJob,
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    WorkerInfo,
     carried,
 )
 from .ledger import Ledger, record_from
+from .liveness import decode_beat, registry_key
 from .serializer import RemoteError, deserialize, serialize
 from .wake import wake_channel
 
@@ -242,8 +246,7 @@ class ArqJobQueue:
                 if claim is not None:
                     await self._redis.delete(claim)
             raise
-        if defer <= 0:
-            await self._wake(queue)
+        await self._wake(queue)
         return Enqueued(chosen)
 
     async def _enqueue_new(
@@ -259,8 +262,8 @@ class ArqJobQueue:
         and wake notice go in one transaction, one round trip (arq's enqueue_job takes four)."""
         async with self._redis.pipeline(transaction=True) as pipe:
             await self._queue_new_job(pipe, job_id, task, kwargs, queue, meta, defer)
-            if defer <= 0:
-                pipe.publish(wake_channel(queue), b"")
+            # Deferred jobs too: an idle worker then times its next poll to the job's due time.
+            pipe.publish(wake_channel(queue), b"")
             await pipe.execute()
 
     async def _queue_new_job(
@@ -462,3 +465,42 @@ class ArqJobQueue:
                 age = max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0
                 depths.append(QueueDepth(queue, int(ready), int(total) - int(ready), age))
             return QueueStats(depths, int(dead))
+
+    async def recent_jobs(
+        self,
+        limit: int,
+        *,
+        before: float | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+    ) -> JobPage:
+        with unavailable_as_queue_error():
+            jobs, next_before = await self._ledger.recent(limit, before, state, task)
+        return JobPage(jobs, next_before)
+
+    async def arguments(self, job_id: str) -> Mapping[str, Any] | None:
+        with unavailable_as_queue_error():
+            async with self._redis.pipeline(transaction=False) as pipe:
+                pipe.get(job_key_prefix + job_id)
+                pipe.get(result_key_prefix + job_id)
+                job_raw, result_raw = await pipe.execute()
+            try:
+                if job_raw is not None:
+                    kwargs = deserialize_job(job_raw, deserializer=deserialize).kwargs
+                elif result_raw is not None:
+                    kwargs = deserialize_result(result_raw, deserializer=deserialize).kwargs
+                else:
+                    letter = await self._ledger.dead_letters.get(job_id)
+                    return dict(letter.kwargs) if letter else None
+            except DeserializationError:
+                return None
+        return {name: value for name, value in kwargs.items() if name != JOB_META}
+
+    async def workers(self) -> list[WorkerInfo]:
+        with unavailable_as_queue_error():
+            keys: list[bytes] = []
+            for queue in self._queues:
+                keys += await self._redis.zrevrange(registry_key(queue), 0, 99)
+            beats = await self._redis.mget(keys) if keys else []
+        alive = [info for raw in beats if raw and (info := decode_beat(raw)) is not None]
+        return sorted(alive, key=lambda info: info.last_beat, reverse=True)[:100]

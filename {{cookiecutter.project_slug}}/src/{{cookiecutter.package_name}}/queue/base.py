@@ -100,6 +100,27 @@ class DeadLetterPage:
 
 
 @dataclass(frozen=True, slots=True)
+class JobPage:
+    jobs: list[JobRecord]
+    """Newest first."""
+    next_before: float | None
+    """Pass as `before` for the next, older page; None when there is none."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A worker whose liveness key is fresh (worker.heartbeat)."""
+
+    worker_id: str
+    queue: str
+    last_beat: datetime
+    running: int = 0
+    """Jobs it ran at its last beat."""
+    cron: Mapping[str, datetime] = field(default_factory=dict)
+    """Next run of each cron job this worker schedules."""
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """One job of a batch: its task, validated arguments, and queue."""
 
@@ -272,4 +293,26 @@ class JobQueue(Protocol):
 
     async def stats(self) -> QueueStats:
         """Depth and lag of each queue and the dead letters' count: bounded reads, no scans."""
+        ...
+
+    async def recent_jobs(
+        self,
+        limit: int,
+        *,
+        before: float | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+    ) -> JobPage:
+        """Jobs newest first by enqueue time (before `before`, a page's `next_before`), of one
+        state and task if given. Reads a bounded number of records: a page of a rare state may
+        come back short, with `next_before` set to go on."""
+        ...
+
+    async def arguments(self, job_id: str) -> Mapping[str, Any] | None:
+        """The job's arguments while they are kept (queued, running, a result not yet expired,
+        or a dead letter), else None."""
+        ...
+
+    async def workers(self) -> list[WorkerInfo]:
+        """The workers alive now (fresh liveness keys), most recent beat first, at most 100."""
         ...

@@ -10,6 +10,7 @@ queue's name, so every key of the service shares one prefix.
 """
 
 import json
+import time
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -22,16 +23,25 @@ from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress
 from .dead_letters import DeadLetters
 
 EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
+RECENT_WINDOW = 200  # records read per round trip when listing jobs
+RECENT_SCAN = 2000  # records read at most per page of a listing
 
 # One record update as one command: hash and stream change together (no reader sees one without
 # the other), both live JOB_RETENTION from now, and the worker pays for one command per update
 # instead of six (MULTI, HSET, EXPIRE, XADD, EXPIRE, EXEC): per job, most of the ledger's cost.
-# KEYS: record hash, event stream. ARGV: retention, events kept, fresh ("1": delete both first),
-# then one JSON document {"drop": [names], "set": {name: value}, "event": {name: value}} (one
-# argument, not dozens: redis-py's encoding of each argument is what costs the client).
+# A fresh record also enters the index of jobs by enqueue time (for listing, newest first), which
+# forgets entries older than the retention as new ones come.
+# KEYS: record hash, event stream, index. ARGV: retention, events kept, fresh ("1": delete both
+# first, and index the job), one JSON document {"drop": [names], "set": {name: value}, "event":
+# {name: value}} (one argument, not dozens: redis-py's encoding of each argument is what costs the
+# client), the time in ms, the job id.
 WRITE = """
 local change = cjson.decode(ARGV[4])
-if ARGV[3] == '1' then redis.call('DEL', KEYS[1], KEYS[2]) end
+if ARGV[3] == '1' then
+    redis.call('DEL', KEYS[1], KEYS[2])
+    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
+    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ARGV[5] - ARGV[1] * 1000))
+end
 if #change.drop > 0 then redis.call('HDEL', KEYS[1], unpack(change.drop)) end
 local pairs_of = function(map)
     local flat = {}
@@ -76,6 +86,11 @@ class Ledger:
     def events_key(self, job_id: str) -> str:
         return f"{self.key(job_id)}:events"
 
+    @property
+    def index(self) -> str:
+        """Every job's id, scored by enqueue time (ms)."""
+        return f"{self.prefix}:jobs"
+
     async def _write(
         self,
         job_id: str,
@@ -89,12 +104,14 @@ class Ledger:
         """Update the record and add `event`, atomically, in one command (WRITE); on `pipe` if
         given (queued there: the pipeline's caller executes it)."""
         change = json.dumps({"drop": drop, "set": fields, "event": event})
-        args = (str(self.retention), str(EVENTS_KEPT), "1" if fresh else "0", change)
+        now_ms = repr(time.time() * 1000)  # sub-ms digits: a unique order for listing pages
+        flag = "1" if fresh else "0"
+        args = (str(self.retention), str(EVENTS_KEPT), flag, change, now_ms, job_id)
         # EVAL, not EVALSHA: the script text travels each time (Redis caches the compiled one),
         # so a restarted Redis, which has forgotten its scripts, never fails a transaction.
         client = self.redis if pipe is None else pipe
-        keys = (self.key(job_id), self.events_key(job_id))
-        await cast("Awaitable[Any]", client.eval(WRITE, 2, *keys, *args))
+        keys = (self.key(job_id), self.events_key(job_id), self.index)
+        await cast("Awaitable[Any]", client.eval(WRITE, 3, *keys, *args))
 
     async def queue_created(
         self,
@@ -129,7 +146,49 @@ class Ledger:
         await self._write(job_id, *self._new(task, queue, state, request_id), fresh=True)
 
     async def forget(self, job_id: str) -> None:
-        await self.redis.delete(self.key(job_id), self.events_key(job_id))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.key(job_id), self.events_key(job_id))
+            pipe.zrem(self.index, job_id)
+            await pipe.execute()
+
+    async def recent(
+        self,
+        limit: int,
+        before: float | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+    ) -> tuple[list[JobRecord], float | None]:
+        """Up to `limit` records, newest first, enqueued before `before` (ms), of `state` and
+        `task` if given; and the `before` of the next page (None: no more). Reads at most
+        RECENT_SCAN records, so a rare state costs a bounded walk, not a scan of every job."""
+        found: list[JobRecord] = []
+        cursor = before
+        examined = 0
+        while examined < RECENT_SCAN:
+            window = min(RECENT_WINDOW, RECENT_SCAN - examined)
+            top = "+inf" if cursor is None else f"({cursor!r}"
+            entries = await self.redis.zrevrangebyscore(
+                self.index, top, "-inf", start=0, num=window, withscores=True
+            )
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for member, _score in entries:
+                    pipe.hgetall(self.key(member.decode()))
+                hashes = await pipe.execute()
+            for (member, score), raw in zip(entries, hashes, strict=True):
+                examined += 1
+                cursor = float(score)
+                if not raw:  # expired with its retention; its index entry goes soon
+                    continue
+                fields = {name.decode(): value.decode() for name, value in raw.items()}
+                record = record_from(member.decode(), fields)
+                if state not in (None, record.state) or task not in (None, record.task):
+                    continue
+                found.append(record)
+                if len(found) == limit:
+                    return found, cursor
+            if len(entries) < window:
+                return found, None
+        return found, cursor
 
     async def started(
         self,

@@ -23,6 +23,7 @@ from .base import (
     JobEvent,
     JobFinishedError,
     JobNotFoundError,
+    JobPage,
     JobRecord,
     JobState,
     NewJob,
@@ -30,6 +31,7 @@ from .base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    WorkerInfo,
     carried,
 )
 
@@ -53,6 +55,8 @@ class InMemoryJobQueue:
         self.event_log: dict[str, list[JobEvent]] = {}
         self.idempotency: dict[str, tuple[str, str]] = {}
         self.dead: dict[str, DeadLetter] = {}
+        self.alive: list[WorkerInfo] = []
+        """What `workers()` answers: this fake has no workers of its own; tests put some here."""
         self.available = True
 
     def _check(self) -> None:
@@ -245,3 +249,37 @@ class InMemoryJobQueue:
             ready = states.count(JobState.QUEUED)
             depths.append(QueueDepth(name, ready, states.count(JobState.DEFERRED), 0.0))
         return QueueStats(depths, len(self.dead))
+
+    async def recent_jobs(
+        self,
+        limit: int,
+        *,
+        before: float | None = None,
+        state: JobState | None = None,
+        task: str | None = None,
+    ) -> JobPage:
+        self._check()
+        # Newest first by insertion (this fake's clock), `before` counting from the newest.
+        ordered = list(reversed(self.jobs.values()))
+        start = int(before or 0)
+        matching = [
+            job.record
+            for job in ordered[start:]
+            if (state is None or job.record.state is state)
+            and (task is None or job.record.task == task)
+        ]
+        page = matching[:limit]
+        if len(matching) <= limit:
+            return JobPage(page, None)
+        return JobPage(page, float(ordered.index(self.jobs[page[-1].id]) + 1))
+
+    async def arguments(self, job_id: str) -> Mapping[str, Any] | None:
+        self._check()
+        if job_id in self.jobs:
+            return dict(self.jobs[job_id].kwargs)
+        letter = self.dead.get(job_id)
+        return dict(letter.kwargs) if letter else None
+
+    async def workers(self) -> list[WorkerInfo]:
+        self._check()
+        return list(self.alive)

@@ -9,10 +9,19 @@ from types import MappingProxyType
 
 from ..settings import QueueKey
 from . import check_url, render_report, word_count
-from .registry import Context, RetryPolicy, Task, UnknownTaskError, prepare
+from .registry import Context, RetryPolicy, Task, UnknownTaskError, prepare, redact
 
 TASKS: Mapping[str, Task] = MappingProxyType(
     {task.name: task for task in (word_count.TASK, check_url.TASK, render_report.TASK)}
 )
 
-__all__ = ["TASKS", "Context", "QueueKey", "RetryPolicy", "Task", "UnknownTaskError", "prepare"]
+__all__ = [
+    "TASKS",
+    "Context",
+    "QueueKey",
+    "RetryPolicy",
+    "Task",
+    "UnknownTaskError",
+    "prepare",
+    "redact",
+]

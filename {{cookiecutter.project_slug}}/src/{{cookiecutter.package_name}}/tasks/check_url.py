@@ -8,7 +8,7 @@ import logging
 import time
 
 import httpx
-from pydantic import BaseModel, ConfigDict, HttpUrl
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
 from .registry import Context, RetryPolicy, Task
 
@@ -19,12 +19,22 @@ class CheckUrlArgs(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     url: HttpUrl
+    # Marked for redaction: the dashboard shows "[redacted]" (the worker's log shows no arguments).
+    bearer_token: str | None = Field(
+        default=None,
+        max_length=4096,
+        description="Sent as `Authorization: Bearer ...`.",
+        json_schema_extra={"redact": True},
+    )
 
 
-async def check_url(ctx: Context, url: str) -> dict[str, int | float]:
+async def check_url(
+    ctx: Context, url: str, bearer_token: str | None = None
+) -> dict[str, int | float]:
     client: httpx.AsyncClient = ctx["http"]
+    headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
     started = time.perf_counter()
-    response = await client.get(url)
+    response = await client.get(url, headers=headers)
     elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
     log.info(
         "checked url, status %d in %.1f ms (job %s)",

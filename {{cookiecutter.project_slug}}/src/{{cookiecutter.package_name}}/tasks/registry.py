@@ -68,6 +68,26 @@ class UnknownTaskError(LookupError):
         super().__init__(f"unknown task {name!r}; known tasks: {', '.join(sorted(known))}")
 
 
+REDACTED = "[redacted]"
+
+
+def redact(tasks: Mapping[str, Task], name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`kwargs` for showing (the dashboard): the values of fields the task's argument model marks
+    `json_schema_extra={"redact": True}` replaced, all of them for an unknown task."""
+    task = tasks.get(name)
+    if task is None:
+        return dict.fromkeys(kwargs, REDACTED)
+    hidden = {
+        field_name
+        for field_name, field in task.args.model_fields.items()
+        if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("redact")
+    }
+    return {
+        key: REDACTED if key in hidden and value is not None else value
+        for key, value in kwargs.items()
+    }
+
+
 def prepare(tasks: Mapping[str, Task], name: str, raw_args: Mapping[str, Any]) -> dict[str, Any]:
     """Validate `raw_args` for task `name`; return the JSON-ready keyword arguments to enqueue.
 

@@ -16,6 +16,9 @@ from ..tracing import configure_tracing
 {%- if cookiecutter.use_api_key %}
 from .auth import check_configured, require_api_key
 {%- endif %}
+{%- if cookiecutter.use_dashboard %}
+from .dashboard import mount_dashboard
+{%- endif %}
 from .errors import queue_unavailable
 from .limits import BodyLimit
 from .request_id import RequestId
@@ -64,5 +67,8 @@ def create_app(
     app.include_router(health.router)
 {%- if cookiecutter.use_metrics %}
     app.include_router(metrics.router)
+{%- endif %}
+{%- if cookiecutter.use_dashboard %}
+    mount_dashboard(app)
 {%- endif %}
     return app

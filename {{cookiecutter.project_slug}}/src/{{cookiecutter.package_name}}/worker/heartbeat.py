@@ -9,11 +9,17 @@ import asyncio
 import logging
 import socket
 import time
+from collections.abc import Callable
+from datetime import {% if cookiecutter.use_cron %}UTC, {% endif %}datetime
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from ..queue.liveness import encode_beat, registry_key
 from ..settings import QueueKey, Settings
+{%- if cookiecutter.use_cron %}
+from .cron import next_runs
+{%- endif %}
 
 log = logging.getLogger(__name__)
 
@@ -29,11 +35,31 @@ def key_ttl(settings: Settings) -> int:
     return max(1, round(settings.worker_heartbeat_interval * 3))
 
 
-async def beat_forever(redis: Redis, settings: Settings, queue: QueueKey) -> None:
+async def beat_forever(
+    redis: Redis,
+    settings: Settings,
+    queue: QueueKey,
+    running: Callable[[], int] = lambda: 0,
+) -> None:
+    """Refresh this worker's key until cancelled; `running` tells how many jobs it runs."""
     key, ttl = worker_key(settings, queue), key_ttl(settings)
+    registry = registry_key(settings.queue_for(queue))
+    worker_id = key.rsplit(":worker:", 1)[1]
     while True:
+        now = time.time()
+{%- if cookiecutter.use_cron %}
+        # Cron runs on the default queue's workers only (worker.settings).
+        cron = next_runs(datetime.fromtimestamp(now, tz=UTC)) if queue == "default" else {}
+{%- else %}
+        cron: dict[str, datetime] = {}
+{%- endif %}
         try:
-            await redis.set(key, str(time.time()), ex=ttl)
+            async with redis.pipeline(transaction=False) as pipe:
+                beat = encode_beat(worker_id, settings.queue_for(queue), now, running(), cron)
+                pipe.set(key, beat, ex=ttl)
+                pipe.zadd(registry, {key: now})
+                pipe.zremrangebyscore(registry, "-inf", now - ttl)  # the departed
+                await pipe.execute()
         except (RedisError, OSError) as exc:  # keep beating; if Redis stays away the key expires
             log.warning("liveness write failed: %s", exc)
         await asyncio.sleep(settings.worker_heartbeat_interval)

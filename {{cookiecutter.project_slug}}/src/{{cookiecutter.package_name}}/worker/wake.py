@@ -39,6 +39,7 @@ class WakingWorker(Worker):
         self._listener: asyncio.Task[None] | None = None
         self._read = self._started = self._left = 0
         self._backlog = False
+        self.ctx["running_jobs"] = lambda: self.job_counter  # reported by the heartbeat
 
     # arq's private poll steps are extended below (pinned: arq>=0.28,<0.29; the behaviour is
     # tested in tests/integration/test_wake.py).

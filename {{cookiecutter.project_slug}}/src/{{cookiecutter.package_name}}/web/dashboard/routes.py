@@ -1,0 +1,318 @@
+"""The dashboard's routes: pages, the live fragments they refresh, and the actions.
+
+Reads go through the JobQueue the API uses; actions call the same code as the API's endpoints
+(cancel, replay through `submit`, delete, purge). Every action is a POST form that asks for
+confirmation, checks that it came from this site, and answers with a redirect to a page that says
+what happened.
+"""
+{% if cookiecutter.use_api_key %}
+import hmac
+{%- endif %}
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import {% if cookiecutter.use_api_key %}parse_qs, {% endif %}urlsplit
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from ...queue import FINISHED, JobFinishedError, JobNotFoundError, JobQueue, JobRecord, JobState
+from ...tasks import TASKS, redact
+from ..deps import QueueDep, SettingsDep
+from ..routes.jobs import JobId, job_meta, submit
+from . import pages
+from .pages import PREFIX, esc, url
+
+STATIC = Path(__file__).resolve().parent / "static"
+PAGE_SIZE = 25
+{%- if cookiecutter.use_api_key %}
+COOKIE = "dashboard_session"
+{%- endif %}
+
+
+def same_site(request: Request) -> None:
+    """Refuse a POST that another site's page made (CSRF): browsers send Origin with forms."""
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    if origin is None:
+        return  # not a browser's cross-site form (curl, tests): nothing to forge
+    given = urlsplit(origin)
+    if (given.scheme, given.netloc) != (request.url.scheme, request.url.netloc):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
+{%- if cookiecutter.use_api_key %}
+
+
+def session_token(key: str) -> str:
+    """What the session cookie holds: derived from API_KEY, never the key itself."""
+    return hmac.new(key.encode(), b"dashboard session", "sha256").hexdigest()
+
+
+async def require_session(request: Request, settings: SettingsDep) -> None:
+    """The dashboard is behind the API key, as the job endpoints are: a browser logs in once
+    with it and then carries a session cookie (HttpOnly, SameSite=Strict, /dashboard only)."""
+    given = request.cookies.get(COOKIE, "")
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    if not key or not hmac.compare_digest(given, session_token(key)):
+        target = url("/login", next=request.url.path)
+        raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": target})
+
+
+LOGOUT = True
+router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(require_session)])
+public = APIRouter(prefix=PREFIX, include_in_schema=False)
+{%- else %}
+
+
+LOGOUT = False
+# Open, like the job endpoints (the template answer use_api_key was false).
+router = APIRouter(prefix=PREFIX, include_in_schema=False)
+{%- endif %}
+
+SameSite = Annotated[None, Depends(same_site)]
+
+
+def page(title: str, body: str, request: Request, active: str) -> HTMLResponse:
+    notice = request.query_params.get("notice")
+    return HTMLResponse(pages.layout(title, body, active=active, notice=notice, logout=LOGOUT))
+
+
+def back(path: str, notice: str) -> RedirectResponse:
+    return RedirectResponse(url(path, notice=notice), status.HTTP_303_SEE_OTHER)
+
+
+async def overview_html(queue: JobQueue) -> str:
+    stats = await queue.stats()
+    workers = await queue.workers()
+    failures = (await queue.dead_letters(5)).letters
+{%- if cookiecutter.use_cron %}
+    # The schedule as the freshest worker that runs cron reports it (workers are newest first).
+    cron = next((dict(worker.cron) for worker in workers if worker.cron), {})
+{%- else %}
+    cron = None
+{%- endif %}
+    return pages.overview_fragment(stats, workers, failures, cron)
+
+
+@router.get("")
+@router.get("/")
+async def overview(request: Request, queue: QueueDep) -> HTMLResponse:
+    body = pages.live(url("/fragments/overview"), await overview_html(queue), 2000)
+    return page("Overview", body, request, "overview")
+
+
+@router.get("/fragments/overview")
+async def overview_fragment(queue: QueueDep) -> HTMLResponse:
+    return HTMLResponse(await overview_html(queue))
+
+
+JobFilters = tuple[JobState | None, str | None, float | None]
+
+
+def job_filters(
+    state: Annotated[JobState | None, Query()] = None,
+    task: Annotated[str | None, Query(max_length=100)] = None,
+    before: Annotated[float | None, Query(ge=0)] = None,
+) -> JobFilters:
+    return state, task or None, before
+
+
+Filters = Annotated[JobFilters, Depends(job_filters)]
+
+
+async def jobs_html(queue: JobQueue, filters: JobFilters) -> str:
+    state, task, before = filters
+    listing = await queue.recent_jobs(PAGE_SIZE, before=before, state=state, task=task)
+    return pages.jobs_table(listing, state, task)
+
+
+@router.get("/jobs")
+async def jobs(request: Request, queue: QueueDep, filters: Filters) -> HTMLResponse:
+    state, task, before = filters
+    listing = await jobs_html(queue, filters)
+    if before is None:  # the newest page follows new jobs live; older pages stay put
+        fragment = url("/fragments/jobs", state=state.value if state else None, task=task)
+        listing = pages.live(fragment, listing, 2000)
+    body = pages.jobs_filter(state, task, sorted(TASKS)) + listing
+    return page("Jobs", body, request, "jobs")
+
+
+@router.get("/fragments/jobs")
+async def jobs_fragment(queue: QueueDep, filters: Filters) -> HTMLResponse:
+    return HTMLResponse(await jobs_html(queue, filters))
+
+
+async def job_html(queue: JobQueue, job_id: str) -> tuple[JobRecord, str]:
+    record = await queue.get(job_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
+    return record, pages.job_fragment(record, await queue.events(job_id))
+
+
+@router.get("/jobs/{job_id}")
+async def job(request: Request, queue: QueueDep, job_id: JobId) -> HTMLResponse:
+    record, live_part = await job_html(queue, job_id)
+    arguments = await queue.arguments(job_id)
+    shown = (
+        "not kept any more"
+        if arguments is None
+        else pages.pretty(redact(TASKS, record.task, arguments))
+    )
+    facts = [("task", esc(record.task)), ("queue", f"<code>{esc(record.queue)}</code>")]
+    if record.request_id:
+        facts.append(("request id", f"<code>{esc(record.request_id)}</code>"))
+    facts.append(("arguments", f"<pre>{esc(shown)}</pre>"))
+    details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in facts)
+    actions = ""
+    if record.state not in FINISHED:
+        actions = pages.button_form(
+            url(f"/jobs/{job_id}/cancel"), "Cancel job", f"Cancel job {job_id}?", danger=True
+        )
+    live_part = pages.live(url(f"/fragments/jobs/{job_id}"), live_part, 500)
+    body = f"<dl>{details}</dl>{actions}{live_part}"
+    return page(f"Job {job_id}", body, request, "jobs")
+
+
+@router.get("/fragments/jobs/{job_id}")
+async def job_fragment(queue: QueueDep, job_id: JobId) -> HTMLResponse:
+    return HTMLResponse((await job_html(queue, job_id))[1])
+
+
+@router.post("/jobs/{job_id}/cancel")
+async def cancel(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectResponse:
+    try:
+        record = await queue.cancel(job_id)
+    except JobNotFoundError:
+        return back("/jobs", f"Job {job_id} is unknown.")
+    except JobFinishedError as exc:
+        return back(f"/jobs/{job_id}", f"Not cancelled: the job has {exc.state.value} already.")
+    if record.state is JobState.CANCELLED:
+        return back(f"/jobs/{job_id}", "Cancelled: the job will not run.")
+    return back(f"/jobs/{job_id}", "Cancel requested: its worker is stopping the job.")
+
+
+@router.get("/dead-letters")
+async def dead_letters(
+    request: Request, queue: QueueDep, offset: Annotated[int, Query(ge=0)] = 0
+) -> HTMLResponse:
+    letters = await queue.dead_letters(PAGE_SIZE, offset)
+    rows = (
+        [
+            pages.job_link(letter.job_id),
+            esc(letter.task),
+            f"<code>{esc(letter.error.type)}</code>: {esc(letter.error.message)}",
+            esc(letter.tries),
+            pages.when(letter.failed_at),
+            pages.button_form(
+                url(f"/dead-letters/{letter.job_id}/replay"),
+                "Replay",
+                f"Run {letter.task} again as a new job?",
+            )
+            + pages.button_form(
+                url(f"/dead-letters/{letter.job_id}/delete"),
+                "Delete",
+                f"Forget the dead letter of job {letter.job_id}?",
+                danger=True,
+            ),
+        ]
+        for letter in letters.letters
+    )
+    body = f'<p class="count">{esc(letters.total)} dead letters, newest first.</p>'
+    body += pages.table(
+        "Dead letters", ["job", "task", "error", "tries", "failed", "actions"], rows, "None."
+    )
+    if offset + PAGE_SIZE < letters.total:
+        body += f'<p><a href="{url("/dead-letters", offset=offset + PAGE_SIZE)}">Older →</a></p>'
+    if letters.total:
+        body += pages.button_form(
+            url("/dead-letters/purge"),
+            "Purge all dead letters",
+            f"Forget all {letters.total} dead letters? This cannot be undone.",
+            danger=True,
+        )
+    return page("Dead letters", body, request, "dead")
+
+
+@router.post("/dead-letters/{job_id}/replay")
+async def replay(
+    request: Request, queue: QueueDep, settings: SettingsDep, job_id: JobId, _: SameSite
+) -> RedirectResponse:
+    letter = await queue.dead_letter(job_id)
+    if letter is None:
+        return back("/dead-letters", f"No dead letter for job {job_id}.")
+    try:
+        enqueued, _queue_name = await submit(
+            queue, settings, letter.task, letter.kwargs, meta=job_meta(request)
+        )
+    except RequestValidationError as exc:
+        reason = "; ".join(str(error.get("msg")) for error in exc.errors())
+        return back("/dead-letters", f"Not replayed (the letter stays): {reason}")
+    await queue.remove_dead_letter(job_id)
+    return back(f"/jobs/{enqueued.job_id}", f"Replayed job {job_id} as this new job.")
+
+
+@router.post("/dead-letters/{job_id}/delete")
+async def delete(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectResponse:
+    removed = await queue.remove_dead_letter(job_id)
+    notice = f"Deleted the dead letter of job {job_id}." if removed else "Nothing to delete."
+    return back("/dead-letters", notice)
+
+
+@router.post("/dead-letters/purge")
+async def purge(queue: QueueDep, _: SameSite) -> RedirectResponse:
+    return back("/dead-letters", f"Purged {await queue.purge_dead_letters()} dead letters.")
+{%- if cookiecutter.use_api_key %}
+
+
+LOGIN_FORM = """<form method="post" class="login">
+<label>API key <input type="password" name="key" autocomplete="current-password" required></label>
+<input type="hidden" name="next" value="{next}">
+<button type="submit" class="button">Log in</button>
+</form>"""
+
+
+def safe_next(target: str) -> str:
+    """Only a dashboard path: never a redirect to another site."""
+    return target if target.startswith(PREFIX) and not target.startswith("//") else PREFIX
+
+
+@public.get("/login")
+async def login_page(request: Request, next: str = PREFIX) -> HTMLResponse:
+    body = LOGIN_FORM.replace("{next}", esc(safe_next(next)))
+    notice = request.query_params.get("notice")
+    return HTMLResponse(pages.layout("Log in", body, active="", notice=notice, logout=False))
+
+
+@public.post("/login")
+async def login(request: Request, settings: SettingsDep, _: SameSite) -> RedirectResponse:
+    form = parse_qs((await request.body()).decode(errors="replace"))
+    given = form.get("key", [""])[0]
+    target = safe_next(form.get("next", [PREFIX])[0])
+    key = settings.api_key.get_secret_value() if settings.api_key else ""
+    if not key or not hmac.compare_digest(given.encode(), key.encode()):
+        return back("/login", "That is not the API key.")
+    response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+    response.set_cookie(
+        COOKIE,
+        session_token(key),
+        path=PREFIX,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@public.post("/logout")
+async def logout(_: SameSite) -> RedirectResponse:
+    response = back("/login", "Logged out.")
+    response.delete_cookie(COOKIE, path=PREFIX)
+    return response
+{%- endif %}
+
+
+def mount_dashboard(app: FastAPI) -> None:
+    app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="dashboard-static")
+{%- if cookiecutter.use_api_key %}
+    app.include_router(public)
+{%- endif %}
+    app.include_router(router)
