@@ -54,31 +54,30 @@ def test_no_template_syntax_is_left_in_any_file_or_name(
 def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) -> None:
     project = render("cookiecutter", option_set)
     package = package_of(project)
-    use_cron = OPTION_SETS[option_set].get("use_cron", True)
-    for pattern in CRON_FILES:
-        assert (project / pattern.format(pkg=package)).is_file() is use_cron, pattern
-    settings = (project / "src" / package / "worker" / "settings.py").read_text()
-    assert ("CRON_JOBS" in settings) is use_cron
-    use_api_key = OPTION_SETS[option_set].get("use_api_key", False)
-    for pattern in API_KEY_FILES:
-        assert (project / pattern.format(pkg=package)).is_file() is use_api_key, pattern
-    app = (project / "src" / package / "web" / "app.py").read_text()
-    assert ("require_api_key" in app) is use_api_key
-    assert ("API_KEY" in (project / "compose.yaml").read_text()) is use_api_key
-    use_metrics = OPTION_SETS[option_set].get("use_metrics", True)
-    for pattern in METRICS_FILES:
-        assert (project / pattern.format(pkg=package)).is_file() is use_metrics, pattern
-    compose = (project / "compose.yaml").read_text()
-    assert ("WORKER_METRICS_PORT" in compose) is use_metrics
-    use_tracing = OPTION_SETS[option_set].get("use_tracing", True)
-    for pattern in TRACING_FILES:
-        assert (project / pattern.format(pkg=package)).is_file() is use_tracing, pattern
-    runner = (project / "src" / package / "worker" / "runner.py").read_text()
-    assert ("job_span" in runner) is use_tracing
-    use_dashboard = OPTION_SETS[option_set].get("use_dashboard", True)
-    for pattern in DASHBOARD_FILES:
-        assert (project / pattern.format(pkg=package)).is_file() is use_dashboard, pattern
-    assert (project / "src" / package / "web" / "dashboard").is_dir() is use_dashboard
+    answers = OPTION_SETS[option_set]
+
+    def on(option: str, files: tuple[str, ...], default: bool) -> bool:
+        """The option's answer in this set; its files are there exactly when it is on."""
+        value = bool(answers.get(option, default))
+        for pattern in files:
+            assert (project / pattern.format(pkg=package)).is_file() is value, pattern
+        return value
+
+    def text(*parts: str) -> str:
+        return project.joinpath(*parts).read_text()
+
+    src = ("src", package)
+    use_cron = on("use_cron", CRON_FILES, True)
+    assert ("CRON_JOBS" in text(*src, "worker", "settings.py")) is use_cron
+    use_api_key = on("use_api_key", API_KEY_FILES, False)
+    assert ("require_api_key" in text(*src, "web", "app.py")) is use_api_key
+    assert ("API_KEY" in text("compose.yaml")) is use_api_key
+    use_metrics = on("use_metrics", METRICS_FILES, True)
+    assert ("WORKER_METRICS_PORT" in text("compose.yaml")) is use_metrics
+    use_tracing = on("use_tracing", TRACING_FILES, True)
+    assert ("job_span" in text(*src, "worker", "runner.py")) is use_tracing
+    use_dashboard = on("use_dashboard", DASHBOARD_FILES, True)
+    assert project.joinpath(*src, "web", "dashboard").is_dir() is use_dashboard
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -14,9 +14,11 @@ import os
 import random
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from arq.connections import ArqRedis, create_pool
 from arq.constants import health_check_key_suffix, result_key_prefix
@@ -37,6 +39,13 @@ class Worker:
     process: "subprocess.Popen[bytes]"
     jobs: int
     poll_delay: float
+    log: IO[bytes]
+    """The worker's output: shown when a job of it never finishes."""
+
+    def output(self, lines: int = 30) -> str:
+        self.log.flush()
+        self.log.seek(0)
+        return b"".join(self.log.readlines()[-lines:]).decode(errors="replace")
 
     def cpu_seconds(self) -> float:
         fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -44,7 +53,9 @@ class Worker:
         return (user + system) / os.sysconf("SC_CLK_TCK")
 
 
-def start_raw(settings: Settings, queue: str, poll_delay: float, label: str, jobs: int) -> Worker:
+def start_raw(
+    settings: Settings, queue: str, poll_delay: float, label: str, jobs: int, log: IO[bytes]
+) -> Worker:
     env = {
         **os.environ,
         "REDIS_URL": str(settings.redis_url),
@@ -52,13 +63,11 @@ def start_raw(settings: Settings, queue: str, poll_delay: float, label: str, job
         "POLL_DELAY": str(poll_delay),
     }
     command = [str(Path(sys.executable).with_name("arq")), "bench.raw_worker.WorkerSettings"]
-    process = subprocess.Popen(
-        command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    return Worker(label, queue, process, jobs, poll_delay)
+    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    return Worker(label, queue, process, jobs, poll_delay, log)
 
 
-def start_ours(settings: Settings, prefix: str, jobs: int) -> Worker:
+def start_ours(settings: Settings, prefix: str, jobs: int, log: IO[bytes]) -> Worker:
     env = {
         **os.environ,
         "REDIS_URL": str(settings.redis_url),
@@ -68,11 +77,9 @@ def start_ours(settings: Settings, prefix: str, jobs: int) -> Worker:
         "WORKER_ID": prefix,
     }
     command = [str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}")), "worker"]
-    process = subprocess.Popen(
-        command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
     label = f"this service (wakes on enqueue, poll {settings.worker_poll_delay:g} s)"
-    return Worker(label, settings.queue_name, process, jobs, settings.worker_poll_delay)
+    return Worker(label, settings.queue_name, process, jobs, settings.worker_poll_delay, log)
 
 
 async def ready(pool: ArqRedis, worker: Worker, ours: bool) -> None:
@@ -93,7 +100,11 @@ async def visible(
     key = result_key_prefix + job_id
     while not await pool.exists(key):
         if time.perf_counter() - started > limit:
-            raise RuntimeError(f"{worker.label}: job {job_id} had no result after {limit} s")
+            raise RuntimeError(
+                f"{worker.label}: job {job_id} had no result after {limit} s "
+                f"(worker {'running' if worker.process.poll() is None else 'exited'}); "
+                f"its output ends:\n{worker.output()}"
+            )
         await asyncio.sleep(0.0005)
     return time.perf_counter() - started
 
@@ -125,9 +136,14 @@ async def measure(run: Run) -> str:
     settings = run.settings
     idle = 3.0 if run.quick else 15.0
     few, many = (4, 20) if run.quick else (30, 200)
-    ours = start_ours(settings, run.prefix, many)
-    raw_default = start_raw(settings, f"{run.prefix}:raw-0.5", 0.5, "raw arq, poll 0.5 s", few)
-    raw_fast = start_raw(settings, f"{run.prefix}:raw-0.01", 0.01, "raw arq, poll 10 ms", many)
+    logs = [tempfile.TemporaryFile() for _ in range(3)]  # noqa: SIM115 - closed below
+    ours = start_ours(settings, run.prefix, many, logs[0])
+    raw_default = start_raw(
+        settings, f"{run.prefix}:raw-0.5", 0.5, "raw arq, poll 0.5 s", few, logs[1]
+    )
+    raw_fast = start_raw(
+        settings, f"{run.prefix}:raw-0.01", 0.01, "raw arq, poll 10 ms", many, logs[2]
+    )
     workers = [raw_default, raw_fast, ours]
     rows: list[list[str]] = []
     pool = await create_pool(redis_settings(settings))
@@ -161,6 +177,7 @@ async def measure(run: Run) -> str:
             worker.process.terminate()
         for worker in workers:
             worker.process.wait(timeout=30)
+            worker.log.close()
         await pool.aclose()
     return table(
         f"End-to-end latency on an idle worker (enqueue -> result), and idle CPU over {idle:g} s"

@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,8 +27,8 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 {%- endif %}
 from redis import Redis
-from redis.exceptions import RedisError
 
+from {{ cookiecutter.package_name }}.dev import answers, free_port
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
@@ -43,24 +42,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.path).replace(os.sep, "/"):
             item.add_marker(pytest.mark.integration)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def answers(url: str, wait: float = 0.0) -> bool:
-    deadline = time.monotonic() + wait
-    while True:
-        try:
-            with Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1) as redis:
-                return bool(redis.ping())
-        except (RedisError, OSError):
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(0.05)
 
 
 @pytest.fixture(scope="session")
@@ -166,10 +147,15 @@ async def start_workers(settings: Settings) -> AsyncIterator[StartWorkers]:
 
     yield start
     for worker, task in running:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+        await stop_worker(worker, task)
+
+
+async def stop_worker(worker: WakingWorker, task: "asyncio.Task[None]") -> None:
+    """Stop a worker started with `async_run` in a task, and close its connections."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await worker.close()
 
 
 @pytest.fixture

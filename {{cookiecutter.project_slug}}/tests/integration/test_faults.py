@@ -20,10 +20,11 @@ from typing import Any
 import httpx
 import pytest
 
+from {{ cookiecutter.package_name }}.dev import answers, free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from ..auth import AUTH
-from .conftest import Process, SpawnWorker, StartWorkers, answers, free_port, service_env
+from .conftest import Process, SpawnWorker, StartWorkers, service_env
 
 pytestmark = pytest.mark.slow
 

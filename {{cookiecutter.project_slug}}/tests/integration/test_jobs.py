@@ -7,11 +7,12 @@ from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 
+from {{ cookiecutter.package_name }}.dev import free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
 from ..auth import AUTH
-from .conftest import RunWorker, free_port
+from .conftest import RunWorker
 
 
 async def test_a_job_enqueued_through_the_api_is_run_by_the_worker(

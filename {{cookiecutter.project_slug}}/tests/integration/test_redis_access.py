@@ -13,13 +13,13 @@ import trustme
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 
+from {{ cookiecutter.package_name }}.dev import answers, free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
 from ..auth import AUTH
-from .conftest import answers, free_port
 
 PASSWORD = "s3cr@t:pass/word"  # noqa: S105 - a test server's; characters a URL must escape
 ESCAPED = "s3cr%40t%3Apass%2Fword"

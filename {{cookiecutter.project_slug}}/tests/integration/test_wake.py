@@ -7,7 +7,6 @@ that something other than the poll started it. The bound is a fraction of POLL, 
 """
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -21,6 +20,8 @@ from {{ cookiecutter.package_name }}.queue.wake import wake_channel
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+
+from .conftest import stop_worker
 
 POLL = 6.0
 SOON = POLL / 3
@@ -49,10 +50,7 @@ async def start_worker(settings: Settings) -> AsyncIterator[StartWorker]:
 
     yield start
     for worker, task in running:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.close()
+        await stop_worker(worker, task)
 
 
 async def finished_within(client: httpx.AsyncClient, location: str, limit: float) -> float:

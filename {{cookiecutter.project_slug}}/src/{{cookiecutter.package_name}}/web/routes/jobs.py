@@ -145,20 +145,9 @@ async def submit(
         idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
     queue_name = settings.queue_for(TASKS[task_name].queue)
     meta = meta or {}
-    try:
-{%- if cookiecutter.use_tracing %}
-        with enqueue_span(task_name, queue_name, meta):
-            enqueued = await queue.enqueue(
-                task_name,
-                kwargs,
-                queue=queue_name,
-                job_id=job_id,
-                idempotency=idempotency,
-                defer=defer or 0,
-                meta=meta,
-            )
-{%- else %}
-        enqueued = await queue.enqueue(
+
+    async def put() -> Enqueued:
+        return await queue.enqueue(
             task_name,
             kwargs,
             queue=queue_name,
@@ -167,6 +156,13 @@ async def submit(
             defer=defer or 0,
             meta=meta,
         )
+
+    try:
+{%- if cookiecutter.use_tracing %}
+        with enqueue_span(task_name, queue_name, meta):  # puts its trace context into meta
+            enqueued = await put()
+{%- else %}
+        enqueued = await put()
 {%- endif %}
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
