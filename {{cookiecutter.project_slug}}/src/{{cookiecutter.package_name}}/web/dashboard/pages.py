@@ -50,6 +50,10 @@ def ago(moment: datetime | None, now: datetime | None = None) -> str:
     return f"{duration(seconds)} ago"
 
 
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
@@ -202,7 +206,7 @@ def overview_fragment(
         ]
     parts += [
         "<section><h2>Recent failures</h2>",
-        f'<p class="count">{esc(stats.dead_letters)} dead letters in all · '
+        f'<p class="count">{esc(plural(stats.dead_letters, "dead letter"))} in all · '
         f'<a href="{url("/dead-letters")}">all dead letters</a></p>',
         table(
             "Jobs that failed for good, newest first",

@@ -150,6 +150,11 @@ async def job_html(queue: JobQueue, job_id: str) -> tuple[JobRecord, str]:
 
 @router.get("/jobs/{job_id}")
 async def job(request: Request, queue: QueueDep, job_id: JobId) -> HTMLResponse:
+    if await queue.get(job_id) is None:
+        gone = "<p>No such job: the id is unknown, or its record has expired.</p>"
+        response = page(f"Job {job_id}", gone, request, "jobs")
+        response.status_code = status.HTTP_404_NOT_FOUND
+        return response
     record, live_part = await job_html(queue, job_id)
     arguments = await queue.arguments(job_id)
     shown = (
@@ -216,7 +221,7 @@ async def dead_letters(
         ]
         for letter in letters.letters
     )
-    body = f'<p class="count">{esc(letters.total)} dead letters, newest first.</p>'
+    body = f'<p class="count">{esc(pages.plural(letters.total, "dead letter"))}, newest first.</p>'
     body += pages.table(
         "Dead letters", ["job", "task", "error", "tries", "failed", "actions"], rows, "None."
     )
