@@ -28,12 +28,16 @@ async def main() -> int:
     parser.add_argument("--redis-url", default=None)
     args = parser.parse_args()
     prefix = f"bench-{uuid.uuid4().hex[:8]}"
-    run = Run(bench_settings(prefix, args.redis_url), prefix, args.quick, [])
+    job_ids: list[str] = []
     try:
         for name in args.parts or PARTS:
+            # Queues of its own per part: jobs one part leaves queued (http) must not sit in
+            # front of another part's (latency).
+            part = f"{prefix}:{name}"
+            run = Run(bench_settings(part, args.redis_url), part, args.quick, job_ids)
             print(await PARTS[name](run), end="\n\n", flush=True)
     finally:
-        await cleanup(run)
+        await cleanup(Run(bench_settings(prefix, args.redis_url), prefix, args.quick, job_ids))
     return 0
 
 
