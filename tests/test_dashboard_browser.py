@@ -8,6 +8,7 @@ reports no console errors, the pages fit a phone's width, and a screenshot of ea
 under test-output/dashboard/ for a reviewer to look at.
 """
 
+import contextlib
 import json
 import shutil
 import signal
@@ -39,21 +40,21 @@ def api(base: str, method: str, path: str, body: dict[str, Any] | None = None) -
         return json.load(answer)
 
 
-@pytest.fixture(scope="module")
-def service(
-    synced: Callable[[str], Path], redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Path, dict[str, str]]]:
-    """The defaults project running (`my-service dev`) on the tests' Redis, under its own queues."""
-    project = synced("defaults")
+@contextlib.contextmanager
+def running_dev(
+    project: Path, redis_url: str, logs: Path, **extra: str
+) -> Iterator[tuple[str, dict[str, str]]]:
+    """`my-service dev` of `project` on the tests' Redis, under queues of its own."""
     name = f"browser-{uuid.uuid4().hex[:8]}"
     env = clean_env(
         REDIS_URL=redis_url,
         QUEUE_NAME=f"{name}:queue",
         BULK_QUEUE_NAME=f"{name}:bulk",
         WORKER_HEARTBEAT_INTERVAL="1",
+        **extra,
     )
     port = free_port()
-    log = tmp_path_factory.mktemp("browser") / "dev.log"
+    log = logs / f"{name}.log"
     with log.open("wb") as out:
         dev = subprocess.Popen(
             [str(project / ".venv" / "bin" / "my-service"), "dev", "--port", str(port)],
@@ -74,10 +75,20 @@ def service(
     try:
         wait_for(ready, 60, "the service under `my-service dev`")
         assert dev.poll() is None, log.read_text()
-        yield base, project, env
+        yield base, env
     finally:
         dev.send_signal(signal.SIGINT)
         dev.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def service(
+    synced: Callable[[str], Path], redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Path, dict[str, str]]]:
+    """The defaults project running (`my-service dev`)."""
+    project = synced("defaults")
+    with running_dev(project, redis_url, tmp_path_factory.mktemp("browser")) as (base, env):
+        yield base, project, env
 
 
 @pytest.fixture(scope="module")
@@ -231,3 +242,32 @@ asyncio.run(main())
     job = api(base, "GET", f"/jobs/{new_id}")
     assert (job["state"], job["result"]["words"]) == ("succeeded", 4)
     shoot(page, "replayed")
+
+
+def test_with_an_api_key_the_dashboard_asks_for_it_once(
+    synced: Callable[[str], Path], redis_url: str, tmp_path: Path, page: Page
+) -> None:
+    key = "browser-" + "k" * 32
+    project = synced("py313-api-key-k8s")
+    with running_dev(project, redis_url, tmp_path, API_KEY=key) as (base, _env):
+        page.goto(f"{base}/dashboard/jobs")
+        assert "/dashboard/login" in page.url
+        shoot(page, "login")
+
+        page.get_by_label("API key").fill("not-the-key")
+        page.keyboard.press("Enter")
+        page.wait_for_url("**/dashboard/login?notice=*")
+        assert "That is not the API key." in page.get_by_role("status").inner_text()
+
+        page.get_by_label("API key").fill(key)
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{base}/dashboard/jobs")
+        assert page.locator("h1").inner_text() == "Jobs"
+        [session] = [c for c in page.context.cookies() if c["name"] == "dashboard_session"]
+        assert (session["httpOnly"], session["sameSite"]) == (True, "Strict")
+        assert key not in session["value"]
+
+        page.get_by_role("button", name="Log out").click()
+        page.wait_for_url("**/dashboard/login?notice=*")
+        page.goto(f"{base}/dashboard")
+        assert "/dashboard/login" in page.url

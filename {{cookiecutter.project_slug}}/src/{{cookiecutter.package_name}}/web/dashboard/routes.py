@@ -294,7 +294,8 @@ async def login(request: Request, settings: SettingsDep, _: SameSite) -> Redirec
     target = safe_next(form.get("next", [PREFIX])[0])
     key = settings.api_key.get_secret_value() if settings.api_key else ""
     if not key or not hmac.compare_digest(given.encode(), key.encode()):
-        return back("/login", "That is not the API key.")
+        again = url("/login", notice="That is not the API key.", next=target)
+        return RedirectResponse(again, status.HTTP_303_SEE_OTHER)
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
