@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections import Counter
 from pathlib import Path
+
+from {{ cookiecutter.package_name }}.dev import free_port
 
 from .common import Run, median, percentile, table
 
@@ -91,12 +92,6 @@ async def load(
     if unexpected:
         raise RuntimeError(f"{path} answered {unexpected}: the benchmark measured errors")
     return len(latencies) / seconds, latencies
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_server(run: Run, stack: list[str]) -> tuple["subprocess.Popen[bytes]", int]:

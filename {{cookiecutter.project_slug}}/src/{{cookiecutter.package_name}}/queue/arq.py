@@ -279,7 +279,7 @@ class ArqJobQueue:
         """Queue on `pipe` what a new job is: its record, then what ArqRedis.enqueue_job writes,
         the job and its place in the queue (scored by when it may start)."""
         state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
-        await self._ledger.queue_created(pipe, job_id, task, queue, state, meta.get("request_id"))
+        await self._ledger.created(job_id, task, queue, state, meta.get("request_id"), pipe=pipe)
         enqueued_ms = int(time.time() * 1000)
         defer_ms = int(defer * 1000)
         payload = serialize_job(

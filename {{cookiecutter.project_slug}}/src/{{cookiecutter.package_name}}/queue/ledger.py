@@ -113,28 +113,6 @@ class Ledger:
         keys = (self.key(job_id), self.events_key(job_id), self.index)
         await cast("Awaitable[Any]", client.eval(WRITE, 3, *keys, *args))
 
-    async def queue_created(
-        self,
-        pipe: Pipeline,
-        job_id: str,
-        task: str,
-        queue: str,
-        state: JobState = JobState.QUEUED,
-        request_id: str | None = None,
-    ) -> None:
-        """Queue a fresh record's write on `pipe` (an id may be reused once arq forgot the
-        earlier job: its old record and events go)."""
-        await self._write(job_id, *self._new(task, queue, state, request_id), fresh=True, pipe=pipe)
-
-    def _new(
-        self, task: str, queue: str, state: JobState, request_id: str | None
-    ) -> tuple[dict[str, str], dict[str, str]]:
-        at = now().isoformat()
-        fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
-        if request_id:
-            fields["request_id"] = request_id
-        return fields, {"kind": "state", "state": state, "at": at}
-
     async def created(
         self,
         job_id: str,
@@ -142,8 +120,17 @@ class Ledger:
         queue: str,
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
+        *,
+        pipe: Pipeline | None = None,
     ) -> None:
-        await self._write(job_id, *self._new(task, queue, state, request_id), fresh=True)
+        """A fresh record (an id may be reused once arq forgot the earlier job: its old record
+        and events go); on `pipe` if given."""
+        at = now().isoformat()
+        fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
+        if request_id:
+            fields["request_id"] = request_id
+        event = {"kind": "state", "state": state, "at": at}
+        await self._write(job_id, fields, event, fresh=True, pipe=pipe)
 
     async def forget(self, job_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

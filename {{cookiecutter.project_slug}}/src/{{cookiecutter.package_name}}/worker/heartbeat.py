@@ -24,10 +24,13 @@ from .cron import next_runs
 log = logging.getLogger(__name__)
 
 
+def worker_name(settings: Settings) -> str:
+    return settings.worker_id or socket.gethostname()
+
+
 def worker_key(settings: Settings, queue: QueueKey = "default") -> str:
     """The liveness key of this process's worker of one queue (a host may run one per queue)."""
-    worker_id = settings.worker_id or socket.gethostname()
-    return f"{settings.queue_for(queue)}:worker:{worker_id}"
+    return f"{settings.queue_for(queue)}:worker:{worker_name(settings)}"
 
 
 def key_ttl(settings: Settings) -> int:
@@ -44,7 +47,7 @@ async def beat_forever(
     """Refresh this worker's key until cancelled; `running` tells how many jobs it runs."""
     key, ttl = worker_key(settings, queue), key_ttl(settings)
     registry = registry_key(settings.queue_for(queue))
-    worker_id = key.rsplit(":worker:", 1)[1]
+    worker_id = worker_name(settings)
     while True:
         now = time.time()
 {%- if cookiecutter.use_cron %}

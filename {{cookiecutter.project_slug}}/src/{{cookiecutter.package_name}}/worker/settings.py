@@ -6,7 +6,9 @@
 Keeping long tasks on workers of their own keeps the default queue's crash recovery short: arq
 re-runs a crashed worker's job only after the longest timeout among that worker's tasks + 10 s.
 """
-
+{% if cookiecutter.use_cron %}
+from dataclasses import replace
+{%- endif %}
 from typing import Any
 
 from arq import func
@@ -50,7 +52,9 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         ],
 {%- if cookiecutter.use_cron %}
         # Cron runs on the default queue's workers only: one schedule, not one per queue.
-        "cron_jobs": CRON_JOBS if queue == "default" else [],
+        # Copies: arq keeps each cron job's next run on the object, so workers (or tests) in
+        # one process must not share them.
+        "cron_jobs": [replace(job) for job in CRON_JOBS] if queue == "default" else [],
 {%- endif %}
         "redis_settings": redis_settings(settings),
         "queue_name": queue_name,

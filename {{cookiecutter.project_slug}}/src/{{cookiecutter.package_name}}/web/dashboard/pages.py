@@ -41,10 +41,8 @@ def url(path: str, **query: object) -> str:
     return f"{PREFIX}{path}" + (f"?{urlencode(params)}" if params else "")
 
 
-def ago(moment: datetime | None, now: datetime | None = None) -> str:
-    if moment is None:
-        return "—"
-    seconds = ((now or datetime.now(tz=UTC)) - moment).total_seconds()
+def ago(moment: datetime) -> str:
+    seconds = (datetime.now(tz=UTC) - moment).total_seconds()
     if seconds < 0:
         return f"in {duration(-seconds)}"
     return f"{duration(seconds)} ago"

@@ -141,21 +141,19 @@ async def jobs_fragment(queue: QueueDep, filters: Filters) -> HTMLResponse:
     return HTMLResponse(await jobs_html(queue, filters))
 
 
-async def job_html(queue: JobQueue, job_id: str) -> tuple[JobRecord, str]:
-    record = await queue.get(job_id)
-    if record is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
-    return record, pages.job_fragment(record, await queue.events(job_id))
+async def job_html(queue: JobQueue, record: JobRecord) -> str:
+    return pages.job_fragment(record, await queue.events(record.id))
 
 
 @router.get("/jobs/{job_id}")
 async def job(request: Request, queue: QueueDep, job_id: JobId) -> HTMLResponse:
-    if await queue.get(job_id) is None:
+    record = await queue.get(job_id)
+    if record is None:
         gone = "<p>No such job: the id is unknown, or its record has expired.</p>"
         response = page(f"Job {job_id}", gone, request, "jobs")
         response.status_code = status.HTTP_404_NOT_FOUND
         return response
-    record, live_part = await job_html(queue, job_id)
+    live_part = await job_html(queue, record)
     arguments = await queue.arguments(job_id)
     shown = (
         "not kept any more"
@@ -179,7 +177,10 @@ async def job(request: Request, queue: QueueDep, job_id: JobId) -> HTMLResponse:
 
 @router.get("/fragments/jobs/{job_id}")
 async def job_fragment(queue: QueueDep, job_id: JobId) -> HTMLResponse:
-    return HTMLResponse((await job_html(queue, job_id))[1])
+    record = await queue.get(job_id)
+    if record is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
+    return HTMLResponse(await job_html(queue, record))
 
 
 @router.post("/jobs/{job_id}/cancel")
