@@ -86,9 +86,15 @@ class WakingWorker(Worker):
     async def _until_next_poll(self) -> float:
         """The poll delay, or less if a deferred job (or a retry) comes due sooner."""
         now_ms = time.time() * 1000
-        due = await self.pool.zrangebyscore(
-            self.queue_name, f"({now_ms}", "+inf", start=0, num=1, withscores=True
-        )
+        try:
+            due = await self.pool.zrangebyscore(
+                self.queue_name, f"({now_ms}", "+inf", start=0, num=1, withscores=True
+            )
+        except (RedisError, OSError) as exc:
+            # Only a hint: a Redis away for longer than the retries must not stop the worker;
+            # arq's own poll meets the outage next and rides it out.
+            log.warning("could not read the next due job (%s); polling as usual", exc)
+            return self.fallback_poll_delay
         if not due:
             return self.fallback_poll_delay
         return min(self.fallback_poll_delay, max(0.0, (float(due[0][1]) - now_ms) / 1000))
