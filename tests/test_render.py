@@ -133,8 +133,10 @@ def test_ruff_and_mypy_pass_and_the_lock_matches(
     run([str(tools / "ruff"), "format", "--check", "--no-cache", "."], cwd=project, env=env)
     run(
         # The cache goes elsewhere: the render stays pristine for the parity tests.
-        [str(tools / "mypy"), "--python-executable", str(tools / "python"), "--no-incremental"]
-        + ["--cache-dir", str(tmp_path / "mypy")],
+        [
+            *(str(tools / "mypy"), "--python-executable", str(tools / "python")),
+            *("--no-incremental", "--cache-dir", str(tmp_path / "mypy")),
+        ],
         cwd=project,
         env=env,
     )

@@ -7,7 +7,6 @@ times, jobs lost) are printed (`pytest -s`) and quoted in README.md.
 
 import asyncio
 import http.server
-import shutil
 import signal
 import subprocess
 import sys
@@ -24,7 +23,7 @@ from {{ cookiecutter.package_name }}.dev import answers, free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from ..auth import AUTH
-from .conftest import Process, SpawnWorker, StartWorkers, service_env
+from .conftest import Process, SpawnWorker, StartWorkers, require_server_binary, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -101,10 +100,7 @@ class RedisServer:
     """A redis-server of this test's own, with an append-only file, so it can be restarted."""
 
     def __init__(self, directory: Path) -> None:
-        server = shutil.which("redis-server")
-        if server is None:
-            pytest.fail("this test restarts a redis-server of its own: put redis-server on PATH")
-        self.command = [server, "--port", str(free_port()), "--bind", "127.0.0.1"]
+        self.command = [require_server_binary(), "--port", str(free_port()), "--bind", "127.0.0.1"]
         self.command += ["--dir", str(directory), "--save", "", "--appendonly", "yes"]
         self.command += ["--appendfsync", "always"]
         self.url = f"redis://127.0.0.1:{self.command[2]}/0"

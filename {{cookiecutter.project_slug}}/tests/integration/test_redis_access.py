@@ -1,8 +1,11 @@
 """Redis as production runs it: an ACL user with a password (percent-escaped in the URL), and
 TLS with a private CA. Each test starts a redis-server of its own, configured that way."""
 
-import shutil
+import asyncio
+import contextlib
+import ssl
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,16 +23,17 @@ from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
 from ..auth import AUTH
+from .conftest import require_server_binary
 
 PASSWORD = "s3cr@t:pass/word"  # noqa: S105 - a test server's; characters a URL must escape
 ESCAPED = "s3cr%40t%3Apass%2Fword"
 
 
 def start_redis(*args: str) -> "subprocess.Popen[bytes]":
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail("these tests start redis-servers of their own: put redis-server on PATH")
-    return subprocess.Popen([server, "--save", "", "--appendonly", "no", *args])
+    server = require_server_binary()
+    return subprocess.Popen(
+        [server, "--save", "", "--appendonly", "no", *args], stdout=subprocess.DEVNULL
+    )
 
 
 def stop(process: "subprocess.Popen[bytes]") -> None:
@@ -72,9 +76,70 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         "--tls-ca-cert-file", str(ca_file), "--tls-auth-clients", "no",
     )  # fmt: skip
     try:
-        yield port, ca_file
+        process.wait(timeout=1)  # a server built without TLS stops at once; one with it runs on
+    except subprocess.TimeoutExpired:
+        try:
+            yield port, ca_file
+        finally:
+            stop(process)
+        return
+    # Built without TLS (the embedded Valkey): TLS ends at a terminator in front of a plain
+    # server, as with managed Redis behind stunnel. The client's side is the same either way.
+    plain = free_port()
+    process = start_redis("--port", str(plain), "--bind", "127.0.0.1")
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    try:
+        if not answers(f"redis://127.0.0.1:{plain}/0", wait=10):
+            pytest.fail("the redis-server behind the TLS terminator did not start")
+        with tls_terminator(context, port, plain):
+            yield port, ca_file
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def tls_terminator(context: ssl.SSLContext, port: int, backend: int) -> Iterator[None]:
+    """Accept TLS on `port` and relay the plain bytes to 127.0.0.1:`backend`, in a thread."""
+    loop = asyncio.new_event_loop()
+    writers: set[asyncio.StreamWriter] = set()
+    relays: set[asyncio.Task[None]] = set()
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writers.add(writer)
+        backend_reader, backend_writer = await asyncio.open_connection("127.0.0.1", backend)
+        writers.add(backend_writer)
+        both = asyncio.gather(relay(reader, backend_writer), relay(backend_reader, writer))
+        relays.add(both)  # type: ignore[arg-type]  # a gathering future, cancelled at the end
+        await both
+
+    async def shutdown() -> None:
+        server.close()
+        for task in relays:
+            task.cancel()
+        for writer in writers:
+            writer.close()
+        await asyncio.sleep(0.1)  # the transports finish closing
+
+    server = loop.run_until_complete(
+        asyncio.start_server(accept, "127.0.0.1", port, ssl=context)
+    )
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        asyncio.run_coroutine_threadsafe(shutdown(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
 
 
 async def enqueue_and_run(settings: Settings) -> dict[str, object]:

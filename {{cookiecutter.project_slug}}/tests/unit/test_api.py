@@ -1,10 +1,14 @@
 """The HTTP API on the in-memory queue: status codes, headers and bodies clients rely on."""
 
+import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import httpx
 import pytest
+import redis.exceptions
 
+from {{ cookiecutter.package_name }}.queue import QueueUnavailableError
+from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
 from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -119,6 +123,116 @@ async def test_malformed_requests_are_422(client: httpx.AsyncClient, body: bytes
     assert response.status_code == 422
 
 
+# What Python's json reads but no JSON answer can hold again (nor msgpack, for the big integer):
+# once echoed in a validation error, or accepted into a job, it made a 500 and a closed connection.
+HOSTILE = [
+    pytest.param(b'{"task": NaN}', id="nan-task"),
+    pytest.param(b'{"task": "word_count", "args": {"text": NaN}}', id="nan-argument"),
+    pytest.param(b'{"task": "render_report", "args": {"pages": Infinity}}', id="infinity-argument"),
+    pytest.param(b'{"task": "render_report", "args": {"pages": 1e400}}', id="overflowing-float"),
+    pytest.param(
+        b'{"task": "render_report", "args": {"pages": 99999999999999999999999}}',
+        id="int-past-64-bits",
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "defer_seconds": NaN}', id="nan-defer"
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "defer_seconds": Infinity}',
+        id="infinite-defer",
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "defer_seconds": -Infinity}',
+        id="minus-infinite-defer",
+    ),
+    pytest.param(b'{"task": "word_count", "args": {"text": "x"}, "job_id": NaN}', id="nan-job-id"),
+    pytest.param(b'{"task": "\\ud800", "args": {}}', id="surrogate-task"),
+    pytest.param(b'{"task": "word_count", "args": {"text": "\\ud800"}}', id="surrogate-argument"),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x", "\\udfff": 1}}', id="surrogate-argument-key"
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "\\ud800": 1}', id="surrogate-key"
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "job_id": "\\udc00"}', id="surrogate-job-id"
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "\xed\xa0\x80"}}', id="raw-surrogate-bytes"
+    ),
+    pytest.param(b'{"task": "word_count", "args": {"text": "\xff"}}', id="not-utf-8"),
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+async def test_hostile_bytes_are_422_and_nothing_is_queued(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, body: bytes
+) -> None:
+    response = await client.post(
+        "/jobs", content=body, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["msg"]
+    assert memory_queue.jobs == {}
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+async def test_hostile_bytes_in_a_batch_are_422_and_nothing_is_queued(
+    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, body: bytes
+) -> None:
+    batch = b'{"jobs": [{"task": "word_count", "args": {"text": "fine"}}, ' + body + b"]}"
+    response = await client.post(
+        "/jobs/batch", content=batch, headers={"content-type": "application/json"}
+    )
+
+    assert response.status_code == 422
+    assert memory_queue.jobs == {}
+
+
+async def test_valid_unicode_and_nan_as_text_are_accepted(
+    client: httpx.AsyncClient, run_jobs: RunJobs
+) -> None:
+    body = '{"task": "word_count", "args": {"text": "NaN \\ud83d\\ude00 \\\\ud800"}}'
+    response = await client.post(
+        "/jobs", content=body.encode(), headers={"content-type": "application/json"}
+    )
+    await run_jobs()
+
+    assert response.status_code == 202
+    job = (await client.get(response.headers["location"])).json()
+    assert job["result"] == {"words": 3, "characters": len("NaN \U0001f600 \\ud800")}
+
+
+async def test_a_body_the_error_cannot_echo_is_still_a_422(client: httpx.AsyncClient) -> None:
+    # No content type: FastAPI hands the raw bytes to validation, which echoes them as input.
+    response = await client.post("/jobs", content=b"\xff\xfe")
+
+    assert response.status_code == 422
+    assert "input" not in response.json()["detail"][0]
+
+
+async def test_every_json_body_is_parsed_strictly(client: httpx.AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    operations = [
+        (method, path)
+        for path, item in schema["paths"].items()
+        for method, operation in item.items()
+        if "application/json" in operation.get("requestBody", {}).get("content", {})
+    ]
+    assert ("post", "/jobs") in operations
+
+    for method, path in operations:
+        response = await client.request(
+            method,
+            re.sub(r"{[^}]+}", "some-id", path),
+            content=b'{"a": NaN, "b": "\\ud800"}',
+            headers={"content-type": "application/json"},
+        )
+        assert response.status_code == 422, (method, path)
+        assert response.json()["detail"][0]["type"] == "json_invalid", (method, path)
+
+
 async def test_a_taken_job_id_is_409(client: httpx.AsyncClient) -> None:
     request = {"task": "word_count", "args": {"text": "x"}, "job_id": "report-2024"}
 
@@ -151,6 +265,30 @@ async def test_enqueue_and_read_say_503_with_retry_after_when_the_queue_is_down(
     for response in (enqueue, read):
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        redis.exceptions.ConnectionError("Connection refused"),
+        redis.exceptions.TimeoutError("Timeout reading from socket"),
+        redis.exceptions.OutOfMemoryError("command not allowed when used memory > 'maxmemory'"),
+        redis.exceptions.ReadOnlyError("You can't write against a read only replica."),
+        redis.exceptions.BusyLoadingError("Redis is loading the dataset in memory"),
+        redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB snapshots"),
+        ConnectionResetError(),
+    ],
+    ids=repr,
+)
+def test_redis_unable_to_serve_is_queue_unavailable(error: Exception) -> None:
+    with pytest.raises(QueueUnavailableError), unavailable_as_queue_error():
+        raise error
+
+
+def test_a_redis_error_about_our_own_command_is_not_disguised_as_an_outage() -> None:
+    # A bug (a bad range, a wrong type) must surface as one, not as "queue unavailable".
+    with pytest.raises(redis.exceptions.ResponseError), unavailable_as_queue_error():
+        raise redis.exceptions.ResponseError("ERR value is out of range")
 
 
 async def test_liveness_does_not_depend_on_the_queue(
@@ -214,7 +352,18 @@ async def test_a_chunked_body_over_the_limit_is_413(
     assert memory_queue.jobs == {}
 
 
-@pytest.mark.parametrize("value", ["nonsense", "1-2-3", "-1", "9" * 30 + "-0"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "nonsense",
+        "1-2-3",
+        "-1",
+        "9" * 30 + "-0",
+        # Past 64 bits (Redis's limit): it passed the pattern and ended the stream at once.
+        "99999999999999999999-0",
+        "0-18446744073709551616",
+    ],
+)
 async def test_a_malformed_last_event_id_is_422(client: httpx.AsyncClient, value: str) -> None:
     location = (
         await client.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})

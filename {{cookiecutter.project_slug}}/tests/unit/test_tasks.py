@@ -5,9 +5,9 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
-from {{ cookiecutter.package_name }}.tasks import TASKS, UnknownTaskError, prepare
+from {{ cookiecutter.package_name }}.tasks import TASKS, Task, UnknownTaskError, prepare
 from {{ cookiecutter.package_name }}.tasks.check_url import check_url
 from {{ cookiecutter.package_name }}.tasks.word_count import word_count
 
@@ -49,3 +49,25 @@ def test_prepare_refuses_urls_that_are_not_http(url: str) -> None:
 def test_prepare_refuses_unknown_tasks() -> None:
     with pytest.raises(UnknownTaskError, match="unknown task 'missing'"):
         prepare(TASKS, "missing", {})
+
+
+class Measure(BaseModel):
+    value: float  # unbounded: pydantic also takes the strings "nan" and "inf"
+    label: str = "x"
+
+
+async def measure(ctx: dict[str, Any], value: float, label: str) -> None:
+    return None
+
+
+@pytest.mark.parametrize(
+    "args", [{"value": "nan"}, {"value": "-inf"}, {"value": 1, "label": "\ud800"}]
+)
+def test_prepare_refuses_arguments_a_job_cannot_carry(args: dict[str, Any]) -> None:
+    tasks = {"measure": Task("measure", measure, Measure)}
+
+    with pytest.raises(ValidationError) as caught:
+        prepare(tasks, "measure", args)
+
+    [error] = caught.value.errors()
+    assert error["loc"] == (next(iter(args)) if len(args) == 1 else "label",)

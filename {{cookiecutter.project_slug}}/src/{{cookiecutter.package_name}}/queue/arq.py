@@ -29,7 +29,13 @@ from redis.asyncio.client import Pipeline
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import (
+    InvalidResponse,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    WatchError,
+)
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
@@ -62,8 +68,28 @@ from .wake import wake_channel
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "Redis is not there (now)"; anything else is a bug and should surface as one.
-UNAVAILABLE = (RedisError, OSError, TimeoutError)
+# Errors that mean "Redis cannot serve us now": down, stalled, out of connections, full, read-only
+# after a failover. Anything else (a ResponseError about our own command, a bad offset say) is a bug
+# and surfaces as one: never disguised as an outage.
+UNAVAILABLE = (
+    RedisConnectionError,  # also loading, refused, too many clients, wrong password
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    WatchError,  # a transaction that lost its race (a retried command can meet its own first try)
+    InvalidResponse,
+    OSError,
+    TimeoutError,
+)
+# Replies that redis-py raises as a plain ResponseError but that say the same.
+UNAVAILABLE_REPLIES = (
+    "MISCONF ",
+    "BUSY ",
+    "MASTERDOWN ",
+    "NOREPLICAS ",
+    "TRYAGAIN ",
+    "CLUSTERDOWN ",
+)
 
 
 @contextlib.contextmanager
@@ -73,6 +99,10 @@ def unavailable_as_queue_error() -> Iterator[None]:
         yield
     except UNAVAILABLE as exc:
         raise QueueUnavailableError(str(exc)) from exc
+    except ResponseError as exc:
+        if str(exc).startswith(UNAVAILABLE_REPLIES):
+            raise QueueUnavailableError(str(exc)) from exc
+        raise
 
 
 def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:

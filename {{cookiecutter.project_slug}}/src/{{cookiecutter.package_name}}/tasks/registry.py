@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
+from ..json_values import first_unencodable
 from ..settings import QueueKey
 
 Context = dict[str, Any]
@@ -96,4 +98,12 @@ def prepare(tasks: Mapping[str, Task], name: str, raw_args: Mapping[str, Any]) -
     task = tasks.get(name)
     if task is None:
         raise UnknownTaskError(name, tasks)
-    return task.args.model_validate(raw_args).model_dump(mode="json")
+    kwargs = task.args.model_validate(raw_args).model_dump(mode="json")
+    # A model may still make what a job cannot carry (a float field takes the string "nan").
+    if problem := first_unencodable(kwargs):
+        loc, message = problem
+        error = InitErrorDetails(
+            type=PydanticCustomError("not_carried", message), loc=loc, input=None
+        )
+        raise ValidationError.from_exception_data(task.args.__name__, [error])
+    return kwargs

@@ -5,6 +5,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import {% if cookiecutter.use_api_key %}Depends, {% endif %}FastAPI
+from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
 from ..queue import JobQueue, QueueUnavailableError
@@ -19,7 +20,7 @@ from .auth import check_configured, require_api_key
 {%- if cookiecutter.use_dashboard %}
 from .dashboard import mount_dashboard
 {%- endif %}
-from .errors import queue_unavailable
+from .errors import invalid_request, queue_unavailable
 from .limits import BodyLimit
 from .request_id import RequestId
 from .routes import dead_letters, health, jobs, {% if cookiecutter.use_metrics %}metrics, {% endif %}tasks
@@ -53,6 +54,7 @@ def create_app(
     configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
     app.add_exception_handler(QueueUnavailableError, queue_unavailable)
+    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestId)  # outermost: even a 413 carries the request id
 {%- if cookiecutter.use_api_key %}

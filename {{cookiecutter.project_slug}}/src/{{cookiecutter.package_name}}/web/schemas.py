@@ -9,6 +9,8 @@ from ..queue import DeadLetter, JobEvent, JobRecord, JobState
 from ..settings import QueueKey
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+MAX_OFFSET = 1_000_000
+"""How deep a page may start: further is no use to a reader, and near 2**63 Redis refuses it."""
 
 
 class EnqueueRequest(BaseModel):

@@ -21,6 +21,7 @@ from ...queue import FINISHED, JobFinishedError, JobNotFoundError, JobQueue, Job
 from ...tasks import TASKS, redact
 from ..deps import QueueDep, SettingsDep
 from ..routes.jobs import JobId, job_meta, submit
+from ..schemas import MAX_OFFSET
 from . import pages
 from .pages import PREFIX, esc, url
 
@@ -198,7 +199,7 @@ async def cancel(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectRespons
 
 @router.get("/dead-letters")
 async def dead_letters(
-    request: Request, queue: QueueDep, offset: Annotated[int, Query(ge=0)] = 0
+    request: Request, queue: QueueDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
     letters = await queue.dead_letters(PAGE_SIZE, offset)
     rows = (

@@ -7,10 +7,18 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, st
 
 from ...queue import JobState
 from ..deps import QueueDep, SettingsDep
-from ..schemas import JOB_ID_PATTERN, DeadLetterOut, DeadLetterPageOut, JobAccepted, PurgedOut
+from ..json_body import StrictJsonRoute
+from ..schemas import (
+    JOB_ID_PATTERN,
+    MAX_OFFSET,
+    DeadLetterOut,
+    DeadLetterPageOut,
+    JobAccepted,
+    PurgedOut,
+)
 from .jobs import UNAVAILABLE, job_meta, job_url, submit
 
-router = APIRouter(prefix="/dead-letters", tags=["dead letters"])
+router = APIRouter(prefix="/dead-letters", tags=["dead letters"], route_class=StrictJsonRoute)
 
 LetterId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The failed job's id.")]
 NOT_FOUND = {"description": "No dead letter for this job"}
@@ -20,7 +28,7 @@ NOT_FOUND = {"description": "No dead letter for this job"}
 async def list_dead_letters(
     queue: QueueDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DeadLetterPageOut:
     """Newest first; `total` counts every letter kept."""
     page = await queue.dead_letters(limit, offset)

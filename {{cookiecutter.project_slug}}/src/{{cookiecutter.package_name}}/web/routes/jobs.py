@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import StreamingResponse
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 from starlette.applications import Starlette
 
 {% if cookiecutter.use_metrics -%}
@@ -34,6 +34,7 @@ from ...tasks import TASKS, UnknownTaskError, prepare
 from ...tracing import caller_context, enqueue_span
 {%- endif %}
 from ..deps import QueueDep, SettingsDep
+from ..json_body import StrictJsonRoute
 from ..schemas import (
     JOB_ID_PATTERN,
     BatchAccepted,
@@ -44,7 +45,7 @@ from ..schemas import (
     JobOut,
 )
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job id from POST /jobs.")]
 IdempotencyKey = Annotated[
@@ -58,6 +59,17 @@ IdempotencyKey = Annotated[
     ),
 ]
 
+STREAM_ID_PART_MAX = 2**64 - 1
+
+
+def stream_id(value: str | None) -> str | None:
+    """A Redis stream id: both parts fit 64 bits unsigned. One past it would pass the pattern,
+    fail in Redis and end the stream at once: a browser would reconnect in a loop."""
+    if value is not None and any(int(part) > STREAM_ID_PART_MAX for part in value.split("-")):
+        raise ValueError(f"each part of an event id is at most {STREAM_ID_PART_MAX}")
+    return value
+
+
 LastEventId = Annotated[
     str | None,
     Header(
@@ -65,6 +77,7 @@ LastEventId = Annotated[
         pattern=r"^[0-9]{1,20}-[0-9]{1,20}$",
         description="Resume after this event (browsers send it when they reconnect).",
     ),
+    AfterValidator(stream_id),
 ]
 
 UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
