@@ -69,6 +69,26 @@ class Settings(BaseSettings):
     stream_ping_interval: float = Field(
         default=15, gt=0, le=300, description="Seconds between keep-alive pings of event streams."
     )
+    # Bounds of one web process (README "Connections and streams"): streams share one Redis
+    # reader, so its connections do not grow with its clients.
+    max_streams: int = Field(
+        default=1000,
+        ge=1,
+        le=100_000,
+        description="Event streams one web process serves at once (503 with Retry-After above).",
+    )
+    redis_max_connections: int = Field(
+        default=50,
+        ge=2,
+        le=10_000,
+        description="Redis connections one web process opens at most, plus one its streams share.",
+    )
+    redis_idle_timeout: float = Field(
+        default=30,
+        gt=0,
+        le=3600,
+        description="Seconds a web process keeps an unused Redis connection open.",
+    )
 
     # Worker tuning. Workers wake on enqueue and when a slot frees (worker.wake), so the poll delay
     # is only the fallback for jobs from plain arq clients: an idle worker costs a few Redis

@@ -5,6 +5,7 @@ finished, and keeps it for JOB_RETENTION. While a job is alive, arq's own keys s
 (queued, deferred, in progress), which stays true even for jobs that plain arq clients enqueued.
 """
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -25,7 +26,9 @@ from arq.constants import (
     result_key_prefix,
 )
 from arq.jobs import DeserializationError, deserialize_job, deserialize_result, serialize_job
+from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.client import Pipeline
+from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -61,8 +64,10 @@ from .base import (
     WorkerInfo,
     carried,
 )
-from .ledger import Ledger, record_from
+from .event_hub import BLOCK_SECONDS, EventHub
+from .ledger import Ledger, event_from, record_from
 from .liveness import decode_beat, registry_key
+from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
 from .wake import wake_channel
 
@@ -132,6 +137,29 @@ def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
     )
 
 
+WEB_SOCKET_TIMEOUT = 5.0
+
+
+def connection_options(conf: RedisSettings, socket_timeout: float) -> dict[str, Any]:
+    """The keywords of each connection of the web's pools (redis-py's Connection)."""
+    options: dict[str, Any] = {
+        "host": conf.host,
+        "port": conf.port,
+        "db": conf.database,
+        "username": conf.username,
+        "password": conf.password,
+        "socket_connect_timeout": conf.conn_timeout,
+        "socket_timeout": socket_timeout,
+        "retry": conf.retry,
+        # Timeouts listed here rather than by retry_on_timeout=True, with which redis-py appends
+        # to this shared list at every new connection.
+        "retry_on_error": [*(conf.retry_on_error or []), TimeoutError],
+    }
+    if conf.ssl:
+        options.update(connection_class=SSLConnection, ssl_ca_certs=conf.ssl_ca_certs)
+    return options
+
+
 def ledger_for(redis: Any, settings: Settings) -> Ledger:
     return Ledger(redis, settings.queue_name, settings.job_retention, settings.dead_letter_limit)
 
@@ -151,11 +179,12 @@ def _cancelled(error: BaseException) -> bool:
 
 
 class ArqJobQueue:
-    def __init__(self, redis: ArqRedis, settings: Settings) -> None:
+    def __init__(self, redis: ArqRedis, settings: Settings, hub: EventHub) -> None:
         self._redis = redis
         self._settings = settings
         self._queues = (settings.queue_name, settings.bulk_queue_name)
         self._ledger = ledger_for(redis, settings)
+        self._hub = hub
 
     @classmethod
     @asynccontextmanager
@@ -167,34 +196,42 @@ class ArqJobQueue:
         """
         # Few retries: a client waiting for its 503 is better served by a quick answer.
         conf = redis_settings(settings, retries=2)
+        # A hung Redis must not hang requests: fail the command, the route answers 503. Nothing
+        # blocks on this pool (event streams read through the hub's own connection).
+        pool = BoundedPool(
+            max_connections=settings.redis_max_connections,
+            timeout=WEB_SOCKET_TIMEOUT,  # waiting for a free connection, then 503
+            idle_timeout=settings.redis_idle_timeout,
+            **connection_options(conf, WEB_SOCKET_TIMEOUT),
+        )
         redis = ArqRedis(
-            host=conf.host,
-            port=conf.port,
-            db=conf.database,
-            username=conf.username,
-            password=conf.password,
-            ssl=conf.ssl,
-            ssl_ca_certs=conf.ssl_ca_certs,
-            socket_connect_timeout=conf.conn_timeout,
-            # A hung Redis must not hang requests: fail the command, the route answers 503.
-            # (Event streams block for at most stream_ping_interval, below this.)
-            socket_timeout=max(5.0, settings.stream_ping_interval + 5),
-            retry=conf.retry,
-            retry_on_error=conf.retry_on_error,
-            retry_on_timeout=conf.retry_on_timeout,
+            pool,
             default_queue_name=settings.queue_name,
             job_serializer=serialize,
             job_deserializer=deserialize,
         )
-        queue = cls(redis, settings)
+
+        def open_reader() -> Redis:
+            # One connection, outside the bound: it blocks up to BLOCK_SECONDS per read.
+            options = connection_options(conf, BLOCK_SECONDS + WEB_SOCKET_TIMEOUT)
+            return Redis(connection_pool=ConnectionPool(max_connections=1, **options))
+
+        hub = EventHub(redis, open_reader, settings.queue_name)
+        queue = cls(redis, settings, hub)
         try:
             await queue.ping()
         except QueueUnavailableError as exc:
             log.warning("Redis is not answering yet (%s); readiness says 503 until it does", exc)
+        trimming = asyncio.create_task(pool.close_idle_forever(), name="redis-idle")
         try:
             yield queue
         finally:
+            trimming.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await trimming
+            await hub.close()
             await redis.aclose()
+            await pool.disconnect()
 
     async def enqueue(
         self,
@@ -457,7 +494,11 @@ class ArqJobQueue:
         self, job_id: str, after: str | None = None, wait: float = 0
     ) -> list[JobEvent]:
         with unavailable_as_queue_error():
-            return await self._ledger.events(job_id, after, wait)
+            if wait > 0 and after is not None:
+                key = self._ledger.events_key(job_id)
+                entries = await self._hub.wait(key, after, wait)
+                return [event_from(entry_id, fields) for entry_id, fields in entries]
+            return await self._ledger.events(job_id, after)
 
     async def ping(self) -> None:
         with unavailable_as_queue_error():

@@ -245,14 +245,11 @@ class Ledger:
         found = self.redis.hexists(self.key(job_id), "cancel_requested")
         return bool(await cast("Awaitable[bool]", found))
 
-    async def events(self, job_id: str, after: str | None, wait: float) -> list[JobEvent]:
-        key = self.events_key(job_id)
-        if wait > 0 and after is not None:
-            reply = await self.redis.xread({key: after}, count=100, block=int(wait * 1000))
-            entries = reply[0][1] if reply else []
-        else:
-            start = f"({after}" if after else "-"
-            entries = await self.redis.xrange(key, min=start, max="+")
+    async def events(self, job_id: str, after: str | None = None) -> list[JobEvent]:
+        """The job's events after id `after`, without waiting: live ones come through the web's
+        shared reader (event_hub.py), not a blocking read per client."""
+        start = f"({after}" if after else "-"
+        entries = await self.redis.xrange(self.events_key(job_id), min=start, max="+")
         return [event_from(entry_id, fields) for entry_id, fields in entries]
 
 

@@ -24,6 +24,7 @@ from .errors import invalid_request, queue_unavailable
 from .limits import BodyLimit
 from .request_id import RequestId
 from .routes import dead_letters, health, jobs, {% if cookiecutter.use_metrics %}metrics, {% endif %}tasks
+from .streams import StreamSlots
 
 QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
 
@@ -45,7 +46,8 @@ def create_app(
         tracing = configure_tracing(settings, f"{settings.app_name}-web")
 {%- endif %}
         async with open_queue(settings) as queue:
-            yield {"queue": queue, "settings": settings}
+            streams = StreamSlots(settings.max_streams)  # per process, as the cap is
+            yield {"queue": queue, "settings": settings, "streams": streams}
 {%- if cookiecutter.use_tracing %}
         if tracing is not None:
             tracing.shutdown()  # sends the spans still buffered

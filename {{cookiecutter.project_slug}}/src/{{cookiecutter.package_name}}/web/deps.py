@@ -6,6 +6,7 @@ from fastapi import Depends, Request
 
 from ..queue import JobQueue
 from ..settings import Settings
+from .streams import StreamSlots
 
 
 # `async`, though they await nothing: FastAPI runs a plain `def` dependency in a worker thread,
@@ -18,5 +19,10 @@ async def get_app_settings(request: Request) -> Settings:
     return cast("Settings", request.state.settings)
 
 
+async def get_stream_slots(request: Request) -> StreamSlots:
+    return cast("StreamSlots", request.state.streams)
+
+
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]

@@ -33,7 +33,7 @@ from ...tasks import TASKS, UnknownTaskError, prepare
 {%- if cookiecutter.use_tracing %}
 from ...tracing import caller_context, enqueue_span
 {%- endif %}
-from ..deps import QueueDep, SettingsDep
+from ..deps import QueueDep, SettingsDep, StreamSlotsDep
 from ..json_body import StrictJsonRoute
 from ..schemas import (
     JOB_ID_PATTERN,
@@ -44,6 +44,7 @@ from ..schemas import (
     JobAccepted,
     JobOut,
 )
+from ..streams import SlotStream
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 
@@ -336,22 +337,31 @@ def sse(event: JobEvent) -> str:
     responses={
         status.HTTP_200_OK: {"content": {"text/event-stream": {}}},
         status.HTTP_404_NOT_FOUND: NOT_FOUND,
-        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+        status.HTTP_503_SERVICE_UNAVAILABLE: {
+            "description": "Redis is unavailable, or this server serves MAX_STREAMS streams "
+            "already; retry after Retry-After"
+        },
     },
 )
 async def stream_events(
     job_id: JobId,
     queue: QueueDep,
     settings: SettingsDep,
+    slots: StreamSlotsDep,
     request: Request,
     last_event_id: LastEventId = None,
 ) -> StreamingResponse:
     """Server-Sent Events: the events so far, then live ones, until the job ends.
 
-    Any web replica serves any job (the events live in Redis). Comment lines (`: ping`) keep idle
-    connections open through proxies.
+    Any web replica serves any job (the events live in Redis; the streams of one process share
+    one Redis reader). Comment lines (`: ping`) keep idle connections open through proxies.
     """
-    await found(queue, job_id)
+    slot = slots.take()  # first: a refused stream costs Redis nothing
+    try:
+        await found(queue, job_id)
+    except BaseException:
+        slot.release()
+        raise
 
     async def events() -> AsyncIterator[str]:
         after = last_event_id or "0-0"
@@ -378,8 +388,9 @@ async def stream_events(
         except QueueUnavailableError:
             return  # the client reconnects with Last-Event-ID and resumes
 
-    return StreamingResponse(
+    return SlotStream(
         events(),
+        slot,
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )

@@ -1,0 +1,185 @@
+"""One Redis reader per web process for the live events of every job that a stream watches.
+
+Each open event stream used to block on its job's Redis stream (`XREAD BLOCK`) with a connection of
+its own: a thousand streams held a thousand connections. Here the streams of one process share a
+single blocking read of every watched job's events on one connection of its own, and the hub hands
+each new entry to every stream waiting on that job. A stream that joins late or resumes (its
+`after` is behind what the hub has passed on) first catches up with one `XRANGE` on the pool.
+
+A blocking read cannot take a new key while it waits: to add one, the hub appends to a stream of
+its own (`<prefix>:events-hub:<random>`, one entry kept, expiring) that every read includes,
+which returns the read at once; the next read includes the new key.
+"""
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+log = logging.getLogger(__name__)
+
+Entry = tuple[bytes, dict[bytes, bytes]]
+
+BLOCK_SECONDS = 5.0  # longest blocking read; then keys no stream waits on leave the read
+KEEP_SECONDS = 5.0  # a key nobody waits on stays this long (a stream between two waits)
+ENTRIES_PER_READ = 100  # per key and read; a longer backlog comes in the next read
+WAKE_TTL = 3600  # the hub's own stream expires when the process has long gone
+RETRY_SECONDS = 1.0  # pause after a failed read, while Redis is away
+
+
+def entry_id(value: bytes | str) -> tuple[int, int]:
+    """A stream entry id ("<ms>-<seq>") as a comparable pair."""
+    text = value.decode() if isinstance(value, bytes) else value
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+@dataclass(eq=False)
+class _Waiter:
+    after: tuple[int, int]
+    future: "asyncio.Future[list[Entry]]"
+
+
+@dataclass(eq=False)
+class _Watch:
+    cursor: str
+    """The last entry id the hub has read of this key (or a waiter's start, before any)."""
+    waiters: set[_Waiter] = field(default_factory=set)
+    used: float = field(default_factory=time.monotonic)
+
+
+class EventHub:
+    """Blocking reads of job event streams, shared by every stream of the process."""
+
+    def __init__(self, redis: Redis, open_reader: Callable[[], Redis], prefix: str) -> None:
+        self._redis = redis  # the pool: catch-up reads and wake notices, never blocking
+        self._open_reader = open_reader
+        self._reader: Redis | None = None
+        self._wake_key = f"{prefix}:events-hub:{uuid.uuid4().hex}"
+        self._wake_cursor = "0-0"
+        self._watched: dict[str, _Watch] = {}
+        self._blocked_on: frozenset[str] | None = None  # the keys of the read in flight
+        self._changed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def wait(self, key: str, after: str, within: float) -> list[Entry]:
+        """Entries of stream `key` after id `after`, waiting up to `within` seconds for one;
+        [] when none came. Raises what Redis raises when it is away."""
+        watch = self._watched.get(key)
+        if watch is None:
+            watch = self._watched[key] = _Watch(cursor=after)
+        waiter = _Waiter(entry_id(after), asyncio.get_running_loop().create_future())
+        watch.waiters.add(waiter)
+        watch.used = time.monotonic()
+        try:
+            if waiter.after < entry_id(watch.cursor):
+                # The hub has passed on entries this waiter has not seen (it joined late or
+                # resumes): read them on the pool. Registered first, so none falls in between.
+                missed: list[Entry] = await self._redis.xrange(key, min=f"({after}", max="+")
+                if missed:
+                    return missed
+            self._start()
+            if self._blocked_on is not None and key not in self._blocked_on:
+                # (Between two reads, the next one includes the key anyway.)
+                await self._wake()
+            return await asyncio.wait_for(waiter.future, within)
+        except TimeoutError:
+            return []
+        finally:
+            watch.waiters.discard(waiter)
+            watch.used = time.monotonic()
+
+    def watching(self) -> int:
+        """Keys in the shared read now."""
+        return len(self._watched)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._close_reader()
+
+    def _start(self) -> None:
+        self._changed.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._read_forever(), name="event-hub")
+
+    async def _wake(self) -> None:
+        """Return the read in flight, so that the next one includes a new key."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self._wake_key, {"k": "1"}, maxlen=1, approximate=False)
+            pipe.expire(self._wake_key, WAKE_TTL)
+            await pipe.execute()
+
+    async def _close_reader(self) -> None:
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            with contextlib.suppress(Exception):
+                await reader.aclose()
+                await reader.connection_pool.disconnect()
+
+    def _forget_unwatched(self) -> None:
+        stale = time.monotonic() - KEEP_SECONDS
+        for key in [k for k, w in self._watched.items() if not w.waiters and w.used < stale]:
+            del self._watched[key]
+
+    async def _read_forever(self) -> None:
+        while True:
+            self._forget_unwatched()
+            if not self._watched:
+                # Nothing to read: hold no connection until a stream waits again.
+                await self._close_reader()
+                self._changed.clear()
+                await self._changed.wait()
+                continue
+            try:
+                await self._read_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis away (or a bug): every waiter hears of it
+                log.warning("reading job events failed: %s", exc)
+                self._fail_waiters(exc)
+                await self._close_reader()
+                await asyncio.sleep(RETRY_SECONDS)
+
+    async def _read_once(self) -> None:
+        if self._reader is None:
+            self._reader = self._open_reader()
+        streams: dict[Any, Any] = {key: watch.cursor for key, watch in self._watched.items()}
+        streams[self._wake_key] = self._wake_cursor
+        self._blocked_on = frozenset(streams)
+        try:
+            reply = await self._reader.xread(
+                streams, count=ENTRIES_PER_READ, block=int(BLOCK_SECONDS * 1000)
+            )
+        finally:
+            self._blocked_on = None
+        for raw_key, entries in reply or []:
+            key = raw_key.decode()
+            if not entries:
+                continue
+            if key == self._wake_key:
+                self._wake_cursor = entries[-1][0].decode()
+                continue
+            watch = self._watched.get(key)
+            if watch is None:
+                continue
+            watch.cursor = entries[-1][0].decode()
+            for waiter in watch.waiters:
+                fresh = [entry for entry in entries if entry_id(entry[0]) > waiter.after]
+                if fresh and not waiter.future.done():
+                    waiter.future.set_result(fresh)
+
+    def _fail_waiters(self, error: Exception) -> None:
+        for watch in self._watched.values():
+            for waiter in watch.waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(error)

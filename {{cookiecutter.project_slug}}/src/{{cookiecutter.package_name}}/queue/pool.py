@@ -1,0 +1,57 @@
+"""The web's Redis connections: a bounded pool that closes what a burst left idle.
+
+redis-py's default pool opens a connection for every command in flight and keeps each one open
+for good: a burst of requests (or of blocking reads) leaves the web holding that many connections
+long after, and Redis's `maxclients` then refuses workers and operators. This pool opens at most
+`max_connections`; a command beyond waits for one to come free (up to `timeout`, then a
+ConnectionError, which the routes answer with a 503), and `close_idle` closes connections left
+unused for `idle_timeout` seconds, so the count falls back after the burst.
+"""
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+from weakref import WeakKeyDictionary
+
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
+
+
+class BoundedPool(BlockingConnectionPool):
+    def __init__(self, *, idle_timeout: float, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.idle_timeout = idle_timeout
+        self._idle_since: WeakKeyDictionary[AbstractConnection, float] = WeakKeyDictionary()
+
+    async def release(self, connection: AbstractConnection) -> None:
+        self._idle_since[connection] = time.monotonic()
+        await super().release(connection)
+
+    def open_connections(self) -> int:
+        """Connections open now, in use or idle."""
+        idle = sum(1 for connection in self._available_connections if connection.is_connected)
+        return len(self._in_use_connections) + idle
+
+    async def close_idle(self) -> int:
+        """Close the connections unused for `idle_timeout`; return how many."""
+        cutoff = time.monotonic() - self.idle_timeout
+        # Taken out of the pool under its lock (no command can pick one up meanwhile), closed
+        # outside it. redis-py keeps these lists private; the dependency is pinned below 6.
+        async with self._condition:
+            stale = [
+                connection
+                for connection in self._available_connections
+                if connection.is_connected and self._idle_since.get(connection, 0) <= cutoff
+            ]
+            for connection in stale:
+                self._available_connections.remove(connection)
+        for connection in stale:
+            with contextlib.suppress(Exception):
+                await connection.disconnect()
+        return len(stale)
+
+    async def close_idle_forever(self) -> None:
+        """Run `close_idle` for as long as the pool lives (a task of the web's lifespan)."""
+        while True:
+            await asyncio.sleep(max(0.5, min(self.idle_timeout / 2, 10)))
+            await self.close_idle()
