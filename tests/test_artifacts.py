@@ -789,7 +789,9 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
     # REDIS_URL may carry a password: Secret, not ConfigMap.
     assert "REDIS_URL" in secrets
     assert "REDIS_URL" not in shared
-    expected_secrets = {"REDIS_URL"} | ({"API_KEY"} if answers.get("use_api_key") else set())
+    expected_secrets = {"REDIS_URL", "OPERATOR_KEY"} | (
+        {"API_KEY"} if answers.get("use_api_key") else set()
+    )
     assert set(secrets) == expected_secrets
     web_env = {k: compose_default(str(v)) for k, v in services["web"]["environment"].items()}
     assert set(shared) | set(secrets) == set(web_env)
@@ -800,7 +802,8 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
     for key, value in worker_only.items():
         assert value == worker_env[key], key
 
-    # Each pod takes from the Secret only what it needs: the API key goes to the web alone.
+    # Each pod takes from the Secret only what it needs: the API and operator keys go to the web
+    # alone.
     generated = kustomization(project)["secretGenerator"]
     for name, deployment in k8s_objects(project, "Deployment").items():
         for container in deployment["spec"]["template"]["spec"]["containers"]:
@@ -810,6 +813,7 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
             assert keys <= set(secrets), name
             assert "REDIS_URL" in keys, name
             assert ("API_KEY" in keys) is (name.endswith("-web") and "API_KEY" in secrets), name
+            assert ("OPERATOR_KEY" in keys) is name.endswith("-web"), name
             assert all("secretRef" not in ref for ref in container["envFrom"]), name
 
 
@@ -884,7 +888,15 @@ def test_the_secret_placeholders_are_refused_and_the_manifests_settings_accepted
     assert placeholder_key.returncode != 0
     assert "API_KEY is a placeholder" in placeholder_key.stderr
 
-    accepted = settings(REDIS_URL=redis_url, API_KEY=secrets.token_urlsafe(32))
+    placeholder_operator_key = settings(REDIS_URL=redis_url, API_KEY=secrets.token_urlsafe(32))
+    assert placeholder_operator_key.returncode != 0
+    assert "OPERATOR_KEY is a placeholder" in placeholder_operator_key.stderr
+
+    accepted = settings(
+        REDIS_URL=redis_url,
+        API_KEY=secrets.token_urlsafe(32),
+        OPERATOR_KEY=secrets.token_urlsafe(32),
+    )
     assert accepted.returncode == 0, accepted.stderr
     grace, completion_wait = map(int, accepted.stdout.split())
     for deployment in worker_deployments(project).values():

@@ -9,6 +9,7 @@ import re
 import secrets
 import signal
 import subprocess
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,7 +76,8 @@ class Stack:
     web: Service
     workers: dict[str, Service]
     client_env: dict[str, str]
-    """What the README's curl lines need from the shell (API_KEY when the API has one)."""
+    """What the README's curl lines need from the shell (API_KEY when the API has one), and the
+    OPERATOR_KEY an operator exports before `docker compose up` to use the dead letters."""
 
     def healthcheck(self, service: str) -> subprocess.CompletedProcess[str]:
         """Run the service's compose health check command, as `docker compose` would."""
@@ -98,10 +100,10 @@ def stack(
     request: pytest.FixtureRequest, synced: Callable[[str], Path], redis_url: str, tmp_path: Path
 ) -> Iterator[Stack]:
     project = synced(request.param)
-    # What a user exports before `docker compose up` (the README says how to make one).
-    client_env = {"API_KEY": secrets.token_urlsafe(32)}
-    if not OPTION_SETS[request.param].get("use_api_key"):
-        client_env = {}
+    # What a user exports before `docker compose up` (the README says how to make them).
+    client_env = {"OPERATOR_KEY": secrets.token_urlsafe(32)}
+    if OPTION_SETS[request.param].get("use_api_key"):
+        client_env["API_KEY"] = secrets.token_urlsafe(32)
     services = compose_services(project, client_env)
     port = free_port()
     venv_bin = project / ".venv" / "bin"
@@ -177,6 +179,15 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
     assert long.count("event: progress") == 5, (long, logs())
     assert long.rstrip().endswith('"state":"succeeded"}'), long
 
+    # compose hands the exported OPERATOR_KEY to the web: the dead letters open with it alone.
+    letters = f"http://127.0.0.1:{stack.port}/dead-letters"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(letters, timeout=10)
+    assert refused.value.code == 401
+    operator = {"X-Operator-Key": stack.client_env["OPERATOR_KEY"]}
+    with urllib.request.urlopen(urllib.request.Request(letters, headers=operator)) as answer:
+        assert json.load(answer)["total"] == 0
+
     # Each worker serves its own metrics (use_metrics): both ran a job by now.
     for name in stack.workers:
         port = stack.envs[name].get("WORKER_METRICS_PORT")
@@ -206,6 +217,8 @@ def test_schemathesis_finds_no_server_error_in_the_running_service(stack: Stack)
     schema = f"http://127.0.0.1:{stack.port}/openapi.json"
     key = stack.client_env.get("API_KEY")
     auth = ["--header", f"X-API-Key: {key}"] if key else []
+    # The operators' routes too, so that their input is fuzzed rather than refused at the door.
+    auth += ["--header", f"X-Operator-Key: {stack.client_env['OPERATOR_KEY']}"]
     result = subprocess.run(
         [
             str(BIN / "schemathesis"),

@@ -127,6 +127,7 @@ def start_poller(settings: Settings) -> "subprocess.Popen[bytes]":
         "QUEUE_NAME": settings.queue_name,
         "BULK_QUEUE_NAME": settings.bulk_queue_name,
         "LOG_LEVEL": "WARNING",
+        "OPERATOR_KEY": "bench-operator-" + "k" * 32,
 {%- if cookiecutter.use_api_key %}
         "API_KEY": "bench-" + "k" * 32,
 {%- endif %}

@@ -12,15 +12,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 {%- endif %}
-{%- if cookiecutter.use_api_key %}
 from pydantic import SecretStr
-{%- endif %}
 
 from {{ cookiecutter.package_name }}.settings import Settings
-{%- if cookiecutter.use_api_key %}
 
-from .auth import TEST_API_KEY
-{%- endif %}
+from .auth import {% if cookiecutter.use_api_key %}TEST_API_KEY, {% endif %}TEST_OPERATOR_KEY
 
 
 @pytest.fixture
@@ -31,6 +27,7 @@ def settings() -> Settings:
         redis_url="redis://127.0.0.1:1/0",
         queue_name="tests:queue",
         bulk_queue_name="tests:bulk",
+        operator_key=SecretStr(TEST_OPERATOR_KEY),
 {%- if cookiecutter.use_api_key %}
         api_key=SecretStr(TEST_API_KEY),
 {%- endif %}

@@ -8,9 +8,7 @@ Ctrl-C stops the children and the Redis started here, and exits.
 """
 
 import os
-{%- if cookiecutter.use_api_key %}
 import secrets
-{%- endif %}
 import shlex
 import shutil
 import signal
@@ -32,6 +30,7 @@ from .settings import QueueKey, Settings
 SOURCE = Path(__file__).resolve().parent
 # Dev workers re-queue running jobs quickly on a restart (the file watcher waits 10 s).
 DEV_COMPLETION_WAIT = "3"
+OPERATOR_SURFACE = "{% if cookiecutter.use_dashboard %}the dashboard, {% endif %}the dead letters"
 
 
 def answers(url: str, wait: float = 0.0) -> bool:
@@ -127,9 +126,18 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
             env["API_KEY"] = secrets.token_urlsafe(32)
             print(f"API_KEY (for this run; set your own in .env): {env['API_KEY']}")
 {%- endif %}
+        # Web only: workers never need the operator's key. uvicorn reads FORWARDED_ALLOW_IPS from
+        # the environment only: a value in .env reaches it through this.
+        web_env = {**env, "FORWARDED_ALLOW_IPS": settings.forwarded_allow_ips}
+        if settings.operator_key is None:
+            web_env["OPERATOR_KEY"] = secrets.token_urlsafe(32)
+            print(
+                f"OPERATOR_KEY (for {OPERATOR_SURFACE}; this run only, set your own in .env): "
+                f"{web_env['OPERATOR_KEY']}"
+            )
         web = [python, "-m", "uvicorn", "{{ cookiecutter.package_name }}.web.app:create_app", "--factory"]
         web += ["--reload", "--reload-dir", str(SOURCE), "--host", host, "--port", str(port)]
-        children = [spawn(web, env)]
+        children = [spawn(web, web_env)]
         names = ["web"]
         for queue in get_args(QueueKey):
             worker = shlex.join([python, "-m", "{{ cookiecutter.package_name }}", "worker", "--queue", queue])

@@ -6,14 +6,30 @@ Both processes must agree on the Redis URL and the queue name, so both read them
 from functools import lru_cache
 from typing import Literal, Self
 
-from pydantic import {% if cookiecutter.use_tracing %}AnyHttpUrl, {% endif %}Field, FilePath, RedisDsn, {% if cookiecutter.use_api_key %}SecretStr, {% endif %}model_validator
+from pydantic import (
+{%- if cookiecutter.use_tracing %}
+    AnyHttpUrl,
+{%- endif %}
+    Field,
+    FilePath,
+    RedisDsn,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-{% if cookiecutter.use_api_key -%}
 # The placeholder of .env.example: a copied .env must not run with it.
 WEAK_KEYS = frozenset({"replace-with-a-generated-key"})
+GENERATE_KEY = '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
 
-{% endif -%}
+
+def weak(key: SecretStr | None) -> bool:
+    """A placeholder, or too few different characters to be a generated key."""
+    value = key.get_secret_value() if key else None
+    return value is not None and (len(set(value)) < 8 or value.lower() in WEAK_KEYS)
+
+
 SHUTDOWN_MARGIN = 5
 """Seconds a worker needs after its completion wait: cancel and re-queue jobs, shut down, exit."""
 
@@ -166,6 +182,34 @@ class Settings(BaseSettings):
     )
 {%- endif %}
 
+    # The operator surface is closed while this is unset: a forgotten setting must never mean an
+    # open door (README, "Security"). Web only, like API_KEY.
+    operator_key: SecretStr | None = Field(
+        default=None,
+        min_length=24,
+        description=(
+            "The key operators send in X-Operator-Key{% if cookiecutter.use_dashboard %} (or log in to the dashboard with){% endif %} to "
+            "use the dead letters{% if cookiecutter.use_dashboard %} and the dashboard{% endif %}; unset, those answer 403 (web only)."
+        ),
+    )
+{%- if cookiecutter.use_dashboard %}
+    dashboard_session_lifetime: int = Field(
+        default=8 * 3600,
+        ge=1,
+        le=30 * 86_400,
+        description="Seconds a dashboard login lasts; logging out ends it sooner.",
+    )
+{%- endif %}
+    # uvicorn reads the same variable, so the server and the app trust the same peers.
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        max_length=2000,
+        description=(
+            "Proxies whose X-Forwarded-Proto and -For are believed: addresses or networks, "
+            "comma-separated, * for any (web only)."
+        ),
+    )
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", description="Lowest level logged, by web and workers."
     )
@@ -214,14 +258,26 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_weak_key(self) -> Self:
-        key = self.api_key.get_secret_value() if self.api_key else None
-        if key is not None and (len(set(key)) < 8 or key.lower() in WEAK_KEYS):
+        if weak(self.api_key):
             raise ValueError(
-                "API_KEY is a placeholder or too simple: generate one, e.g. "
-                '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
+                f"API_KEY is a placeholder or too simple: generate one, e.g. {GENERATE_KEY}"
             )
         return self
 {%- endif %}
+
+    @field_validator("operator_key", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # compose passes `${OPERATOR_KEY:-}`: an empty value means "not set", not a short key.
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _refuse_weak_operator_key(self) -> Self:
+        if weak(self.operator_key):
+            raise ValueError(
+                f"OPERATOR_KEY is a placeholder or too simple: generate one, e.g. {GENERATE_KEY}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _replays_find_their_job(self) -> Self:

@@ -23,9 +23,7 @@ import httpx
 import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
-{%- if cookiecutter.use_api_key %}
 from pydantic import SecretStr
-{%- endif %}
 from redis import Redis
 
 from {{ cookiecutter.package_name }}.dev import answers, free_port
@@ -35,7 +33,7 @@ from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
-from ..auth import AUTH{% if cookiecutter.use_api_key %}, TEST_API_KEY{% endif %}
+from ..auth import AUTH, {% if cookiecutter.use_api_key %}TEST_API_KEY, {% endif %}TEST_OPERATOR_KEY
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -88,6 +86,7 @@ def settings(redis_url: str) -> Iterator[Settings]:
         job_retention=600,
         idempotency_window=600,
         stream_ping_interval=1,
+        operator_key=SecretStr(TEST_OPERATOR_KEY),
 {%- if cookiecutter.use_api_key %}
         api_key=SecretStr(TEST_API_KEY),
 {%- endif %}
@@ -215,6 +214,7 @@ def service_env(settings: Settings, **extra: object) -> dict[str, str]:
         "JOB_KEEP_RESULT": str(settings.job_keep_result),
         "JOB_RETENTION": str(settings.job_retention),
         "IDEMPOTENCY_WINDOW": str(settings.idempotency_window),
+        "OPERATOR_KEY": settings.operator_key.get_secret_value() if settings.operator_key else "",
 {%- if cookiecutter.use_api_key %}
         "API_KEY": settings.api_key.get_secret_value() if settings.api_key else "",
 {%- endif %}

@@ -575,3 +575,18 @@ class ArqJobQueue:
             beats = await self._redis.mget(keys) if keys else []
         alive = [info for raw in beats if raw and (info := decode_beat(raw)) is not None]
         return sorted(alive, key=lambda info: info.last_beat, reverse=True)[:100]
+
+    def _session_key(self, session: str) -> str:
+        return f"{self._settings.queue_name}:session:{session}"
+
+    async def open_session(self, session: str, lifetime: int) -> None:
+        with unavailable_as_queue_error():
+            await self._redis.set(self._session_key(session), b"1", ex=lifetime)
+
+    async def session_open(self, session: str) -> bool:
+        with unavailable_as_queue_error():
+            return bool(await self._redis.exists(self._session_key(session)))
+
+    async def close_session(self, session: str) -> None:
+        with unavailable_as_queue_error():
+            await self._redis.delete(self._session_key(session))

@@ -316,3 +316,17 @@ class JobQueue(Protocol):
     async def workers(self) -> list[WorkerInfo]:
         """The workers alive now (fresh liveness keys), most recent beat first, at most 100."""
         ...
+
+    # Operator sessions of the web (the dashboard's log in): the web keeps no state of its own,
+    # so every replica must see a log out at once.
+    async def open_session(self, session: str, lifetime: int) -> None:
+        """Remember a session (a digest, never a token) for `lifetime` seconds."""
+        ...
+
+    async def session_open(self, session: str) -> bool:
+        """Whether the session was opened and has neither expired nor been closed."""
+        ...
+
+    async def close_session(self, session: str) -> None:
+        """End a session now (nothing happens if it is not open)."""
+        ...

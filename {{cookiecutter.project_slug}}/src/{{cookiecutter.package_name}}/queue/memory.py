@@ -55,6 +55,8 @@ class InMemoryJobQueue:
         self.event_log: dict[str, list[JobEvent]] = {}
         self.idempotency: dict[str, tuple[str, str]] = {}
         self.dead: dict[str, DeadLetter] = {}
+        self.sessions: dict[str, int] = {}
+        """Open operator sessions and their lifetimes."""
         self.alive: list[WorkerInfo] = []
         """What `workers()` answers: this fake has no workers of its own; tests put some here."""
         self.available = True
@@ -283,3 +285,15 @@ class InMemoryJobQueue:
     async def workers(self) -> list[WorkerInfo]:
         self._check()
         return list(self.alive)
+
+    async def open_session(self, session: str, lifetime: int) -> None:
+        self._check()
+        self.sessions[session] = lifetime  # no clock: a session ends only when closed
+
+    async def session_open(self, session: str) -> bool:
+        self._check()
+        return session in self.sessions
+
+    async def close_session(self, session: str) -> None:
+        self._check()
+        self.sessions.pop(session, None)

@@ -9,16 +9,7 @@ from types import MappingProxyType
 
 from ..settings import QueueKey
 from . import check_url, render_report, word_count
-from .registry import (
-    Context,
-    RetryPolicy,
-    Task,
-    UnknownTaskError,
-    prepare,
-    redact,
-    scrub,
-    secrets_of,
-)
+from .registry import Context, RetryPolicy, Task, UnknownTaskError, prepare, redact
 
 TASKS: Mapping[str, Task] = MappingProxyType(
     {task.name: task for task in (word_count.TASK, check_url.TASK, render_report.TASK)}
@@ -33,6 +24,4 @@ __all__ = [
     "UnknownTaskError",
     "prepare",
     "redact",
-    "scrub",
-    "secrets_of",
 ]

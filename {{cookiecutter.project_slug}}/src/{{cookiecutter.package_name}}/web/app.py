@@ -4,7 +4,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-from fastapi import {% if cookiecutter.use_api_key %}Depends, {% endif %}FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
@@ -22,6 +22,8 @@ from .dashboard import mount_dashboard
 {%- endif %}
 from .errors import invalid_request, queue_unavailable
 from .limits import BodyLimit
+from .operator import require_operator_key
+from .proxy import trust_proxies
 from .request_id import RequestId
 from .routes import dead_letters, health, jobs, {% if cookiecutter.use_metrics %}metrics, {% endif %}tasks
 from .streams import StreamSlots
@@ -58,15 +60,15 @@ def create_app(
     app.add_exception_handler(QueueUnavailableError, queue_unavailable)
     app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
-    app.add_middleware(RequestId)  # outermost: even a 413 carries the request id
+    app.add_middleware(RequestId)  # even a 413 carries the request id
+    trust_proxies(app, settings)  # outermost: every part sees the scheme the browser used
 {%- if cookiecutter.use_api_key %}
-    protected = [Depends(require_api_key)]
-    app.include_router(jobs.router, dependencies=protected)
-    app.include_router(dead_letters.router, dependencies=protected)
+    app.include_router(jobs.router, dependencies=[Depends(require_api_key)])
 {%- else %}
     app.include_router(jobs.router)
-    app.include_router(dead_letters.router)
 {%- endif %}
+    # Operators only, whatever the answer to use_api_key: closed until OPERATOR_KEY is set.
+    app.include_router(dead_letters.router, dependencies=[Depends(require_operator_key)])
     app.include_router(tasks.router)
     app.include_router(health.router)
 {%- if cookiecutter.use_metrics %}

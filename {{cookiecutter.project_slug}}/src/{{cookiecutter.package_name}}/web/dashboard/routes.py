@@ -3,14 +3,13 @@
 Reads go through the JobQueue the API uses; actions call the same code as the API's endpoints
 (cancel, replay through `submit`, delete, purge). Every action is a POST form that asks for
 confirmation, checks that it came from this site, and answers with a redirect to a page that says
-what happened.
+what happened. All of it is behind OPERATOR_KEY (web/operator.py): a browser logs in once with the
+key and then carries a session cookie (sessions.py).
 """
-{% if cookiecutter.use_api_key %}
-import hmac
-{%- endif %}
+
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import {% if cookiecutter.use_api_key %}parse_qs, {% endif %}urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, status
 from fastapi.exceptions import RequestValidationError
@@ -20,61 +19,50 @@ from fastapi.staticfiles import StaticFiles
 from ...queue import FINISHED, JobFinishedError, JobNotFoundError, JobQueue, JobRecord, JobState
 from ...tasks import TASKS, redact
 from ..deps import QueueDep, SettingsDep
+from ..operator import NOT_SET, is_operator_key, operator_key
 from ..routes.jobs import JobId, job_meta, submit
 from ..schemas import MAX_OFFSET
-from . import pages
+from . import pages, sessions
 from .pages import PREFIX, esc, url
+from .sessions import COOKIE
 
 STATIC = Path(__file__).resolve().parent / "static"
 PAGE_SIZE = 25
-{%- if cookiecutter.use_api_key %}
-COOKIE = "dashboard_session"
-{%- endif %}
 
 
 def same_site(request: Request) -> None:
-    """Refuse a POST that another site's page made (CSRF): browsers send Origin with forms."""
+    """Refuse a POST that another site's page made (CSRF): browsers send Origin with forms.
+
+    The scheme compared is the one the browser used: behind a TLS-terminating proxy that is the
+    proxy's X-Forwarded-Proto, believed only from FORWARDED_ALLOW_IPS (web/proxy.py); the host is
+    the Host header the proxy passes on.
+    """
     origin = request.headers.get("origin") or request.headers.get("referer")
     if origin is None:
         return  # not a browser's cross-site form (curl, tests): nothing to forge
     given = urlsplit(origin)
     if (given.scheme, given.netloc) != (request.url.scheme, request.url.netloc):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
-{%- if cookiecutter.use_api_key %}
 
 
-def session_token(key: str) -> str:
-    """What the session cookie holds: derived from API_KEY, never the key itself."""
-    return hmac.new(key.encode(), b"dashboard session", "sha256").hexdigest()
-
-
-async def require_session(request: Request, settings: SettingsDep) -> None:
-    """The dashboard is behind the API key, as the job endpoints are: a browser logs in once
-    with it and then carries a session cookie (HttpOnly, SameSite=Strict, /dashboard only)."""
-    given = request.cookies.get(COOKIE, "")
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    if not key or not hmac.compare_digest(given, session_token(key)):
+async def require_session(request: Request, settings: SettingsDep, queue: QueueDep) -> None:
+    """Every page and action needs a session: without one, the login page."""
+    token = request.cookies.get(COOKIE, "")
+    key = settings.operator_key
+    if key is None or not await sessions.is_open(queue, key.get_secret_value(), token):
         target = url("/login", next=request.url.path)
         raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": target})
 
 
-LOGOUT = True
 router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(require_session)])
 public = APIRouter(prefix=PREFIX, include_in_schema=False)
-{%- else %}
-
-
-LOGOUT = False
-# Open, like the job endpoints (the template answer use_api_key was false).
-router = APIRouter(prefix=PREFIX, include_in_schema=False)
-{%- endif %}
 
 SameSite = Annotated[None, Depends(same_site)]
 
 
 def page(title: str, body: str, request: Request, active: str) -> HTMLResponse:
     notice = request.query_params.get("notice")
-    return HTMLResponse(pages.layout(title, body, active=active, notice=notice, logout=LOGOUT))
+    return HTMLResponse(pages.layout(title, body, active=active, notice=notice, logout=True))
 
 
 def back(path: str, notice: str) -> RedirectResponse:
@@ -267,11 +255,11 @@ async def delete(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectRespons
 @router.post("/dead-letters/purge")
 async def purge(queue: QueueDep, _: SameSite) -> RedirectResponse:
     return back("/dead-letters", f"Purged {await queue.purge_dead_letters()} dead letters.")
-{%- if cookiecutter.use_api_key %}
 
 
 LOGIN_FORM = """<form method="post" class="login">
-<label>API key <input type="password" name="key" autocomplete="current-password" required></label>
+<label>Operator key
+<input type="password" name="key" autocomplete="current-password" required></label>
 <input type="hidden" name="next" value="{next}">
 <button type="submit" class="button">Log in</button>
 </form>"""
@@ -283,44 +271,56 @@ def safe_next(target: str) -> str:
 
 
 @public.get("/login")
-async def login_page(request: Request, next: str = PREFIX) -> HTMLResponse:
-    body = LOGIN_FORM.replace("{next}", esc(safe_next(next)))
+async def login_page(request: Request, settings: SettingsDep, next: str = PREFIX) -> HTMLResponse:
     notice = request.query_params.get("notice")
+    if settings.operator_key is None:  # closed: say what to set, offer no form
+        body = f'<p class="notice" role="alert">{esc(NOT_SET)}.</p>'
+        page = pages.layout("Log in", body, active="", notice=notice, logout=False)
+        return HTMLResponse(page, status.HTTP_403_FORBIDDEN)
+    body = LOGIN_FORM.replace("{next}", esc(safe_next(next)))
     return HTMLResponse(pages.layout("Log in", body, active="", notice=notice, logout=False))
 
 
 @public.post("/login")
-async def login(request: Request, settings: SettingsDep, _: SameSite) -> RedirectResponse:
+async def login(
+    request: Request, settings: SettingsDep, queue: QueueDep, _: SameSite
+) -> RedirectResponse:
+    key = operator_key(settings)  # 403 naming OPERATOR_KEY while it is unset
     form = parse_qs((await request.body()).decode(errors="replace"))
     given = form.get("key", [""])[0]
     target = safe_next(form.get("next", [PREFIX])[0])
-    key = settings.api_key.get_secret_value() if settings.api_key else ""
-    if not key or not hmac.compare_digest(given.encode(), key.encode()):
-        again = url("/login", notice="That is not the API key.", next=target)
+    if not is_operator_key(given, key):
+        again = url("/login", notice="That is not the operator key.", next=target)
         return RedirectResponse(again, status.HTTP_303_SEE_OTHER)
+    lifetime = settings.dashboard_session_lifetime
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
-        session_token(key),
+        await sessions.start(queue, key, lifetime),
+        max_age=lifetime,
         path=PREFIX,
         httponly=True,
         samesite="strict",
+        # The scheme the browser used (X-Forwarded-Proto from a trusted proxy): https gets a
+        # cookie that never travels over plain http.
         secure=request.url.scheme == "https",
     )
     return response
 
 
 @public.post("/logout")
-async def logout(_: SameSite) -> RedirectResponse:
+async def logout(
+    request: Request, settings: SettingsDep, queue: QueueDep, _: SameSite
+) -> RedirectResponse:
+    if settings.operator_key is not None:  # ends the session for every copy of the cookie
+        key = settings.operator_key.get_secret_value()
+        await sessions.end(queue, key, request.cookies.get(COOKIE, ""))
     response = back("/login", "Logged out.")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response
-{%- endif %}
 
 
 def mount_dashboard(app: FastAPI) -> None:
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC), name="dashboard-static")
-{%- if cookiecutter.use_api_key %}
     app.include_router(public)
-{%- endif %}
     app.include_router(router)
