@@ -5,7 +5,8 @@ It proves what a user sees: the overview shows the queue and the live workers; a
 through the API appears and its progress bar moves to done without a reload; cancelling from the
 page (with the keyboard) cancels the job; a dead letter replayed from the page runs. The browser
 reports no console errors, the pages fit a phone's width, and a screenshot of each page is saved
-under test-output/dashboard/ for a reviewer to look at.
+under test-output/dashboard/ for a reviewer to look at. Every page is behind the operator key: each
+test logs in first, as an operator would.
 """
 
 import contextlib
@@ -28,6 +29,7 @@ from support import ROOT, clean_env, free_port, run, wait_for
 pytestmark = pytest.mark.slow
 
 SHOTS = ROOT / "test-output" / "dashboard"
+OPERATOR_KEY = "browser-operator-" + "k" * 32
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
@@ -85,10 +87,20 @@ def running_dev(
 def service(
     synced: Callable[[str], Path], redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Path, dict[str, str]]]:
-    """The defaults project running (`my-service dev`)."""
+    """The defaults project running (`my-service dev`), with an operator key of ours."""
     project = synced("defaults")
-    with running_dev(project, redis_url, tmp_path_factory.mktemp("browser")) as (base, env):
+    logs = tmp_path_factory.mktemp("browser")
+    with running_dev(project, redis_url, logs, OPERATOR_KEY=OPERATOR_KEY) as (base, env):
         yield base, project, env
+
+
+def log_in(page: Page, base: str, key: str = OPERATOR_KEY) -> None:
+    """The login page, the operator key typed in, and back where the browser was going."""
+    page.goto(f"{base}/dashboard")
+    assert "/dashboard/login" in page.url
+    page.get_by_label("Operator key").fill(key)
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"{base}/dashboard")
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +149,7 @@ def test_the_overview_shows_the_queue_and_the_live_workers(
 ) -> None:
     base, _project, env = service
 
-    page.goto(f"{base}/dashboard")
+    log_in(page, base)
 
     assert page.locator("h1").inner_text() == "Overview"
     assert page.locator("td > code", has_text=env["QUEUE_NAME"]).count() == 1
@@ -154,6 +166,7 @@ def test_an_enqueued_job_appears_and_its_progress_moves_to_done_without_reload(
     service: tuple[str, Path, dict[str, str]], page: Page
 ) -> None:
     base, _project, _env = service
+    log_in(page, base)
     page.goto(f"{base}/dashboard/jobs")
     page.evaluate("window.loadedOnce = true")
 
@@ -187,6 +200,7 @@ def test_cancelling_from_the_page_with_the_keyboard_cancels_the_job(
     job = api(
         base, "POST", "/jobs", {"task": "word_count", "args": {"text": "x"}, "defer_seconds": 600}
     )
+    log_in(page, base)
     page.goto(f"{base}/dashboard/jobs/{job['id']}")
 
     for _ in range(30):  # Tab to the button, as a keyboard user would
@@ -228,6 +242,7 @@ async def main():
 asyncio.run(main())
 """
     run([str(project / ".venv" / "bin" / "python"), "-c", plant], cwd=project, env=env)
+    log_in(page, base)
     page.goto(f"{base}/dashboard/dead-letters")
     shoot(page, "dead-letters")
     fits_a_phone(page, "dead-letters")
@@ -244,28 +259,33 @@ asyncio.run(main())
     shoot(page, "replayed")
 
 
-def test_with_an_api_key_the_dashboard_asks_for_it_once(
+def test_with_an_api_key_too_the_dashboard_asks_for_the_operator_key_once(
     synced: Callable[[str], Path], redis_url: str, tmp_path: Path, page: Page
 ) -> None:
-    key = "browser-" + "k" * 32
+    key = OPERATOR_KEY
     project = synced("py313-api-key-k8s")
-    with running_dev(project, redis_url, tmp_path, API_KEY=key) as (base, _env):
+    api_key = "browser-api-" + "k" * 32
+    with running_dev(project, redis_url, tmp_path, API_KEY=api_key, OPERATOR_KEY=key) as (
+        base,
+        _env,
+    ):
         page.goto(f"{base}/dashboard/jobs")
         assert "/dashboard/login" in page.url
         shoot(page, "login")
 
-        page.get_by_label("API key").fill("not-the-key")
+        page.get_by_label("Operator key").fill(api_key)  # the clients' key opens nothing here
         page.keyboard.press("Enter")
         page.wait_for_url("**/dashboard/login?notice=*")
-        assert "That is not the API key." in page.get_by_role("status").inner_text()
+        assert "That is not the operator key." in page.get_by_role("status").inner_text()
 
-        page.get_by_label("API key").fill(key)
+        page.get_by_label("Operator key").fill(key)
         page.keyboard.press("Enter")
         page.wait_for_url(f"{base}/dashboard/jobs")
         assert page.locator("h1").inner_text() == "Jobs"
         [session] = [c for c in page.context.cookies() if c["name"] == "dashboard_session"]
         assert (session["httpOnly"], session["sameSite"]) == (True, "Strict")
         assert key not in session["value"]
+        assert session["expires"] > time.time() + 7 * 3600  # DASHBOARD_SESSION_LIFETIME: 8 h
 
         page.get_by_role("button", name="Log out").click()
         page.wait_for_url("**/dashboard/login?notice=*")
