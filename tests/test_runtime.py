@@ -185,7 +185,8 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
         urllib.request.urlopen(letters, timeout=10)
     assert refused.value.code == 401
     operator = {"X-Operator-Key": stack.client_env["OPERATOR_KEY"]}
-    with urllib.request.urlopen(urllib.request.Request(letters, headers=operator)) as answer:
+    request = urllib.request.Request(letters, headers=operator)
+    with urllib.request.urlopen(request, timeout=10) as answer:
         assert json.load(answer)["total"] == 0
 
     # Each worker serves its own metrics (use_metrics): both ran a job by now.
