@@ -9,12 +9,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import pytest
 from asgi_lifespan import LifespanManager
-from redis.exceptions import RedisError
 
-from {{ cookiecutter.package_name }}.queue import Idempotency, QueueUnavailableError
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -209,34 +205,3 @@ async def test_a_late_stream_client_gets_the_events_so_far(
 
     assert text.count("event: progress") == 3
     assert text.rstrip().endswith('"state":"succeeded"}')
-
-
-async def test_a_failed_enqueue_leaves_no_record_and_frees_its_idempotency_key(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async with ArqJobQueue.connect(settings) as queue:
-        redis = queue._redis  # the real connection, made to fail once arq is asked to enqueue
-
-        async def refused(*args: Any, **kwargs: Any) -> None:
-            raise RedisError("connection lost while enqueueing")
-
-        monkeypatch.setattr(redis, "enqueue_job", refused)
-        key = Idempotency(f"key-{uuid.uuid4().hex}", "fingerprint", 60)
-        job_id = f"lost-{uuid.uuid4().hex}"  # arq's job keys are not per queue: ids must be unique
-
-        with pytest.raises(QueueUnavailableError):
-            await queue.enqueue(
-                "word_count",
-                {"text": "x"},
-                queue=settings.queue_name,
-                job_id=job_id,
-                idempotency=key,
-            )
-
-        monkeypatch.undo()
-        assert await queue.get(job_id) is None
-        again = await queue.enqueue(
-            "word_count", {"text": "x"}, queue=settings.queue_name, job_id=job_id, idempotency=key
-        )
-        assert again.created
-        assert (await queue.get(job_id)) is not None

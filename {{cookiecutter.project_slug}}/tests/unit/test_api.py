@@ -310,7 +310,10 @@ async def test_readiness_follows_the_queue(
     memory_queue.available = False
     down = await client.get("/health/ready")
     assert down.status_code == 503
+    assert down.headers["retry-after"] == "5"
     assert down.json()["status"] == "unavailable"
+    # The store's own error text goes to the log, never to the caller of the probe.
+    assert "switched off" not in down.text
 
     memory_queue.available = True
     assert (await client.get("/health/ready")).status_code == 200

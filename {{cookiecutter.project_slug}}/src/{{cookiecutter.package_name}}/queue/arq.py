@@ -64,6 +64,7 @@ from .base import (
     WorkerInfo,
     carried,
 )
+from .enqueue import ENQUEUE
 from .event_hub import BLOCK_SECONDS, EventHub
 from .ledger import Ledger, event_from, record_from
 from .liveness import decode_beat, registry_key
@@ -137,6 +138,9 @@ def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
     )
 
 
+# How long the readiness probe's key lives (ms): a little longer than any sensible probe period.
+READY_PROBE_MS = 60_000
+
 WEB_SOCKET_TIMEOUT = 5.0
 
 
@@ -185,6 +189,8 @@ class ArqJobQueue:
         self._queues = (settings.queue_name, settings.bulk_queue_name)
         self._ledger = ledger_for(redis, settings)
         self._hub = hub
+        # EVALSHA, and the script's text only when Redis has forgotten it (a restart).
+        self._enqueue_script = redis.register_script(ENQUEUE)
 
     @classmethod
     @asynccontextmanager
@@ -257,81 +263,42 @@ class ArqJobQueue:
         defer: float,
         meta: Mapping[str, str],
     ) -> Enqueued:
+        """One command, one round trip (arq's enqueue_job takes four): the script ENQUEUE claims
+        the key, checks the id and writes record, job, queue entry and wake notice, all or none
+        (queue/enqueue.py says why, and how a retried command recognises its own first try)."""
         chosen = job_id or uuid.uuid4().hex
-        claim = None
-        recorded = False
+        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+        keys, args = self._ledger.creation(chosen, task, queue, state, meta.get("request_id"))
+        payload, ttl_ms, score = self._job(task, kwargs, meta, defer)
+        keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue, abort_jobs_ss)
+        given = "1" if job_id else "0"
+        more: tuple[bytes | int | str, ...] = (payload, ttl_ms, score, wake_channel(queue), given)
         if idempotency is not None:
             digest = hashlib.sha256(idempotency.key.encode()).hexdigest()
-            claim = f"{self._settings.queue_name}:idempotency:{digest}"
-            mine = f"{idempotency.fingerprint} {chosen}"
-            if not await self._redis.set(claim, mine, nx=True, ex=idempotency.window):
-                earlier = (await self._redis.get(claim) or b"").decode()
-                fingerprint, _, earlier_id = earlier.partition(" ")
-                if fingerprint == idempotency.fingerprint:
-                    return Enqueued(earlier_id, created=False)
-                raise IdempotencyConflictError(idempotency.key, earlier_id)
-        if job_id is None:
-            try:
-                await self._enqueue_new(chosen, task, kwargs, queue, defer, meta)
-            except BaseException:
-                if claim is not None:  # the key may be used again
-                    with contextlib.suppress(*UNAVAILABLE):
-                        await self._redis.delete(claim)
-                raise
+            keys += (f"{self._settings.queue_name}:idempotency:{digest}",)
+            more += (f"{idempotency.fingerprint} {chosen}", idempotency.window)
+        outcome = await self._enqueue_script(keys=keys, args=(*args, *more))
+        if outcome[0] == b"created":
             return Enqueued(chosen)
-        try:
-            if job_id is not None:
-                # Refuse a taken id before touching its record; arq checks again atomically.
-                taken = await self._redis.exists(
-                    job_key_prefix + job_id, result_key_prefix + job_id
-                )
-                if taken:
-                    raise DuplicateJobError(job_id)
-                # An abort left for an earlier job of this id must not kill this one (arq #485).
-                await self._redis.zrem(abort_jobs_ss, job_id)
-            # The record first: a worker may start the job the moment arq has queued it.
-            state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
-            await self._ledger.created(chosen, task, queue, state, meta.get("request_id"))
-            recorded = True
-            job = await self._redis.enqueue_job(
-                task,
-                _job_id=chosen,
-                _queue_name=queue,
-                _defer_by=defer or None,
-                **kwargs,
-                **carried(meta),
-            )
-            if job is None:
-                recorded = False  # another request won the id: the record is its job's now
-                raise DuplicateJobError(chosen)
-        except BaseException:
-            # Nothing half-written: no record of a job that was never queued, and the
-            # idempotency key may be used again. (If Redis is gone, both expire by themselves.)
-            with contextlib.suppress(*UNAVAILABLE):
-                if recorded:
-                    await self._ledger.forget(chosen)
-                if claim is not None:
-                    await self._redis.delete(claim)
-            raise
-        await self._wake(queue)
-        return Enqueued(chosen)
+        if outcome[0] == b"taken":
+            raise DuplicateJobError(chosen)
+        assert idempotency is not None  # noqa: S101 - only a claim answers anything else
+        fingerprint, _, earlier_id = outcome[1].decode().partition(" ")
+        if fingerprint == idempotency.fingerprint:
+            return Enqueued(earlier_id, created=False)
+        raise IdempotencyConflictError(idempotency.key, earlier_id)
 
-    async def _enqueue_new(
-        self,
-        job_id: str,
-        task: str,
-        kwargs: Mapping[str, Any],
-        queue: str,
-        defer: float,
-        meta: Mapping[str, str],
-    ) -> None:
-        """A job under a new random id: no earlier job can hold it, so record, job, queue entry
-        and wake notice go in one transaction, one round trip (arq's enqueue_job takes four)."""
-        async with self._redis.pipeline(transaction=True) as pipe:
-            await self._queue_new_job(pipe, job_id, task, kwargs, queue, meta, defer)
-            # Deferred jobs too: an idle worker then times its next poll to the job's due time.
-            pipe.publish(wake_channel(queue), b"")
-            await pipe.execute()
+    def _job(
+        self, task: str, kwargs: Mapping[str, Any], meta: Mapping[str, str], defer: float
+    ) -> tuple[bytes, int, int]:
+        """What ArqRedis.enqueue_job writes for a job: the serialized job, its time to live (ms)
+        and its score in the queue (when it may start, ms)."""
+        enqueued_ms = int(time.time() * 1000)
+        defer_ms = int(defer * 1000)
+        payload = serialize_job(
+            task, (), {**kwargs, **carried(meta)}, None, enqueued_ms, serializer=serialize
+        )
+        return payload, defer_ms + self._redis.expires_extra_ms, enqueued_ms + defer_ms
 
     async def _queue_new_job(
         self,
@@ -341,25 +308,14 @@ class ArqJobQueue:
         kwargs: Mapping[str, Any],
         queue: str,
         meta: Mapping[str, str],
-        defer: float = 0,
     ) -> None:
-        """Queue on `pipe` what a new job is: its record, then what ArqRedis.enqueue_job writes,
-        the job and its place in the queue (scored by when it may start)."""
-        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
-        await self._ledger.created(job_id, task, queue, state, meta.get("request_id"), pipe=pipe)
-        enqueued_ms = int(time.time() * 1000)
-        defer_ms = int(defer * 1000)
-        payload = serialize_job(
-            task, (), {**kwargs, **carried(meta)}, None, enqueued_ms, serializer=serialize
-        )
-        pipe.psetex(job_key_prefix + job_id, defer_ms + self._redis.expires_extra_ms, payload)
-        pipe.zadd(queue, {job_id: enqueued_ms + defer_ms})
-
-    async def _wake(self, queue: str) -> None:
-        """Tell the queue's idle workers (worker.wake). The job is queued already: if the notice
-        is lost, a worker still finds the job at its next poll."""
-        with contextlib.suppress(*UNAVAILABLE):
-            await self._redis.publish(wake_channel(queue), b"")
+        """Queue on `pipe` what a new job of a batch is: its record, then the job and its place
+        in the queue."""
+        request_id = meta.get("request_id")
+        await self._ledger.created(job_id, task, queue, JobState.QUEUED, request_id, pipe=pipe)
+        payload, ttl_ms, score = self._job(task, kwargs, meta, 0)
+        pipe.psetex(job_key_prefix + job_id, ttl_ms, payload)
+        pipe.zadd(queue, {job_id: score})
 
     async def enqueue_many(
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
@@ -501,8 +457,11 @@ class ArqJobQueue:
             return await self._ledger.events(job_id, after)
 
     async def ping(self) -> None:
+        # A write, not PING: a full Redis (noeviction) and a read-only replica after a failover
+        # answer PING and reads, yet refuse every job. One tiny key with an expiry, the same for
+        # every replica of the web: nothing accumulates, and the probe costs one SET.
         with unavailable_as_queue_error():
-            await self._redis.ping()
+            await self._redis.set(f"{self._settings.queue_name}:ready", b"1", px=READY_PROBE_MS)
 
     async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
         with unavailable_as_queue_error():

@@ -274,7 +274,8 @@ class JobQueue(Protocol):
         ...
 
     async def ping(self) -> None:
-        """Return when the store answers; raise QueueUnavailableError otherwise."""
+        """Return when the store answers and takes writes (a job could be queued now); raise
+        QueueUnavailableError otherwise."""
         ...
 
     async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:

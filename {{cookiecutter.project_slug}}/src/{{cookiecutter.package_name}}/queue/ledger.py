@@ -31,19 +31,14 @@ RECENT_SCAN = 2000  # records read at most per page of a listing
 # instead of six (MULTI, HSET, EXPIRE, XADD, EXPIRE, EXEC): per job, most of the ledger's cost.
 # A fresh record also enters the index of jobs by enqueue time (for listing, newest first), which
 # forgets entries older than the retention as new ones come.
-# KEYS: record hash, event stream, index. ARGV: retention, events kept, fresh ("1": delete both
-# first, and index the job), one JSON document {"drop": [names], "set": {name: value}, "event":
-# {name: value}} (one argument, not dozens: redis-py's encoding of each argument is what costs the
-# client), the time in ms, the job id.
-WRITE = """
-local change = cjson.decode(ARGV[4])
-if ARGV[3] == '1' then
-    redis.call('DEL', KEYS[1], KEYS[2])
-    redis.call('ZADD', KEYS[3], ARGV[5], ARGV[6])
-    redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. (ARGV[5] - ARGV[1] * 1000))
-end
-if #change.drop > 0 then redis.call('HDEL', KEYS[1], unpack(change.drop)) end
-local pairs_of = function(map)
+# RECORD is that update as a Lua function, so that another script (the web's enqueue, which
+# writes a job's record together with the job: queue/enqueue.py) makes the same change.
+# Its arguments: record hash, event stream, index; retention, events kept, fresh ("1": delete
+# both first, and index the job), one JSON document {"drop": [names], "set": {name: value},
+# "event": {name: value}} (one argument, not dozens: redis-py's encoding of each argument is what
+# costs the client), the time in ms, the job id.
+RECORD = """
+local function pairs_of(map)
     local flat = {}
     for name, value in pairs(map) do
         flat[#flat + 1] = name
@@ -51,14 +46,25 @@ local pairs_of = function(map)
     end
     return flat
 end
-local fields = pairs_of(change.set)
-if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-if type(change.event) == 'table' then
-    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(pairs_of(change.event)))
-    redis.call('EXPIRE', KEYS[2], ARGV[1])
+local function record(hash, stream, index, retention, kept, fresh, change_json, now_ms, job_id)
+    local change = cjson.decode(change_json)
+    if fresh == '1' then
+        redis.call('DEL', hash, stream)
+        redis.call('ZADD', index, now_ms, job_id)
+        redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now_ms - retention * 1000))
+    end
+    if #change.drop > 0 then redis.call('HDEL', hash, unpack(change.drop)) end
+    local fields = pairs_of(change.set)
+    if #fields > 0 then redis.call('HSET', hash, unpack(fields)) end
+    redis.call('EXPIRE', hash, retention)
+    if type(change.event) == 'table' then
+        redis.call('XADD', stream, 'MAXLEN', '~', kept, '*', unpack(pairs_of(change.event)))
+        redis.call('EXPIRE', stream, retention)
+    end
 end
 """
+# KEYS: RECORD's three keys. ARGV: its six other arguments, in its order.
+WRITE = RECORD + "record(KEYS[1], KEYS[2], KEYS[3], unpack(ARGV))\n"
 
 
 def now() -> datetime:
@@ -91,7 +97,7 @@ class Ledger:
         """Every job's id, scored by enqueue time (ms)."""
         return f"{self.prefix}:jobs"
 
-    async def _write(
+    def change(
         self,
         job_id: str,
         fields: dict[str, str],
@@ -99,19 +105,49 @@ class Ledger:
         drop: tuple[str, ...] = (),
         *,
         fresh: bool = False,
-        pipe: Pipeline | None = None,
-    ) -> None:
-        """Update the record and add `event`, atomically, in one command (WRITE); on `pipe` if
-        given (queued there: the pipeline's caller executes it)."""
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The keys and other arguments of RECORD that update the record and add `event`."""
         change = json.dumps({"drop": drop, "set": fields, "event": event})
         now_ms = repr(time.time() * 1000)  # sub-ms digits: a unique order for listing pages
         flag = "1" if fresh else "0"
-        args = (str(self.retention), str(EVENTS_KEPT), flag, change, now_ms, job_id)
+        keys = (self.key(job_id), self.events_key(job_id), self.index)
+        return keys, (str(self.retention), str(EVENTS_KEPT), flag, change, now_ms, job_id)
+
+    def creation(
+        self,
+        job_id: str,
+        task: str,
+        queue: str,
+        state: JobState = JobState.QUEUED,
+        request_id: str | None = None,
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """RECORD's keys and arguments for a fresh record (an id may be reused once arq forgot
+        the earlier job: its old record and events go). Its `enqueued_at`, to the microsecond,
+        also tells an enqueue's own earlier write from another request's (queue/enqueue.py)."""
+        at = now().isoformat()
+        fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
+        if request_id:
+            fields["request_id"] = request_id
+        event = {"kind": "state", "state": state, "at": at}
+        return self.change(job_id, fields, event, fresh=True)
+
+    async def _write(
+        self,
+        job_id: str,
+        fields: dict[str, str],
+        event: dict[str, str] | None = None,
+        drop: tuple[str, ...] = (),
+    ) -> None:
+        """Update the record and add `event`, atomically, in one command (WRITE)."""
+        await self._run(*self.change(job_id, fields, event, drop))
+
+    async def _run(
+        self, keys: tuple[str, ...], args: tuple[str, ...], pipe: Pipeline | None = None
+    ) -> None:
         # EVAL, not EVALSHA: the script text travels each time (Redis caches the compiled one),
         # so a restarted Redis, which has forgotten its scripts, never fails a transaction.
         client = self.redis if pipe is None else pipe
-        keys = (self.key(job_id), self.events_key(job_id), self.index)
-        await cast("Awaitable[Any]", client.eval(WRITE, 3, *keys, *args))
+        await cast("Awaitable[Any]", client.eval(WRITE, len(keys), *keys, *args))
 
     async def created(
         self,
@@ -123,20 +159,9 @@ class Ledger:
         *,
         pipe: Pipeline | None = None,
     ) -> None:
-        """A fresh record (an id may be reused once arq forgot the earlier job: its old record
-        and events go); on `pipe` if given."""
-        at = now().isoformat()
-        fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
-        if request_id:
-            fields["request_id"] = request_id
-        event = {"kind": "state", "state": state, "at": at}
-        await self._write(job_id, fields, event, fresh=True, pipe=pipe)
-
-    async def forget(self, job_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.key(job_id), self.events_key(job_id))
-            pipe.zrem(self.index, job_id)
-            await pipe.execute()
+        """A fresh record (see `creation`); on `pipe` if given (queued there: the pipeline's
+        caller executes it)."""
+        await self._run(*self.creation(job_id, task, queue, state, request_id), pipe=pipe)
 
     async def recent(
         self,

@@ -1,0 +1,55 @@
+"""One job enqueued as one Redis command: the Lua script of ArqJobQueue.enqueue.
+
+Claiming an Idempotency-Key, refusing a taken job id, writing the job's record (the ledger's
+RECORD), arq's job and its place in the queue, and the wake notice happen in one script: Redis
+runs it whole or, when it refuses writes (full memory, a read-only replica), not at all. So a
+key never points at a job that was never written, and no record exists of a job never queued.
+
+One command also makes a retry safe. When Redis stalls past the socket timeout, redis-py sends
+the command again on a new connection, and the first one, waiting in the kernel, still runs when
+Redis resumes: the retry then finds that first execution's job (or key). The record's
+`enqueued_at`, chosen before the first send and identical in the retry, tells that request's own
+write from another request's, and the script answers "created" for it, as the first would have.
+"""
+
+from .ledger import RECORD
+
+# KEYS: the record's three (RECORD's), arq's job key, arq's result key, the queue, arq's abort
+# set, and the idempotency key's claim if there is one.
+# ARGV: RECORD's six arguments (the record's change is fresh), the serialized job, its time to
+# live (ms), its score (when it may start, ms), the wake channel, "1" if the caller chose the id
+# (an abort left for an earlier job of this id must not kill this one: arq #485), then, with a
+# claim, its value ("<fingerprint> <job id>") and its lifetime (s).
+# Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept), or
+# {"claimed", earlier claim}: the key's earlier request, a replay or a conflict.
+ENQUEUE = (
+    RECORD
+    + """
+local function mine()
+    return redis.call('HGET', KEYS[1], 'enqueued_at') == cjson.decode(ARGV[4]).set.enqueued_at
+end
+local claim = KEYS[8]
+if claim then
+    local earlier = redis.call('GET', claim)
+    if earlier then
+        if earlier == ARGV[12] and mine() then return {'created'} end
+        return {'claimed', earlier}
+    end
+end
+if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then
+    if mine() then return {'created'} end
+    return {'taken'}
+end
+-- The job first: Redis refuses a command that takes memory when memory is full only as a
+-- script's first write (after one it lets the rest through, as it cannot stop halfway), and
+-- PSETEX is such a command (DEL or ZREM are not).
+redis.call('PSETEX', KEYS[4], ARGV[8], ARGV[7])
+if ARGV[11] == '1' then redis.call('ZREM', KEYS[7], ARGV[6]) end
+record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6])
+if claim then redis.call('SET', claim, ARGV[12], 'EX', ARGV[13]) end
+-- Deferred jobs too: an idle worker then times its next poll to the job's due time.
+redis.call('PUBLISH', ARGV[10], '')
+return {'created'}
+"""
+)

@@ -1,0 +1,244 @@
+"""Redis faults as the web meets them: a stall past the socket timeout in the middle of an enqueue
+with an Idempotency-Key, a full Redis (noeviction) and a read-only one (a failover's old master).
+
+Each test runs a redis-server of its own (test_faults.RedisServer) and the web app with its real
+lifespan on it; workers are real processes. Marked slow: they wait out real timeouts.
+"""
+
+import asyncio
+import hashlib
+import signal
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from pydantic import RedisDsn
+from redis import Redis
+from redis.exceptions import OutOfMemoryError
+
+from {{ cookiecutter.package_name }}.queue.arq import WEB_SOCKET_TIMEOUT
+from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.web.app import create_app
+
+from ..auth import AUTH
+from .conftest import SpawnWorker
+from .test_faults import RedisServer
+
+pytestmark = pytest.mark.slow
+
+# Long enough for the web's first send of the enqueue to time out and redis-py to send it again,
+# short enough that the retry is still waiting when Redis resumes: then the stalled first send
+# runs first, and the retry meets its own first try.
+STALL = WEB_SOCKET_TIMEOUT + 2.5
+# Longer than every try of the web (three sends, 5 s each): it answers 503 while Redis still
+# holds the sends, which then run when it resumes.
+LONG_STALL = 4 * WEB_SOCKET_TIMEOUT + 5
+# What Redis says when it refuses a write, which a readiness answer must not repeat.
+REDIS_WORDS = ("OOM", "maxmemory", "READONLY", "replica", "command not allowed")
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.process.send_signal(signal.SIGCONT)  # a test that failed mid-stall
+        server.stop()
+
+
+@pytest.fixture
+def own_settings(own_redis: RedisServer, settings: Settings) -> Settings:
+    return settings.model_copy(update={"redis_url": RedisDsn(own_redis.url)})
+
+
+@pytest.fixture
+async def web(own_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its real lifespan on the test's own Redis; generous client timeouts, as the
+    web's own answer is what a test judges."""
+    app = create_app(own_settings)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", headers=AUTH, timeout=120
+        ) as http:
+            yield http
+
+
+def claimed_job(settings: Settings, key: str) -> str | None:
+    """The job id the Idempotency-Key's claim in Redis points at, if the key is claimed."""
+    digest = hashlib.sha256(key.encode()).hexdigest()
+    with Redis.from_url(str(settings.redis_url)) as redis:
+        raw = redis.get(f"{settings.queue_name}:idempotency:{digest}")
+    return None if raw is None else raw.decode().split(" ")[1]
+
+
+async def finished(http: httpx.AsyncClient, location: str, within: float) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        job: dict[str, Any] = (await http.get(location)).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
+            return job
+        assert time.monotonic() < deadline, f"not finished within {within} s: {job}"
+        await asyncio.sleep(0.1)
+
+
+async def ready_within(http: httpx.AsyncClient, seconds: float) -> httpx.Response:
+    deadline = time.monotonic() + seconds
+    while True:
+        response = await http.get("/health/ready")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            return response
+        await asyncio.sleep(0.2)
+
+
+def executed(redis: Redis, *names: str) -> int:
+    """How many commands of these names Redis has run to the end (not refused or failed)."""
+    stats: Any = redis.info("commandstats")
+    counts = [stats.get(f"cmdstat_{name}", {}) for name in names]
+    return sum(
+        c.get("calls", 0) - c.get("failed_calls", 0) - c.get("rejected_calls", 0) for c in counts
+    )
+
+
+def fill(redis: Redis) -> list[str]:
+    """Fill Redis to its `maxmemory`, with large values and then small ones until even a small
+    write is refused (a large one is refused earlier: its own request counts): full for every
+    command. Returns the keys written."""
+    keys: list[str] = []
+    for size in (65_536, 64):
+        while True:
+            key = f"filler:{len(keys)}"
+            try:
+                redis.set(key, b"x" * size)
+            except OutOfMemoryError:
+                break
+            keys.append(key)
+    return keys
+
+
+@pytest.mark.parametrize("stall", [STALL, LONG_STALL], ids=["retried", "given-up"])
+async def test_an_enqueue_with_a_key_during_a_stall_is_a_job_that_runs_or_a_503_never_a_404(
+    stall: float,
+    own_redis: RedisServer,
+    own_settings: Settings,
+    web: httpx.AsyncClient,
+    spawn_worker: SpawnWorker,
+) -> None:
+    key = f"stall-{uuid.uuid4().hex}"
+    body = {"task": "word_count", "args": {"text": "through a stall"}}
+    headers = {"Idempotency-Key": key}
+    assert own_redis.process is not None
+    # A service that has run a while: Redis knows the enqueue's script (else both sends of it
+    # would fail alike, NOSCRIPT, and only a third one, after loading it, would run).
+    warm = await web.post("/jobs", json={"task": "word_count", "args": {"text": "warm"}})
+    assert warm.status_code == 202, warm.text
+    with Redis.from_url(own_redis.url) as redis:
+        before = executed(redis, "evalsha", "set")
+
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        answer = asyncio.create_task(web.post("/jobs", json=body, headers=headers))
+        await asyncio.sleep(stall)
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    first = await answer
+
+    with Redis.from_url(own_redis.url) as redis:
+        ran = executed(redis, "evalsha", "set") - before
+    print(f"\nstall of {stall} s: answered {first.status_code}; the enqueue ran {ran} times")
+    assert first.status_code in (200, 202, 503), first.text  # never 404, never 500
+    if first.status_code == 503:
+        assert first.headers["retry-after"], first.headers
+        # The web gave up; the sends Redis held ran when it resumed (the fault was met).
+        assert ran >= 1, "no send of the enqueue ever ran"
+        first = await web.post("/jobs", json=body, headers=headers)  # the client's retry
+        print(f"the same request after the 503: {first.status_code}")
+        assert first.status_code in (200, 202), first.text
+    else:
+        assert ran >= 2, "the stalled send and its retry did not both run: the fault was not met"
+    location = first.headers["location"]
+    job_id = first.json()["id"]
+    assert (await web.get(location)).status_code == 200  # the job exists
+    assert claimed_job(own_settings, key) == job_id  # and the key points at it
+
+    again = await web.post("/jobs", json=body, headers=headers)
+    assert again.status_code == 200, again.text
+    assert again.headers["idempotent-replayed"] == "true"
+    assert (again.json()["id"], again.headers["location"]) == (job_id, location)
+
+    spawn_worker("default", settings=own_settings)
+    job = await finished(web, location, within=60)
+    assert (job["state"], job["result"]["words"]) == ("succeeded", 3), job
+    events = (await web.get(f"{location}/events")).json()
+    runs = [e["state"] for e in events if e["kind"] == "state"].count("in_progress")
+    print(f"the job succeeded after {runs} run(s)")
+    assert runs == 1, events
+
+
+async def test_a_full_redis_is_not_ready_and_refuses_jobs_without_leaving_a_trace(
+    own_redis: RedisServer, own_settings: Settings, web: httpx.AsyncClient
+) -> None:
+    assert (await web.get("/health/ready")).status_code == 200
+    with Redis.from_url(own_redis.url) as redis:
+        # As the README advises: a full Redis refuses writes rather than evicting jobs.
+        redis.config_set("maxmemory-policy", "noeviction")
+        used = int(redis.info("memory")["used_memory"])
+        redis.config_set("maxmemory", used + 1_500_000)
+        filler = fill(redis)
+
+        ready = await web.get("/health/ready")
+        key = f"full-{uuid.uuid4().hex}"
+        job_id = f"full-{uuid.uuid4().hex}"
+        body = {"task": "word_count", "args": {"text": "no room"}, "job_id": job_id}
+        refused = await web.post("/jobs", json=body, headers={"Idempotency-Key": key})
+
+        redis.delete(*filler)
+        recovered = await ready_within(web, 10)
+
+    assert ready.status_code == 503, ready.text
+    assert ready.headers["retry-after"] == "5"
+    assert ready.json()["status"] == "unavailable"
+    assert not [word for word in REDIS_WORDS if word in ready.text], ready.text
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"]
+    assert recovered.status_code == 200, recovered.text
+    # Nothing was half-written: no record of the refused job, and its key is free for any body.
+    assert claimed_job(own_settings, key) is None
+    assert (await web.get(f"/jobs/{job_id}")).status_code == 404
+    other = {"task": "word_count", "args": {"text": "another body"}}
+    accepted = await web.post("/jobs", json=other, headers={"Idempotency-Key": key})
+    assert accepted.status_code == 202, accepted.text
+
+
+async def test_a_read_only_redis_after_a_failover_is_not_ready(
+    own_redis: RedisServer, web: httpx.AsyncClient, tmp_path: Path
+) -> None:
+    directory = tmp_path / "new-primary"
+    directory.mkdir()
+    new_primary = RedisServer(directory)  # the server a failover promoted
+    new_primary.start()
+    try:
+        assert (await web.get("/health/ready")).status_code == 200
+        with Redis.from_url(own_redis.url) as redis:
+            redis.replicaof("127.0.0.1", new_primary.command[2])
+            ready = await web.get("/health/ready")
+            refused = await web.post("/jobs", json={"task": "word_count", "args": {"text": "ro"}})
+            redis.replicaof("NO", "ONE")
+        recovered = await ready_within(web, 10)
+    finally:
+        new_primary.stop()
+
+    assert ready.status_code == 503, ready.text
+    assert ready.headers["retry-after"] == "5"
+    assert not [word for word in REDIS_WORDS if word in ready.text], ready.text
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"]
+    assert recovered.status_code == 200, recovered.text
