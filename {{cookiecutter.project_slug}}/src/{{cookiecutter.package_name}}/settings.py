@@ -217,7 +217,8 @@ class Settings(BaseSettings):
         default="auto", description="auto: JSON lines unless the output is a terminal."
     )
     log_job_arguments: bool = Field(
-        default=False, description="Show job arguments in the worker's job start lines."
+        default=False,
+        description="Show job arguments in the worker's job start lines (redacted ones hidden).",
     )
 {%- if cookiecutter.use_tracing %}
 

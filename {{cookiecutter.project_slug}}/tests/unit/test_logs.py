@@ -23,3 +23,32 @@ def test_the_job_start_line_keeps_the_job_and_drops_its_arguments(
         "a line something else with its arguments",
     ]
     assert len(logger.filters) == 1
+
+
+@pytest.mark.parametrize(
+    ("arguments", "shown"),
+    [
+        (
+            "bearer_token='s3cret\\nline', url='https://example.test/'",
+            "bearer_token='[redacted]', url='https://example.test/'",
+        ),
+        ("bearer_token=\"it's s3cret\", url='x'", "bearer_token='[redacted]', url='x'"),
+        ("bearer_token='s3cret-cut-sh…", "bearer_token='[redacted]'"),  # arq cut the line short
+        ("bearer_token=None, url='x'", "bearer_token='[redacted]', url='x'"),
+    ],
+)
+def test_shown_arguments_still_hide_the_redacted_ones(
+    caplog: pytest.LogCaptureFixture, arguments: str, shown: str
+) -> None:
+    logger = logging.getLogger("tests.arq.worker.shown")
+    hide_job_arguments(logger, redacted_only=True)  # LOG_JOB_ARGUMENTS on
+
+    with caplog.at_level(logging.INFO, logger=logger.name):
+        logger.info(JOB_START, 0.01, "job-1:check_url", arguments, "")
+        logger.info(JOB_START, 0.01, "job-2:word_count", "text='kept'", "")
+
+    assert caplog.messages == [
+        f"  0.01s → job-1:check_url({shown})",
+        "  0.01s → job-2:word_count(text='kept')",
+    ]
+    assert "s3cret" not in caplog.text

@@ -9,7 +9,16 @@ from types import MappingProxyType
 
 from ..settings import QueueKey
 from . import check_url, render_report, word_count
-from .registry import Context, RetryPolicy, Task, UnknownTaskError, prepare, redact
+from .registry import (
+    Context,
+    RetryPolicy,
+    Task,
+    UnknownTaskError,
+    prepare,
+    redact,
+    scrub,
+    secrets_of,
+)
 
 TASKS: Mapping[str, Task] = MappingProxyType(
     {task.name: task for task in (word_count.TASK, check_url.TASK, render_report.TASK)}
@@ -24,4 +33,6 @@ __all__ = [
     "UnknownTaskError",
     "prepare",
     "redact",
+    "scrub",
+    "secrets_of",
 ]

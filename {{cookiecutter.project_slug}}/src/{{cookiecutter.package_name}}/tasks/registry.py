@@ -4,10 +4,12 @@ The web validates arguments against `args` before it enqueues, so bad input is a
 not a failure in the worker; each queue's worker serves exactly the tasks routed to that queue.
 """
 
+import json
 import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
+from urllib.parse import quote, quote_plus
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -73,21 +75,58 @@ class UnknownTaskError(LookupError):
 REDACTED = "[redacted]"
 
 
-def redact(tasks: Mapping[str, Task], name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """`kwargs` for showing (the dashboard): the values of fields the task's argument model marks
-    `json_schema_extra={"redact": True}` replaced, all of them for an unknown task."""
-    task = tasks.get(name)
-    if task is None:
-        return dict.fromkeys(kwargs, REDACTED)
-    hidden = {
+def redacted_fields(task: Task) -> frozenset[str]:
+    """The fields the task's argument model marks `json_schema_extra={"redact": True}`."""
+    return frozenset(
         field_name
         for field_name, field in task.args.model_fields.items()
         if isinstance(field.json_schema_extra, dict) and field.json_schema_extra.get("redact")
-    }
+    )
+
+
+def redact(tasks: Mapping[str, Task], name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """`kwargs` for showing (the dashboard, the API's dead letters): the values of redacted
+    fields replaced, all of them for an unknown task."""
+    task = tasks.get(name)
+    if task is None:
+        return dict.fromkeys(kwargs, REDACTED)
+    hidden = redacted_fields(task)
     return {
         key: REDACTED if key in hidden and value is not None else value
         for key, value in kwargs.items()
     }
+
+
+def secrets_of(task: Task, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
+    """The texts to take out of anything about this job that leaves the worker: each redacted
+    value as it was given and as error messages quote it (repr of the text and of its bytes,
+    JSON, URL-encoded), longest first so that no part of a longer form is left behind."""
+    forms: set[str] = set()
+    for name in redacted_fields(task):
+        value = kwargs.get(name)
+        if value is None or value == "":
+            continue
+        text = value if isinstance(value, str) else json.dumps(value, default=str)
+        forms.update(
+            (
+                text,
+                repr(text)[1:-1],
+                repr(text.encode("utf-8", "backslashreplace"))[2:-1],
+                json.dumps(text)[1:-1],
+                json.dumps(text, ensure_ascii=False)[1:-1],
+                quote(text, safe=""),
+                quote_plus(text),
+            )
+        )
+    forms.discard("")
+    return tuple(sorted(forms, key=len, reverse=True))
+
+
+def scrub(text: str, secrets: tuple[str, ...]) -> str:
+    """`text` with every occurrence of each secret (see secrets_of) replaced by [redacted]."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    return text
 
 
 def prepare(tasks: Mapping[str, Task], name: str, raw_args: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..queue import DeadLetter, JobEvent, JobRecord, JobState
 from ..settings import QueueKey
+from ..tasks import TASKS, redact
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 MAX_OFFSET = 1_000_000
@@ -163,7 +164,8 @@ class DeadLetterOut(BaseModel):
             job_id=letter.job_id,
             task=letter.task,
             queue=letter.queue,
-            args=dict(letter.kwargs),
+            # Kept whole for the replay, shown redacted like on the dashboard.
+            args=redact(TASKS, letter.task, letter.kwargs),
             error=JobErrorOut(type=letter.error.type, message=letter.error.message),
             tries=letter.tries,
             enqueued_at=letter.enqueued_at,

@@ -32,8 +32,7 @@ async def startup(ctx: Context) -> None:
     `redis` there)."""
     settings: Settings = ctx["settings"]
     configure_logging(settings.log_level, settings.log_format)
-    if not settings.log_job_arguments:
-        hide_job_arguments()
+    hide_job_arguments(redacted_only=settings.log_job_arguments)
 {%- if cookiecutter.use_tracing %}
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
 {%- endif %}

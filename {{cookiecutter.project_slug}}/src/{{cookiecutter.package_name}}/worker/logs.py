@@ -2,24 +2,53 @@
 
 arq logs every job start as `<delay> → <id>:<task>(<arguments>)`, and arguments carry what clients
 sent (e-mail addresses, tokens, documents). This filter keeps the line and replaces the arguments
-with `…`, unless LOG_JOB_ARGUMENTS is on. Results are not logged at all (`log_results=False`).
+with `…`, unless LOG_JOB_ARGUMENTS is on; then it still replaces the values of the fields a task
+marks for redaction. Results are not logged at all (`log_results=False`).
 """
 
 import logging
+import re
+from collections.abc import Mapping
+
+from ..tasks import TASKS, Task
+from ..tasks.registry import REDACTED, redacted_fields
 
 JOB_START = "%6.2fs → %s(%s)%s"  # arq 0.28's format of the job start line
 
+# One `name=<repr>` of arq's argument list: a quoted repr (up to its closing quote, or to the end
+# when arq cut the line short), or anything else up to the next argument.
+VALUE = r"""(?:'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)|[^,]*)"""
+
 
 class HideJobArguments(logging.Filter):
+    def __init__(self, *, redacted_only: bool = False, tasks: Mapping[str, Task] = TASKS) -> None:
+        super().__init__()
+        self.redacted_only = redacted_only
+        self.tasks = tasks
+
     def filter(self, record: logging.LogRecord) -> bool:
         if record.msg == JOB_START and isinstance(record.args, tuple) and len(record.args) == 4:
-            delay, ref, _arguments, extra = record.args
-            record.args = (delay, ref, "…", extra)
+            delay, ref, arguments, extra = record.args
+            shown = self.redact(str(ref), str(arguments)) if self.redacted_only else "…"
+            record.args = (delay, ref, shown, extra)
         return True
 
+    def redact(self, ref: str, arguments: str) -> str:
+        task = self.tasks.get(ref.rpartition(":")[2])
+        if task is None:
+            return "…"  # not a task of ours: nothing says which values are secret
+        for name in redacted_fields(task):
+            pattern = rf"(?<![\w]){re.escape(name)}={VALUE}"
+            arguments = re.sub(pattern, f"{name}='{REDACTED}'", arguments)
+        return arguments
 
-def hide_job_arguments(logger: logging.Logger | None = None) -> None:
-    """Install the filter on arq's worker logger, once."""
+
+def hide_job_arguments(
+    logger: logging.Logger | None = None, *, redacted_only: bool = False
+) -> None:
+    """Install the filter on arq's worker logger, once. `redacted_only` (LOG_JOB_ARGUMENTS on)
+    shows the arguments but those marked for redaction."""
     target = logger or logging.getLogger("arq.worker")
-    if not any(isinstance(existing, HideJobArguments) for existing in target.filters):
-        target.addFilter(HideJobArguments())
+    for existing in [f for f in target.filters if isinstance(f, HideJobArguments)]:
+        target.removeFilter(existing)
+    target.addFilter(HideJobArguments(redacted_only=redacted_only))

@@ -8,6 +8,7 @@ worker.settings), and this wrapper decides: retry with backoff, or fail and keep
 """
 
 import asyncio
+import traceback
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -17,8 +18,9 @@ from arq.worker import Retry
 
 from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
 from ..queue.base import JOB_META
+from ..queue.serializer import RemoteError
 from ..settings import Settings
-from ..tasks import Context, Task
+from ..tasks import Context, Task, scrub, secrets_of
 {%- if cookiecutter.use_tracing %}
 from ..tracing import job_span
 {%- endif %}
@@ -26,6 +28,19 @@ from ..tracing import job_span
 
 class TriesExhaustedError(Exception):
     """Every start of the job was cut off (its worker stopped or died) before it finished."""
+
+
+class ScrubbedError(RemoteError):
+    """A task's failure with its redacted arguments taken out: what the worker raises to arq
+    (which stores and logs it) in place of the exception itself."""
+
+
+def scrubbed(exc: BaseException, message: str, secrets: tuple[str, ...]) -> ScrubbedError:
+    text = scrub("".join(traceback.format_exception(exc)), secrets)
+    error = ScrubbedError(type(exc).__name__, message, text)
+    # Logs and spans print the notes of an exception: where the task failed, redacted.
+    error.add_note(f"The task's own traceback, redacted:\n{text.rstrip()}")
+    return error
 
 
 def max_tries(task: Task, settings: Settings) -> int:
@@ -93,6 +108,7 @@ def job_function(task: Task) -> Any:
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
         limit = timeout(task, settings)
+        failure: ScrubbedError | None = None
         try:
             # Our own deadline, just inside arq's, so that a timeout can be retried by policy.
             async with asyncio.timeout(limit) as deadline:
@@ -110,17 +126,27 @@ def job_function(task: Task) -> Any:
             raise  # the task asked for it; arq runs it again and the next start updates the record
         except Exception as exc:
             timed_out = deadline.expired()
+            # Redacted arguments never leave the worker, not even quoted by an error message
+            # (httpx quotes a header it refuses): the record, events, dead letter, and what arq
+            # stores and logs (the scrubbed error and traceback instead of the exception, whose
+            # chain and frames hold them), and with it the job's span.
+            secrets = secrets_of(task, kwargs)
             error = (
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
-                else JobError(type(exc).__name__, str(exc))
+                else JobError(type(exc).__name__, scrub(str(exc), secrets))
             )
+            shown = scrubbed(exc, error.message, secrets) if secrets else None
             if job_try < tries and task.retry.applies(exc, timed_out=timed_out):
                 delay = task.retry.delay(job_try)
                 await recorder.retrying(job_id, error, delay)
-                raise Retry(defer=delay) from exc
+                raise Retry(defer=delay) from (shown or exc)
             await fail(error)
-            raise
+            if shown is None:
+                raise
+            failure = shown  # raised below, outside this block: no trace of `exc` as its context
+        if failure is not None:
+            raise failure
         await recorder.finished(job_id, JobState.SUCCEEDED, result=result)
         return result
 

@@ -70,12 +70,14 @@ async def replay_dead_letter(
     The arguments are validated as on POST /jobs: if the task changed since, this is a 422 and the
     letter stays.
     """
-    letter = await get_dead_letter(job_id, queue)
+    letter = await queue.dead_letter(job_id)  # its arguments whole, redacted ones included
+    if letter is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
     enqueued, queue_name = await submit(
         queue,
         settings,
         letter.task,
-        letter.args,
+        letter.kwargs,
         meta=job_meta(request),
     )
     # Redis gone here: 503, the new job is queued and the letter stays, visibly.
