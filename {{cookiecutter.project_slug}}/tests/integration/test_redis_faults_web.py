@@ -183,6 +183,40 @@ async def test_an_enqueue_with_a_key_during_a_stall_is_a_job_that_runs_or_a_503_
     assert runs == 1, events
 
 
+async def test_an_enqueue_with_its_own_job_id_during_a_stall_is_that_job_not_a_conflict(
+    own_redis: RedisServer,
+    own_settings: Settings,
+    web: httpx.AsyncClient,
+    spawn_worker: SpawnWorker,
+) -> None:
+    # Without a key, the retried send finds the job id taken, by its own first try.
+    job_id = f"stall-{uuid.uuid4().hex}"
+    body = {"task": "word_count", "args": {"text": "my own id"}, "job_id": job_id}
+    assert own_redis.process is not None
+    warm = await web.post("/jobs", json={"task": "word_count", "args": {"text": "warm"}})
+    assert warm.status_code == 202, warm.text
+    with Redis.from_url(own_redis.url) as redis:
+        before = executed(redis, "evalsha")
+
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        answer = asyncio.create_task(web.post("/jobs", json=body))
+        await asyncio.sleep(STALL)
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    first = await answer
+
+    with Redis.from_url(own_redis.url) as redis:
+        ran = executed(redis, "evalsha") - before
+    print(f"\nstall of {STALL} s, job_id given: answered {first.status_code}; ran {ran} times")
+    assert ran >= 2, "the stalled send and its retry did not both run: the fault was not met"
+    assert first.status_code == 202, first.text
+    assert first.json()["id"] == job_id
+    spawn_worker("default", settings=own_settings)
+    job = await finished(web, first.headers["location"], within=60)
+    assert job["state"] == "succeeded", job
+
+
 async def test_a_full_redis_is_not_ready_and_refuses_jobs_without_leaving_a_trace(
     own_redis: RedisServer, own_settings: Settings, web: httpx.AsyncClient
 ) -> None:
