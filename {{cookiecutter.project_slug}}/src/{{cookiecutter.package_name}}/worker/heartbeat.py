@@ -1,25 +1,34 @@
-"""Per-worker liveness: each worker refreshes a Redis key of its own; the probe reads it.
+"""Per-worker liveness: each worker beats every few seconds, into a Redis key of its own (which
+the web lists) and into a local file, its proof of life (which the probe reads).
 
 arq's own `--check` key is shared by every worker of a queue (one stopping fails the check for all)
-and refreshed hourly. This key names one worker and is refreshed every few seconds by a loop that
-needs both the event loop and a Redis round trip to work, so its presence proves both.
+and refreshed hourly. The key here names one worker. The proof of life needs no Redis: during a
+Redis outage a restart cannot help, so the probe must keep passing for a worker that waits it out,
+and fail only for one whose event loop or poll loop is stuck (worker.wake), which a restart fixes.
 """
 
 import asyncio
+import contextlib
+import hashlib
+import json
 import logging
+import os
+import re
 import socket
+import tempfile
 import time
 from collections.abc import Callable
 from datetime import {% if cookiecutter.use_cron %}UTC, {% endif %}datetime
+from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from ..queue.liveness import encode_beat, registry_key
 from ..settings import QueueKey, Settings
 {%- if cookiecutter.use_cron %}
 from .cron import next_runs
 {%- endif %}
+from .outage import OUTAGE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -34,8 +43,29 @@ def worker_key(settings: Settings, queue: QueueKey = "default") -> str:
 
 
 def key_ttl(settings: Settings) -> int:
-    """Three missed beats and the key is gone."""
+    """Three missed beats and the key is gone (and the proof of life is stale)."""
     return max(1, round(settings.worker_heartbeat_interval * 3))
+
+
+def proof_path(settings: Settings, queue: QueueKey = "default") -> Path:
+    """The proof of life of this process's worker of one queue: a file in the temporary folder
+    (an emptyDir in Kubernetes, where the root file system is read-only)."""
+    key = worker_key(settings, queue)
+    readable = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:100]
+    digest = hashlib.sha256(key.encode()).hexdigest()[:12]  # names that differ stay apart
+    return Path(tempfile.gettempdir()) / f"{readable}-{digest}.alive"
+
+
+def write_proof(path: Path, redis_ok_at: float | None, redis_error: str | None) -> None:
+    """Refresh the proof of life (its modification time is what counts); what it holds, the
+    state of Redis as this worker last saw it, is for the probe's message only."""
+    state = {"redis_ok_at": redis_ok_at, "redis_error": redis_error}
+    partial = path.with_name(f"{path.name}.{os.getpid()}")
+    try:
+        partial.write_text(json.dumps(state))
+        partial.replace(path)  # whole or not at all: the probe never reads half a file
+    except OSError as exc:
+        log.warning("could not write the proof of life %s: %s", path, exc)
 
 
 async def beat_forever(
@@ -43,26 +73,49 @@ async def beat_forever(
     settings: Settings,
     queue: QueueKey,
     running: Callable[[], int] = lambda: 0,
+    wedged: Callable[[], float | None] = lambda: None,
 ) -> None:
-    """Refresh this worker's key until cancelled; `running` tells how many jobs it runs."""
+    """Beat until cancelled; `running` tells how many jobs the worker runs, `wedged` for how many
+    seconds its poll loop has been stuck (None while it turns)."""
     key, ttl = worker_key(settings, queue), key_ttl(settings)
     registry = registry_key(settings.queue_for(queue))
     worker_id = worker_name(settings)
-    while True:
-        now = time.time()
+    proof = proof_path(settings, queue)
+    redis_ok_at: float | None = None
+    redis_error: str | None = None
+    try:
+        while True:
+            now = time.time()
+            stuck = wedged()
+            if stuck is not None:
+                # No beat at all: the probe fails, and the platform restarts this worker.
+                log.error("the worker's poll loop has not turned for %.0f s", stuck)
+                await asyncio.sleep(settings.worker_heartbeat_interval)
+                continue
 {%- if cookiecutter.use_cron %}
-        # Cron runs on the default queue's workers only (worker.settings).
-        cron = next_runs(datetime.fromtimestamp(now, tz=UTC)) if queue == "default" else {}
+            # Cron runs on the default queue's workers only (worker.settings).
+            cron = next_runs(datetime.fromtimestamp(now, tz=UTC)) if queue == "default" else {}
 {%- else %}
-        cron: dict[str, datetime] = {}
+            cron: dict[str, datetime] = {}
 {%- endif %}
-        try:
-            async with redis.pipeline(transaction=False) as pipe:
-                beat = encode_beat(worker_id, settings.queue_for(queue), now, running(), cron)
-                pipe.set(key, beat, ex=ttl)
-                pipe.zadd(registry, {key: now})
-                pipe.zremrangebyscore(registry, "-inf", now - ttl)  # the departed
-                await pipe.execute()
-        except (RedisError, OSError) as exc:  # keep beating; if Redis stays away the key expires
-            log.warning("liveness write failed: %s", exc)
-        await asyncio.sleep(settings.worker_heartbeat_interval)
+            try:
+                # A stalled Redis must not hold up the next beat (nor the proof of life).
+                async with asyncio.timeout(settings.worker_heartbeat_interval):
+                    async with redis.pipeline(transaction=False) as pipe:
+                        beat = encode_beat(
+                            worker_id, settings.queue_for(queue), now, running(), cron
+                        )
+                        pipe.set(key, beat, ex=ttl)
+                        pipe.zadd(registry, {key: now})
+                        pipe.zremrangebyscore(registry, "-inf", now - ttl)  # the departed
+                        await pipe.execute()
+                redis_ok_at, redis_error = now, None
+            except OUTAGE_ERRORS as exc:  # keep beating; if Redis stays away the key expires
+                redis_error = str(exc) or type(exc).__name__
+                log.warning("liveness write failed: %s", redis_error)
+            write_proof(proof, redis_ok_at, redis_error)
+            await asyncio.sleep(settings.worker_heartbeat_interval)
+    finally:
+        # A clean stop removes the proof at once (as lifecycle.shutdown removes the key).
+        with contextlib.suppress(OSError):
+            proof.unlink(missing_ok=True)

@@ -51,7 +51,13 @@ async def startup(ctx: Context) -> None:
 {%- endif %}
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["heartbeat"] = asyncio.create_task(
-        beat_forever(ctx["redis"], settings, ctx["queue"], ctx.get("running_jobs", lambda: 0)),
+        beat_forever(
+            ctx["redis"],
+            settings,
+            ctx["queue"],
+            ctx.get("running_jobs", lambda: 0),
+            ctx.get("loop_wedged", lambda: None),
+        ),
         name="heartbeat",
     )
     log.info("worker started on queue %s", ctx["queue_name"])

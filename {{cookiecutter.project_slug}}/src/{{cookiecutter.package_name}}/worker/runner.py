@@ -5,10 +5,16 @@ arq itself retries only on `Retry`: a plain exception or a timeout fails the job
 whose every start was cut off (crash, shutdown) ends as a bare "max retries exceeded" that never
 reaches the task. So the worker registers each task with one start more than its tries (see
 worker.settings), and this wrapper decides: retry with backoff, or fail and keep a dead letter.
+
+When Redis fails a write of the record (an outage past redis-py's retries, a full memory), the
+try ends and arq runs the job again once Redis is back: at least once, never lost, never left
+"in progress". Progress and cancel checks are the task's, mid-work: those fail softly instead.
 """
 
 import asyncio
+import logging
 import traceback
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -24,6 +30,9 @@ from ..tasks import Context, Task, scrub, secrets_of
 {%- if cookiecutter.use_tracing %}
 from ..tracing import job_span
 {%- endif %}
+from .outage import OUTAGE_ERRORS, Backoff
+
+log = logging.getLogger(__name__)
 
 
 class TriesExhaustedError(Exception):
@@ -41,6 +50,97 @@ def scrubbed(exc: BaseException, message: str, secrets: tuple[str, ...]) -> Scru
     # Logs and spans print the notes of an exception: where the task failed, redacted.
     error.add_note(f"The task's own traceback, redacted:\n{text.rstrip()}")
     return error
+
+
+TIMEOUT_BACKSTOP = 1.0
+"""arq's timeout is the runner's deadline plus this: the runner's fires first and can retry."""
+
+OUTAGE_RETRY_DELAY = 1.0
+"""Seconds after Redis takes its re-queue that a job cut off by an outage runs again. Not zero:
+re-queueing then writes the queue (ZINCRBY), which waits for the outage's end (worker.wake), so
+a full Redis, which still lets a job go back (DEL), cannot spin it through all its tries."""
+
+SOFT_WAIT = 1.0
+"""Seconds a task's progress report or cancel check may wait for Redis (then it gives up)."""
+
+
+class RecordUnavailableError(Exception):
+    """Redis did not take a write of the job's record in time: the try ends, the job runs again."""
+
+
+class RecordKeeper:
+    """The worker's JobRecorder, for one try: every write ends by `until` (loop time), before
+    arq's own timeout would fail the job, and a Redis outage (or a stall past `until`) becomes
+    RecordUnavailableError, which no task handler below mistakes for the task's own failure."""
+
+    def __init__(self, inner: JobRecorder, until: float) -> None:
+        self.inner = inner
+        self.until = until
+
+    async def _write(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Write, and again after a pause if Redis fails it, as long as `until` allows."""
+        backoff = Backoff()
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                async with asyncio.timeout_at(self.until):
+                    await write()
+            except OUTAGE_ERRORS as exc:  # (a TimeoutError is an OSError)
+                delay = backoff.failed()
+                if loop.time() + delay >= self.until:
+                    raise RecordUnavailableError(str(exc) or type(exc).__name__) from exc
+                await asyncio.sleep(delay)
+            else:
+                return
+
+    async def started(
+        self,
+        job_id: str,
+        task: str,
+        queue: str,
+        job_try: int,
+        enqueued_at: datetime | None = None,
+    ) -> None:
+        await self._write(lambda: self.inner.started(job_id, task, queue, job_try, enqueued_at))
+
+    async def progress(self, job_id: str, percent: float, message: str = "") -> None:
+        """For the task, mid-work: a progress report lost to an outage is dropped (the next one,
+        or the outcome, replaces it) rather than failing the work."""
+        try:
+            async with asyncio.timeout(SOFT_WAIT):
+                await self.inner.progress(job_id, percent, message)
+        except OUTAGE_ERRORS as exc:
+            log.warning("progress not recorded (%s); the job goes on", exc)
+
+    async def cancel_requested(self, job_id: str) -> bool:
+        """For the task: unknown while Redis is away, so no (a cancel is seen once it is back)."""
+        try:
+            async with asyncio.timeout(SOFT_WAIT):
+                return await self.inner.cancel_requested(job_id)
+        except OUTAGE_ERRORS as exc:
+            log.warning("could not read whether a cancel was requested (%s)", exc)
+            return False
+
+    async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
+        await self._write(lambda: self.inner.retrying(job_id, error, delay))
+
+    async def finished(
+        self,
+        job_id: str,
+        state: JobState,
+        *,
+        result: Any = None,
+        error: JobError | None = None,
+        finished_at: datetime | None = None,
+    ) -> None:
+        await self._write(
+            lambda: self.inner.finished(
+                job_id, state, result=result, error=error, finished_at=finished_at
+            )
+        )
+
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        await self._write(lambda: self.inner.add_dead_letter(letter))
 
 
 def max_tries(task: Task, settings: Settings) -> int:
@@ -67,14 +167,24 @@ def job_function(task: Task) -> Any:
             request_id=meta.get("request_id"),
         )
         with log_context{% if cookiecutter.use_tracing %}, job_span(task.name, ctx, meta){% endif %}:
-            return await execute(ctx, kwargs)
+            try:
+                return await execute(ctx, kwargs)
+            except RecordUnavailableError as exc:
+                # arq re-queues the job (its end is written once Redis takes it, see
+                # worker.wake) and it runs again: the try counts, like one cut off by a deploy.
+                log.warning("the job's record could not be written (%s); it will run again", exc)
+                raise Retry(defer=OUTAGE_RETRY_DELAY) from exc
 
     async def execute(ctx: Context, kwargs: dict[str, Any]) -> Any:
-        recorder: JobRecorder = ctx["ledger"]
         settings: Settings = ctx["settings"]
         job_id: str = ctx["job_id"]
         job_try: int = ctx["job_try"]
         tries = max_tries(task, settings)
+        limit = timeout(task, settings)
+        # arq's timeout, limit + TIMEOUT_BACKSTOP, counts from about now: the task and the
+        # writes before it end by `ends`, the last write by half the backstop later.
+        ends = asyncio.get_running_loop().time() + limit
+        recorder = RecordKeeper(ctx["ledger"], until=ends)
 
         async def fail(error: JobError) -> None:
             await recorder.finished(job_id, JobState.FAILED, error=error)
@@ -107,11 +217,11 @@ def job_function(task: Task) -> Any:
         )
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
-        limit = timeout(task, settings)
+        recorder.until = ends + TIMEOUT_BACKSTOP / 2  # the outcome's write, whatever it is
         failure: ScrubbedError | None = None
         try:
             # Our own deadline, just inside arq's, so that a timeout can be retried by policy.
-            async with asyncio.timeout(limit) as deadline:
+            async with asyncio.timeout_at(ends) as deadline:
                 result = await task.function(ctx, **kwargs)
         except JobCancelledError:
             await recorder.finished(job_id, JobState.CANCELLED)

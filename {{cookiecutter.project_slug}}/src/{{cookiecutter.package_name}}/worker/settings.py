@@ -21,10 +21,8 @@ from ..tasks import TASKS, QueueKey
 from .cron import CRON_JOBS
 {%- endif %}
 from .lifecycle import job_started, shutdown, startup
+from .runner import TIMEOUT_BACKSTOP as TIMEOUT_BACKSTOP  # where tests and tools look for it
 from .runner import job_function, max_tries, timeout
-
-TIMEOUT_BACKSTOP = 1.0
-"""arq's timeout is the runner's deadline plus this: the runner's fires first and can retry."""
 
 
 def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str, Any]:

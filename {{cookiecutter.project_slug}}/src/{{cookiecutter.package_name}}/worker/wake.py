@@ -7,6 +7,10 @@ every enqueue of the web, see queue.wake), a finished job (a free slot), the nex
 retry coming due, or `poll_delay` (the fallback that keeps plain arq clients' jobs running). The
 polls themselves are arq's: claiming, aborts, health checks and cron behave as in arq.
 
+Unlike arq's, this worker never exits on a Redis error (a stall, a full memory, an outage of any
+length): the poll logs it, backs off and tries again, finished jobs wait to be recorded, and the
+worker resumes by itself when Redis does (see worker.outage, and the README's failure figures).
+
 arq's `arq` command cannot run a Worker subclass, hence `{{ cookiecutter.project_slug }} worker` (cli.py).
 """
 
@@ -17,19 +21,34 @@ import time
 from typing import Any
 
 import uvloop
+from arq.connections import ArqRedis, RedisSettings
 from arq.utils import to_seconds
 from arq.worker import Worker
-from redis.exceptions import RedisError
 
 from ..logs import configure_logging
 from ..queue.wake import wake_channel
 from ..settings import QueueKey, Settings
+from .heartbeat import proof_path, write_proof
+from .outage import BACKOFF_CAP, OUTAGE_ERRORS, Backoff, persist
 from .settings import worker_settings
 
 log = logging.getLogger(__name__)
 
+SOCKET_TIMEOUT = 5.0
+"""Seconds a Redis reply may take. Without one, a stalled Redis (or a connection that died without
+a word) holds a poll for as long as the stall lasts; with it, the stall is an error like any other
+outage, which the loops below ride out."""
+
+TURN_TIMEOUT = 20.0
+"""Seconds one poll may take, redis-py's own retries included, before it counts as failed."""
+
+NOTICE_WAIT = 10.0
+"""Seconds the wake listener waits for a notice before it looks again (its reads time out)."""
+
 
 class WakingWorker(Worker):
+    """arq's Worker, woken by enqueues, that outlives any Redis outage (see worker.outage)."""
+
     def __init__(self, **kwargs: Any) -> None:
         self.fallback_poll_delay = to_seconds(kwargs.get("poll_delay", 0.5)) or 0.5
         # arq's loop sleeps `poll_delay` minus the time a poll took; here the waiting happens at
@@ -39,15 +58,98 @@ class WakingWorker(Worker):
         self._listener: asyncio.Task[None] | None = None
         self._read = self._started = self._left = 0
         self._backlog = False
+        self._outage = Backoff()
+        self._turned_at = time.monotonic()
+        # The longest a healthy poll loop goes without ending a turn: a poll, then its wait.
+        self.turn_limit = TURN_TIMEOUT + max(self.fallback_poll_delay, BACKOFF_CAP) + 5
         self.ctx["running_jobs"] = lambda: self.job_counter  # reported by the heartbeat
+        self.ctx["loop_wedged"] = self.wedged_for  # no beat while stuck: the probe fails
+
+    def wedged_for(self) -> float | None:
+        """Seconds since the poll loop last ended a turn, if that is longer than it ever takes."""
+        idle = time.monotonic() - self._turned_at
+        return idle if idle > self.turn_limit else None
+
+    async def main(self) -> None:
+        if self._pool is None:
+            self._pool = await self._connect()
+        await super().main()
+
+    async def _connect(self) -> ArqRedis:
+        """The worker's Redis client, once Redis answers: a worker started during an outage
+        waits for it (alive, for the probe) instead of exiting into a restart loop. arq's own
+        `create_pool` gives up after a few tries and sets no socket timeout."""
+        conf = self.redis_settings or RedisSettings()
+        settings: Settings | None = self.ctx.get("settings")
+        proof = proof_path(settings, self.ctx.get("queue", "default")) if settings else None
+        backoff = Backoff()
+        while True:
+            redis = ArqRedis(
+                host=conf.host,
+                port=conf.port,
+                db=conf.database,
+                username=conf.username,
+                password=conf.password,
+                ssl=conf.ssl,
+                ssl_ca_certs=conf.ssl_ca_certs,
+                socket_connect_timeout=conf.conn_timeout,
+                socket_timeout=SOCKET_TIMEOUT,
+                retry=conf.retry,
+                retry_on_error=conf.retry_on_error,
+                retry_on_timeout=conf.retry_on_timeout,
+                max_connections=conf.max_connections,
+                job_serializer=self.job_serializer,
+                job_deserializer=self.job_deserializer,
+                default_queue_name=self.queue_name,
+                expires_extra_ms=self.expires_extra_ms,
+            )
+            try:
+                async with asyncio.timeout(SOCKET_TIMEOUT):  # not redis-py's whole retry budget
+                    await redis.ping()
+            except OUTAGE_ERRORS as exc:
+                await redis.aclose()
+                delay = backoff.failed()
+                log.warning("Redis does not answer (%s); trying again in %.1f s", exc, delay)
+                self._turned_at = time.monotonic()
+                if proof is not None:
+                    write_proof(proof, None, str(exc) or type(exc).__name__)
+                await asyncio.sleep(delay)
+            else:
+                return redis
 
     # arq's private poll steps are extended below (pinned: arq>=0.28,<0.29; the behaviour is
-    # tested in tests/integration/test_wake.py).
+    # tested in tests/integration/test_wake.py and test_outages.py).
     async def _poll_iteration(self) -> None:
-        if self._listener is None and not self.burst:
+        if not self.burst and (self._listener is None or self._listener.done()):
             self._listener = asyncio.create_task(self._listen(), name="wake-listener")
         # Cleared before the poll: a notice arriving during it ends the wait below at once.
         self._wake.clear()
+        try:
+            async with asyncio.timeout(TURN_TIMEOUT):
+                wait = await self._poll()
+        except OUTAGE_ERRORS as exc:
+            # arq would let this end the worker (and a restart meets the same Redis): log it,
+            # wait, try again. The wake listener's reconnection ends the wait early.
+            wait = self._outage.failed()
+            log.warning(
+                "Redis error in the poll (%s: %s); trying again in %.1f s",
+                type(exc).__name__,
+                exc,
+                wait,
+            )
+        else:
+            lasted = self._outage.succeeded()
+            if lasted is not None:
+                log.info("Redis answers again: polling resumed after %.1f s of errors", lasted)
+        self._turned_at = time.monotonic()
+        if wait > 0:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
+
+    async def _poll(self) -> float:
+        """arq's poll (claim due jobs, aborts, reaping, health check, cron); then the seconds to
+        wait before the next one."""
         self._read = self._started = self._left = 0
         full = self.job_counter >= self.max_jobs  # arq reads nothing from the queue then
         # A job stays at the head of the queue while it runs: read past this worker's own.
@@ -61,10 +163,8 @@ class WakingWorker(Worker):
         # as soon as there is a free slot, where arq would wait out its poll delay.
         self._backlog = full or self._left > 0 or self._read >= asked
         if self._backlog and self._started > 0 and self.job_counter < self.max_jobs:
-            return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(await self._until_next_poll()):
-                await self._wake.wait()
+            return 0
+        return await self._until_next_poll()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         self._read = len(job_ids)
@@ -72,9 +172,34 @@ class WakingWorker(Worker):
         # arq would spend a Redis round trip on each of this worker's own running jobs to find
         # it in progress.
         new = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
-        await super().start_jobs(new)
-        self._started = len(self.tasks) - running
-        self._left = len(new) - self._started  # (or running elsewhere: these count too)
+        try:
+            # One job per call to arq's claim: if Redis fails mid-claim, arq has counted the job
+            # and taken a slot for it without starting it; give both back, or every outage
+            # would shrink the worker by a slot. (A slot is checked free first, so arq's
+            # semaphore never waits: nothing else can be interrupted before it counts.)
+            for job_id in new:
+                if self.job_counter >= self.max_jobs:
+                    break
+                try:
+                    await super().start_jobs([job_id])
+                except BaseException:
+                    if job_id.decode() not in self.tasks:
+                        self.job_counter -= 1
+                        self.sem.release()
+                    raise
+        finally:
+            self._started = len(self.tasks) - running
+            self._left = len(new) - self._started  # (or running elsewhere: these count too)
+
+    async def finish_job(self, *args: Any, **kwargs: Any) -> None:
+        # The job's outcome is known: write it once Redis takes it, however long that is. (arq
+        # would drop it, and the job would run again only after its in-progress key expired.)
+        finish = super().finish_job
+        await persist(lambda: finish(*args, **kwargs), "record the end of a job")
+
+    async def finish_failed_job(self, *args: Any, **kwargs: Any) -> None:
+        finish = super().finish_failed_job
+        await persist(lambda: finish(*args, **kwargs), "record the end of a failed job")
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()
@@ -90,9 +215,8 @@ class WakingWorker(Worker):
             due = await self.pool.zrangebyscore(
                 self.queue_name, f"({now_ms}", "+inf", start=0, num=1, withscores=True
             )
-        except (RedisError, OSError) as exc:
-            # Only a hint: a Redis away for longer than the retries must not stop the worker;
-            # arq's own poll meets the outage next and rides it out.
+        except OUTAGE_ERRORS as exc:
+            # Only a hint: arq's own poll meets the outage next and rides it out.
             log.warning("could not read the next due job (%s); polling as usual", exc)
             return self.fallback_poll_delay
         if not due:
@@ -101,23 +225,33 @@ class WakingWorker(Worker):
 
     async def _listen(self) -> None:
         channel = wake_channel(self.queue_name)
+        backoff = Backoff()
         while True:
             pubsub = self.pool.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
-                self._wake.set()  # whatever was queued while nobody listened
-                async for _notice in pubsub.listen():
-                    self._wake.set()
-            except (RedisError, OSError) as exc:
+                backoff.succeeded()
+                self._wake.set()  # whatever was queued while nobody listened; ends a backoff
+                while True:
+                    # A read with a timeout of its own: the connection's socket timeout would
+                    # end an idle subscription every few seconds.
+                    notice = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=NOTICE_WAIT
+                    )
+                    if notice is not None:
+                        self._wake.set()
+            except OUTAGE_ERRORS as exc:
+                delay = backoff.failed()
                 log.warning(
-                    "wake channel lost (%s); polling every %g s until it is back",
+                    "wake channel lost (%s); polling every %g s, listening again in %.1f s",
                     exc,
                     self.fallback_poll_delay,
+                    delay,
                 )
             finally:
-                with contextlib.suppress(RedisError, OSError):
+                with contextlib.suppress(*OUTAGE_ERRORS):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
-            await asyncio.sleep(self.fallback_poll_delay)
+            await asyncio.sleep(delay)
 
     async def close(self) -> None:
         if self._listener is not None:
