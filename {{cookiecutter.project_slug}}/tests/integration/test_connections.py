@@ -279,3 +279,63 @@ async def test_a_stream_beyond_max_streams_is_a_503_with_retry_after_and_frees_i
     for client in clients:
         client.close()
     await asyncio.gather(*runs, return_exceptions=True)
+
+
+async def test_streams_outlive_the_loss_of_the_webs_redis_connections(
+    own_redis: OwnRedis,
+    settings: Settings,
+    spawn_worker: SpawnWorker,
+    webs: list[Process],
+    tmp_path: Path,
+) -> None:
+    """Redis drops every connection of the web (a failover, a proxy restart) mid-job: the shared
+    reader reconnects, and each stream goes on or ends so that its client resumes with
+    Last-Event-ID; either way every client gets every event once, up to the job's end."""
+    on_own = settings.model_copy(update={"redis_url": own_redis.url})
+    base, web = start_web(on_own, own_redis, tmp_path / "web.log", stream_ping_interval=1)
+    webs.append(web)
+    location = await enqueue_report(base)
+    resumed = 0
+
+    async def follow(http: httpx.AsyncClient) -> list[tuple[str, dict[str, object]]]:
+        nonlocal resumed
+        got: list[tuple[str, dict[str, object]]] = []
+        while not got or got[-1][1].get("state") != "succeeded":
+            headers = {"Last-Event-ID": got[-1][0]} if got else {}
+            with contextlib.suppress(httpx.TransportError):
+                async with http.stream("GET", f"{location}/stream", headers=headers) as response:
+                    event_id = ""
+                    async for line in response.aiter_lines():
+                        if line.startswith("id: "):
+                            event_id = line.removeprefix("id: ")
+                        elif line.startswith("data: "):
+                            got.append((event_id, json.loads(line.removeprefix("data: "))))
+            if got[-1][1].get("state") != "succeeded":
+                resumed += 1
+                await asyncio.sleep(0.2)
+        return got
+
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=60) as http:
+        followers = [asyncio.create_task(follow(http)) for _ in range(20)]
+        spawn_worker("bulk", settings=on_own)
+        while True:
+            events = (await http.get(f"{location}/events")).json()
+            if sum(event["kind"] == "progress" for event in events) >= 2:
+                break
+            await asyncio.sleep(0.05)
+        killed = 0
+        with Redis.from_url(own_redis.url) as redis:
+            for _ in range(40):  # for 2 s: more often than a command's retries absorb
+                killed += redis.execute_command("CLIENT", "KILL", "USER", "web")
+                await asyncio.sleep(0.05)
+        streams = await asyncio.wait_for(asyncio.gather(*followers), timeout=60)
+        events = (await http.get(f"{location}/events")).json()
+        late = (await http.get(f"{location}/stream")).text  # a new stream works, too
+
+    print(f"\nKilled {killed} connections of the web mid-job; streams resumed {resumed} times")
+    assert killed >= 1
+    expected = [(event["id"], event["kind"]) for event in events]
+    assert events[-1]["state"] == "succeeded"
+    for got in streams:
+        assert [(event_id, data["kind"]) for event_id, data in got] == expected
+    assert late.rstrip().endswith('"state":"succeeded"}')

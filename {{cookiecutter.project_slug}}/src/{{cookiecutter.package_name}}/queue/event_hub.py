@@ -1,9 +1,9 @@
 """One Redis reader per web process for the live events of every job that a stream watches.
 
-Each open event stream used to block on its job's Redis stream (`XREAD BLOCK`) with a connection of
-its own: a thousand streams held a thousand connections. Here the streams of one process share a
-single blocking read of every watched job's events on one connection of its own, and the hub hands
-each new entry to every stream waiting on that job. A stream that joins late or resumes (its
+A blocking read (`XREAD BLOCK`) per open stream would hold a Redis connection per client, and a
+thousand clients would hold a thousand. Here the streams of one process share a single blocking
+read of every watched job's events on one connection of its own, and the hub hands each new entry
+to every stream waiting on that job. A stream that joins late or resumes (its
 `after` is behind what the hub has passed on) first catches up with one `XRANGE` on the pool.
 
 A blocking read cannot take a new key while it waits: to add one, the hub appends to a stream of
@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 
 log = logging.getLogger(__name__)
 
@@ -88,16 +90,12 @@ class EventHub:
             if self._blocked_on is not None and key not in self._blocked_on:
                 # (Between two reads, the next one includes the key anyway.)
                 await self._wake()
-            return await asyncio.wait_for(waiter.future, within)
-        except TimeoutError:
-            return []
+            # Not wait_for: a timeout of the read itself must reach the caller as an error.
+            done, _ = await asyncio.wait({waiter.future}, timeout=within)
+            return waiter.future.result() if done else []
         finally:
             watch.waiters.discard(waiter)
             watch.used = time.monotonic()
-
-    def watching(self) -> int:
-        """Keys in the shared read now."""
-        return len(self._watched)
 
     async def close(self) -> None:
         if self._task is not None:
@@ -145,7 +143,8 @@ class EventHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away (or a bug): every waiter hears of it
-                log.warning("reading job events failed: %s", exc)
+                away = isinstance(exc, RedisError | OSError)
+                log.warning("reading job events failed: %s", exc, exc_info=not away)
                 self._fail_waiters(exc)
                 await self._close_reader()
                 await asyncio.sleep(RETRY_SECONDS)
@@ -182,4 +181,6 @@ class EventHub:
         for watch in self._watched.values():
             for waiter in watch.waiters:
                 if not waiter.future.done():
-                    waiter.future.set_exception(error)
+                    # One exception each: a shared one would pile every waiter's traceback on.
+                    failed = RedisConnectionError(f"reading job events: {error}")
+                    waiter.future.set_exception(failed)
