@@ -2,8 +2,8 @@
 
 Each open stream holds a socket, a task and its buffers for as long as its job runs, hours maybe:
 without a cap, enough clients exhaust the process's memory or descriptors and every request of the
-process fails. Beyond the cap a client gets a 503 with Retry-After (browsers' EventSource and
-the usual SSE clients retry), and another replica may serve it meanwhile.
+process fails. Beyond the cap a client gets a 503 with Retry-After, at once and without costing
+Redis anything, and another replica may serve it meanwhile.
 """
 
 from collections.abc import AsyncIterator, Mapping
