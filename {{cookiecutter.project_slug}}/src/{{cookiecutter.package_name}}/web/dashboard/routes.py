@@ -100,7 +100,7 @@ JobFilters = tuple[JobState | None, str | None, float | None]
 def job_filters(
     state: Annotated[JobState | None, Query()] = None,
     task: Annotated[str | None, Query(max_length=100)] = None,
-    before: Annotated[float | None, Query(ge=0)] = None,
+    before: Annotated[float | None, Query(ge=0, allow_inf_nan=False)] = None,
 ) -> JobFilters:
     return state, task or None, before
 
