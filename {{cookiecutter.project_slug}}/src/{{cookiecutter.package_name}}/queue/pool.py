@@ -35,8 +35,9 @@ class BoundedPool(BlockingConnectionPool):
     async def close_idle(self) -> int:
         """Close the connections unused for `idle_timeout`; return how many."""
         cutoff = time.monotonic() - self.idle_timeout
-        # Taken out of the pool under its lock (no command can pick one up meanwhile), closed
-        # outside it. redis-py keeps these lists private; the dependency is pinned below 6.
+        # Closed under the pool's lock: no command picks one up meanwhile, and no new connection
+        # opens before the old one has closed (the bound holds for sockets, not just objects).
+        # redis-py keeps these lists private; the dependency is pinned below 6.
         async with self._condition:
             stale = [
                 connection
@@ -45,9 +46,8 @@ class BoundedPool(BlockingConnectionPool):
             ]
             for connection in stale:
                 self._available_connections.remove(connection)
-        for connection in stale:
-            with contextlib.suppress(Exception):
-                await connection.disconnect()
+                with contextlib.suppress(Exception):
+                    await connection.disconnect(nowait=True)
         return len(stale)
 
     async def close_idle_forever(self) -> None:
