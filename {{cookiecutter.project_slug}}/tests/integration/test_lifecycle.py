@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 from asgi_lifespan import LifespanManager
+from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
@@ -148,6 +149,28 @@ async def test_idempotency_replays_the_job_and_refuses_another_body(
 
     assert (first.status_code, again.status_code, other.status_code) == (202, 200, 409)
     assert again.json()["id"] == first.json()["id"]
+
+
+async def test_a_key_whose_job_is_gone_is_taken_by_the_next_request(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    # A claim that outlived its job (as one claimed apart from writing its job could): the
+    # key must not answer with a job that does not exist (a 404 for the whole window).
+    headers = {"Idempotency-Key": f"key-{uuid.uuid4().hex}"}
+    body = {"task": "word_count", "args": {"text": "again"}}
+    first = (await client.post("/jobs", json=body, headers=headers)).json()["id"]
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        record = f"{settings.queue_name}:job:{first}"
+        await redis.delete(record, f"{record}:events", f"arq:job:{first}")
+        await redis.zrem(settings.queue_name, first)
+
+    again = await client.post("/jobs", json=body, headers=headers)
+    replayed = await client.post("/jobs", json=body, headers=headers)
+
+    assert again.status_code == 202, again.text
+    assert again.json()["id"] != first
+    assert (await client.get(again.headers["location"])).status_code == 200
+    assert (replayed.status_code, replayed.json()["id"]) == (200, again.json()["id"])
 
 
 async def test_the_record_outlives_arqs_result(settings: Settings, run_worker: RunWorker) -> None:

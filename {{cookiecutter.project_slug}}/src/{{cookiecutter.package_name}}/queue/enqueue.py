@@ -21,7 +21,7 @@ from .ledger import RECORD
 # (an abort left for an earlier job of this id must not kill this one: arq #485), then, with a
 # claim, its value ("<fingerprint> <job id>") and its lifetime (s).
 # Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept), or
-# {"claimed", earlier claim}: the key's earlier request, a replay or a conflict.
+# {"claimed", earlier claim}: the key's earlier request, a replay or a conflict, whose job exists.
 ENQUEUE = (
     RECORD
     + """
@@ -33,7 +33,14 @@ if claim then
     local earlier = redis.call('GET', claim)
     if earlier then
         if earlier == ARGV[12] and mine() then return {'created'} end
-        return {'claimed', earlier}
+        -- A claim whose job has no record promises nothing (one left by a version that claimed
+        -- and wrote in two steps): this request takes the key. The record's key is this job's
+        -- with the other id (read, not declared: the job id comes from the claim).
+        local earlier_id = string.match(earlier, ' (.+)$')
+        local records = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[6])
+        if earlier_id == nil or redis.call('EXISTS', records .. earlier_id) == 1 then
+            return {'claimed', earlier}
+        end
     end
 end
 if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then
