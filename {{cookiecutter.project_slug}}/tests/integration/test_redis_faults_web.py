@@ -233,6 +233,8 @@ async def test_a_full_redis_is_not_ready_and_refuses_jobs_without_leaving_a_trac
         job_id = f"full-{uuid.uuid4().hex}"
         body = {"task": "word_count", "args": {"text": "no room"}, "job_id": job_id}
         refused = await web.post("/jobs", json=body, headers={"Idempotency-Key": key})
+        batch = {"jobs": [{"task": "word_count", "args": {"text": "no room"}}] * 3}
+        refused_batch = await web.post("/jobs/batch", json=batch)
 
         redis.delete(*filler)
         recovered = await ready_within(web, 10)
@@ -243,6 +245,7 @@ async def test_a_full_redis_is_not_ready_and_refuses_jobs_without_leaving_a_trac
     assert not [word for word in REDIS_WORDS if word in ready.text], ready.text
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"]
+    assert refused_batch.status_code == 503, refused_batch.text
     assert recovered.status_code == 200, recovered.text
     # Nothing was half-written: no record of the refused job, and its key is free for any body.
     assert claimed_job(own_settings, key) is None
