@@ -4,6 +4,7 @@ here, without the Redis it is configured for), and Ctrl-C leaves nothing behind.
 import json
 import os
 import signal
+import socket
 import subprocess
 import urllib.error
 import urllib.request
@@ -41,6 +42,36 @@ def processes_under(project: Path) -> list[str]:
     return found
 
 
+def start_dev(
+    project: Path, path: str, tmp_path: Path, port: int | None = None
+) -> tuple["subprocess.Popen[bytes]", str, Path]:
+    """`my-service dev` with this PATH, its output in a file; returns once the web is ready
+    (or dev has exited: the caller asserts)."""
+    port = port or free_port()
+    log = tmp_path / "dev.log"
+    # The configured Redis does not answer, so dev must bring its own.
+    env = clean_env(PATH=path, REDIS_URL="redis://127.0.0.1:1/0")
+    with log.open("wb") as out:
+        dev = subprocess.Popen(
+            [str(project / ".venv" / "bin" / "my-service"), "dev", "--port", str(port)],
+            cwd=project,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return dev.poll() is not None  # ends the wait; asserted by the caller
+
+    wait_for(ready, 60, "the web app of `my-service dev`")
+    return dev, base, log
+
+
 @pytest.mark.parametrize(
     ("redis_source", "origin"),
     [
@@ -63,30 +94,8 @@ def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
         path = f"{venv_bin}{os.pathsep}{on_path}"
     else:
         path = str(venv_bin)  # no redis-server or valkey-server: the dev dependency's server
-    port = free_port()
-    log = tmp_path / "dev.log"
-    # The configured Redis does not answer, so dev must bring its own.
-    env = clean_env(PATH=path, REDIS_URL="redis://127.0.0.1:1/0")
-    with log.open("wb") as out:
-        dev = subprocess.Popen(
-            [str(venv_bin / "my-service"), "dev", "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    dev, base, log = start_dev(project, path, tmp_path)
     try:
-
-        def ready() -> bool:
-            try:
-                with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
-                    return bool(answer.status == 200)
-            except OSError:
-                return dev.poll() is not None  # ends the wait; asserted below
-
-        wait_for(ready, 60, "the web app of `my-service dev`")
-        assert dev.poll() is None, log.read_text()
         body = json.dumps({"task": "word_count", "args": {"text": "one command"}}).encode()
         request = urllib.request.Request(
             f"{base}/jobs", data=body, headers={"content-type": "application/json"}
@@ -98,6 +107,7 @@ def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
             with urllib.request.urlopen(f"{base}{location}", timeout=5) as answer:
                 return bool(json.load(answer)["state"] == "succeeded")
 
+        assert dev.poll() is None, log.read_text()
         wait_for(succeeded, 30, "the job to be run by a dev worker")
         output = log.read_text()
         # The operators' endpoints are closed without a key; dev printed one for this run.
@@ -123,3 +133,71 @@ def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
             dev.kill()
     assert not answers(redis_url), "the Redis that dev started is still running"
     wait_for(lambda: not processes_under(project), 10, "dev's children to be gone")
+
+
+@pytest.mark.parametrize(
+    "sig",
+    [
+        pytest.param(signal.SIGHUP, id="terminal-closed-sighup"),
+        pytest.param(signal.SIGTERM, id="sigterm"),
+        pytest.param(signal.SIGKILL, id="kill-9"),
+    ],
+)
+def test_dev_leaves_nothing_running_however_it_dies(
+    synced: Callable[[str], Path], tmp_path: Path, sig: signal.Signals
+) -> None:
+    project = synced("defaults")
+    venv_bin = project / ".venv" / "bin"
+    # The embedded server lives in the venv: processes_under() sees it with the rest.
+    port = free_port()
+    dev, _base, log = start_dev(project, str(venv_bin), tmp_path, port)
+    try:
+        assert dev.poll() is None, log.read_text()
+        [redis_line] = [line for line in log.read_text().splitlines() if line.startswith("Redis:")]
+        redis_url = redis_line.split()[1]
+        children = processes_under(project)
+        assert len(children) >= 5, children  # runner, watchdog, web, two workers, Redis
+
+        dev.send_signal(sig)
+        code = dev.wait(timeout=30)
+    finally:
+        if dev.poll() is None:
+            dev.kill()
+    assert code == (0 if sig != signal.SIGKILL else -signal.SIGKILL), log.read_text()
+    # kill -9 leaves the runner no time: its watchdog stops what it started.
+    wait_for(lambda: not processes_under(project), 30, "dev's children to be gone")
+    assert not answers(redis_url), "the Redis that dev started is still running"
+    # Nothing holds the port: the next dev starts on it.
+    (tmp_path / "again").mkdir()
+    again, _base, again_log = start_dev(project, str(venv_bin), tmp_path / "again", port)
+    try:
+        assert again.poll() is None, again_log.read_text()
+        again.send_signal(signal.SIGINT)
+        assert again.wait(timeout=30) == 0, again_log.read_text()
+    finally:
+        if again.poll() is None:
+            again.kill()
+    wait_for(lambda: not processes_under(project), 30, "the second dev's children to be gone")
+
+
+def test_dev_on_a_taken_port_says_so_and_names_the_option(
+    synced: Callable[[str], Path], tmp_path: Path
+) -> None:
+    project = synced("defaults")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [str(project / ".venv" / "bin" / "my-service"), "dev", "--port", str(port)],
+            cwd=project,
+            env=clean_env(PATH=str(project / ".venv" / "bin"), REDIS_URL="redis://127.0.0.1:1/0"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    assert result.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is taken" in result.stderr
+    assert "--port" in result.stderr
+    assert not processes_under(project), "dev started something before refusing the port"

