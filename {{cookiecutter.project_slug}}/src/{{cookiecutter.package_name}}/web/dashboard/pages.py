@@ -22,14 +22,24 @@ from ...queue import (
 )
 
 PREFIX = "/dashboard"
-SYMBOLS = {
-    JobState.QUEUED: "◷",
-    JobState.DEFERRED: "⏸",
-    JobState.IN_PROGRESS: "▶",
-    JobState.SUCCEEDED: "✓",
-    JobState.FAILED: "✗",
-    JobState.CANCELLED: "⊘",
+# Each state's symbol as an inline SVG drawn in the text's colour: characters such as ⏸ need an
+# emoji font, which many machines lack (they showed as empty boxes).
+LINE = 'fill="none" stroke="currentColor" stroke-width="2" stroke-linecap="round"'
+ICONS = {
+    JobState.QUEUED: f'<circle cx="8" cy="8" r="6" {LINE}/><path d="M8 5v3l2 2" {LINE}/>',
+    JobState.DEFERRED: '<path d="M4 3h3v10H4zM9 3h3v10H9z"/>',
+    JobState.IN_PROGRESS: '<path d="M4 2.5l9.5 5.5-9.5 5.5z"/>',
+    JobState.SUCCEEDED: f'<path d="M3 8.5l3.5 3.5 6.5-8" {LINE}/>',
+    JobState.FAILED: f'<path d="M4 4l8 8M12 4l-8 8" {LINE}/>',
+    JobState.CANCELLED: f'<circle cx="8" cy="8" r="6" {LINE}/><path d="M4 12l8-8" {LINE}/>',
 }
+
+
+def state_icon(state: JobState) -> str:
+    return (
+        '<svg class="icon" viewBox="0 0 16 16" width="1em" height="1em" fill="currentColor" '
+        f'aria-hidden="true" focusable="false">{ICONS[state]}</svg>'
+    )
 
 
 def esc(value: object) -> str:
@@ -76,9 +86,8 @@ def job_link(job_id: str) -> str:
 
 
 def state_badge(state: JobState) -> str:
-    return (
-        f'<span class="state state-{esc(state.value)}">{SYMBOLS[state]} {esc(state.value)}</span>'
-    )
+    value = esc(state.value)
+    return f'<span class="state state-{value}">{state_icon(state)} {value}</span>'
 
 
 def table(caption: str, headers: Sequence[str], rows: Iterable[Sequence[str]], empty: str) -> str:
