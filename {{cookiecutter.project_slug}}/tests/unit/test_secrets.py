@@ -9,13 +9,15 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.exceptions
 {%- if cookiecutter.use_tracing %}
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 {%- endif %}
+from pydantic import BaseModel, Field
 
 from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
-from {{ cookiecutter.package_name }}.tasks import TASKS, scrub, secrets_of
+from {{ cookiecutter.package_name }}.tasks import TASKS, Task, scrub, secrets_of
 from {{ cookiecutter.package_name }}.worker.runner import ScrubbedError, job_function
 {%- if cookiecutter.use_dashboard %}
 
@@ -151,6 +153,43 @@ async def test_what_arq_stores_and_logs_is_the_scrubbed_error(
     stored = serialize({"r": error}).decode("utf-8", "replace")  # as arq stores the result
     assert_no_secret(stored)
     assert_no_secret(str(error))
+
+
+def chain(error: BaseException | None) -> list[BaseException]:
+    """The exception and every cause and context behind it, shown or not."""
+    seen: list[BaseException] = []
+    while error is not None and error not in seen:
+        seen.append(error)
+        error = error.__cause__ or error.__context__
+    return seen
+
+
+class Login(BaseModel):
+    password: str = Field(json_schema_extra={"redact": True})
+
+
+async def log_in(ctx: dict[str, Any], password: str) -> None:
+    raise ValueError(f"the server refused {password!r}")
+
+
+async def test_a_redis_outage_while_failing_the_job_chains_no_secret(
+    ctx: dict[str, Any], memory_queue: InMemoryJobQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def redis_gone(*_args: object) -> None:
+        raise redis.exceptions.ConnectionError("Connection refused")
+
+    monkeypatch.setattr(memory_queue, "add_dead_letter", redis_gone)
+    task = Task("log_in", log_in, Login, timeout=0.1)  # the record's writes give up soon after
+    job_id = (await memory_queue.enqueue("log_in", {"password": TOKEN}, queue="q")).job_id
+    job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 3}
+
+    with pytest.raises(Exception) as caught:  # noqa: PT011 - whatever the worker makes of it
+        await job_function(task)(job_ctx, password=TOKEN)
+
+    for error in chain(caught.value):
+        assert_no_secret(repr(error) + str(error))
+        if isinstance(error, ScrubbedError):
+            assert_no_secret(error.traceback)
 
 
 def test_every_quoted_form_of_a_secret_is_scrubbed() -> None:

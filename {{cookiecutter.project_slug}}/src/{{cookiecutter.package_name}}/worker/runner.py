@@ -218,7 +218,7 @@ def job_function(task: Task) -> Any:
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
         recorder.until = ends + TIMEOUT_BACKSTOP / 2  # the outcome's write, whatever it is
-        failure: ScrubbedError | None = None
+        failed: tuple[JobError, float | None, Exception] | None = None
         try:
             # Our own deadline, just inside arq's, so that a timeout can be retried by policy.
             async with asyncio.timeout_at(ends) as deadline:
@@ -237,26 +237,29 @@ def job_function(task: Task) -> Any:
         except Exception as exc:
             timed_out = deadline.expired()
             # Redacted arguments never leave the worker, not even quoted by an error message
-            # (httpx quotes a header it refuses): the record, events, dead letter, and what arq
-            # stores and logs (the scrubbed error and traceback instead of the exception, whose
-            # chain and frames hold them), and with it the job's span.
+            # (httpx quotes a header it refuses): not in the record, events or dead letter, nor
+            # in what arq stores and logs or the span shows, which get a scrubbed copy of the
+            # exception instead of the exception (its chain and frames hold them).
             secrets = secrets_of(task, kwargs)
             error = (
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
                 else JobError(type(exc).__name__, scrub(str(exc), secrets))
             )
-            shown = scrubbed(exc, error.message, secrets) if secrets else None
-            if job_try < tries and task.retry.applies(exc, timed_out=timed_out):
-                delay = task.retry.delay(job_try)
+            retried = job_try < tries and task.retry.applies(exc, timed_out=timed_out)
+            failed = (
+                error,
+                task.retry.delay(job_try) if retried else None,
+                scrubbed(exc, error.message, secrets) if secrets else exc,
+            )
+        if failed is not None:
+            # Out of the except block: nothing raised from here on has `exc` as its context.
+            error, delay, raised = failed
+            if delay is not None:
                 await recorder.retrying(job_id, error, delay)
-                raise Retry(defer=delay) from (shown or exc)
+                raise Retry(defer=delay) from raised
             await fail(error)
-            if shown is None:
-                raise
-            failure = shown  # raised below, outside this block: no trace of `exc` as its context
-        if failure is not None:
-            raise failure
+            raise raised
         await recorder.finished(job_id, JobState.SUCCEEDED, result=result)
         return result
 
