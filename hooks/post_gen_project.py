@@ -2,10 +2,13 @@
 
 With the answers file a cookiecutter-made project takes `copier update` like a copier-made one. Its
 content matches what copier writes for the same answers (keys sorted, `_commit` and `_src_path` first).
+cruft runs this hook too: it renders a clone checked out at the revision asked for and passes that
+revision's commit as `_commit`, so the release recorded is the one rendered, not the source's HEAD.
 """
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -19,9 +22,11 @@ QUESTIONS = (
     "use_metrics", "use_tracing", "use_kubernetes", "use_dashboard",
 )
 # The same text as `_message_after_copy` in copier.yml (tests/test_hooks.py compares them).
+# {folder}: where the project is, as the user can `cd` to it.
 NEXT_STEPS = """
 Next steps:
-    cd {{ cookiecutter.project_slug }}
+    cd {folder}
+    git init -q && git add -A && git commit -qm "New project from arq-fastapi"   # updates need a repository
     uv run {{ cookiecutter.project_slug }} dev     # web, workers and Redis; Ctrl-C stops them
     uv run pytest
 Then open http://localhost:8000/docs (README.md has the curl commands, and compose for Docker).
@@ -45,14 +50,44 @@ def template_source() -> tuple[str, str | None]:
         ("gh:", "gl:", "bb:", "git+", "git@", "https:", "http:", "ssh:")
     ):
         source = os.path.normpath(repo_dir)  # a relative path would break later updates
+    # cookiecutter renders the template folder itself: its HEAD is what was rendered. cruft renders
+    # a clone at the revision asked for (`--checkout`) and names that commit in `_commit`; the
+    # source folder's HEAD may be a later release. The hook runs inside the folder being rendered.
+    revision = CONTEXT.get("_commit") or "HEAD"
+    for where in dict.fromkeys(filter(None, [rendered_dir(), repo_dir])):
+        try:
+            commit = subprocess.run(
+                ["git", "-C", where, "describe", "--tags", "--always", revision],
+                capture_output=True, text=True, check=True,
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            continue
+        if commit:
+            return source, commit
+    return source, None
+
+
+def rendered_dir() -> str | None:
+    """The folder the engine renders from: cookiecutter (and cruft) run hooks from inside it."""
     try:
-        commit = subprocess.run(
-            ["git", "-C", repo_dir, "describe", "--tags", "--always"],
-            capture_output=True, text=True, check=True,
-        ).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
-    return source, commit
+        return os.readlink(f"/proc/{os.getppid()}/cwd")
+    except OSError:
+        return None
+
+
+def folder() -> str:
+    """The new project's folder as the user can `cd` to it from where they ran the command.
+
+    cookiecutter works inside the template while hooks run, so the user's folder is the shell's
+    PWD; when the project is not below it (or PWD is unknown), the absolute path is still right.
+    """
+    project = os.getcwd()
+    here = os.environ.get("PWD", "")
+    if here and os.path.isabs(here):
+        relative = os.path.relpath(project, here)
+        if not relative.startswith(os.pardir):
+            return shlex.quote(relative)
+    return shlex.quote(project)
 
 
 def write_answers(path: Path) -> None:
@@ -72,4 +107,4 @@ if __name__ == "__main__":
     if not CONTEXT["use_dashboard"]:
         shutil.rmtree(Path("src", CONTEXT["package_name"], "web", "dashboard"))
     write_answers(Path(".copier-answers.yml"))
-    print(NEXT_STEPS)
+    print(NEXT_STEPS.replace("{folder}", folder()))

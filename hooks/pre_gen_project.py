@@ -5,6 +5,7 @@ bad answers to both engines. Exit status 1 makes cookiecutter remove the partial
 """
 
 import json
+import os
 import re
 import sys
 
@@ -63,8 +64,35 @@ def problems(a: dict) -> list[str]:
     return found
 
 
+def replay_hint() -> str | None:
+    """How to answer again without retyping: cookiecutter saved the answers before this hook ran.
+
+    Only cookiecutter's own command line saves them (it sets `_repo_dir`); cruft does not.
+    """
+    repo_dir = ANSWERS.get("_repo_dir")
+    if not repo_dir:
+        return None
+    try:  # hooks run with cookiecutter's Python: its configuration says where replays go
+        from cookiecutter.config import get_user_config
+
+        replay_dir = get_user_config()["replay_dir"]
+    except Exception:  # noqa: BLE001 - a hint must not hide the reasons above
+        replay_dir = os.path.expanduser("~/.cookiecutter_replay")
+    name = os.path.basename(os.path.normpath(repo_dir))
+    replay = os.path.join(replay_dir, f"{name}.json")
+    template = ANSWERS.get("_template") or repo_dir
+    return (
+        f"Your answers are saved in {replay}: correct the refused one there and run "
+        f"`cookiecutter --replay {template}`, or give it on the command line "
+        f"(`cookiecutter {template} key=value`)."
+    )
+
+
 if __name__ == "__main__":
     errors = problems(ANSWERS)
     for error in errors:
         print(f"ERROR: {error}", file=sys.stderr)
+    hint = replay_hint() if errors else None
+    if hint:
+        print(hint, file=sys.stderr)
     sys.exit(1 if errors else 0)

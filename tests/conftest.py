@@ -4,8 +4,9 @@ Redis server, and generated projects with their dependencies installed (shared u
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
@@ -16,7 +17,6 @@ from support import (
     clean_env,
     find_python,
     free_port,
-    render_cookiecutter,
     render_copier,
     run,
     template_copy,
@@ -31,20 +31,33 @@ def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return template_copy(tmp_path_factory.mktemp("template") / "arq-fastapi")
 
 
+def bake(cookies: Any, template: Path, answers: Mapping[str, Any]) -> Path:
+    """A cookiecutter render through pytest-cookies (`cookies` or `cookies_session`): its project
+    path, or a failure that says why cookiecutter refused."""
+    result = cookies.bake(extra_context=dict(answers), template=str(template))
+    assert result.exit_code == 0, f"cookiecutter failed: {result.exception!r}"
+    assert result.exception is None
+    return Path(result.project_path)
+
+
 @pytest.fixture(scope="session")
-def render(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Render:
-    """render(engine, option_set) -> project path; each pair is rendered once per session."""
+def render(
+    template_dir: Path, tmp_path_factory: pytest.TempPathFactory, cookies_session: Any
+) -> Render:
+    """render(engine, option_set) -> project path; each pair is rendered once per session.
+
+    cookiecutter through pytest-cookies, copier through its API."""
     cache: dict[tuple[str, str], Path] = {}
 
     def _render(engine: str, option_set: str) -> Path:
         key = (engine, option_set)
         if key not in cache:
             answers = OPTION_SETS[option_set]
-            out = tmp_path_factory.mktemp(f"{engine}-{option_set}")
             if engine == "cookiecutter":
-                cache[key] = render_cookiecutter(template_dir, answers, out)
+                cache[key] = bake(cookies_session, template_dir, answers)
             else:
                 slug = _render("cookiecutter", option_set).name  # same slug, derived once
+                out = tmp_path_factory.mktemp(f"{engine}-{option_set}")
                 cache[key] = render_copier(template_dir, answers, out, slug)
         return cache[key]
 

@@ -1,6 +1,7 @@
 """Helpers of the template's tests: render with either engine, compare trees, run commands."""
 
 import glob
+import importlib.util
 import os
 import shutil
 import socket
@@ -9,6 +10,7 @@ import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import copier
@@ -85,6 +87,16 @@ KUBERNETES_FILES = (
     "deploy/kubernetes/web.yaml",
     "deploy/kubernetes/worker.yaml",
 )
+
+
+def load_changelog() -> ModuleType:
+    """scripts/changelog.py, which reads CHANGELOG.md for the release job (`releases()`)."""
+    spec = importlib.util.spec_from_file_location("changelog", ROOT / "scripts" / "changelog.py")
+    assert spec
+    assert spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def template_copy(dest: Path) -> Path:

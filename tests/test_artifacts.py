@@ -19,13 +19,12 @@ from jsonschema import Draft202012Validator
 from kubernetes_validate.utils import all_versions as all_k8s_versions
 from referencing import Registry, Resource
 
-from conftest import Render
+from conftest import Render, bake
 from support import (
     OPTION_SETS,
     ROOT,
     UV,
     clean_env,
-    render_cookiecutter,
     render_copier,
     run,
     tree,
@@ -341,8 +340,9 @@ def test_the_template_workflow_runs_the_default_project_under_compose(render: Re
     teardown = steps[-1]
     assert teardown["run"] == "docker compose down -v"
     assert teardown["if"].startswith("always()")
-    # The aggregate check waits for every other job.
-    assert sorted(jobs["all-green"]["needs"]) == sorted(set(jobs) - {"all-green"})
+    # The aggregate check waits for every other job but the release, which waits for it.
+    assert sorted(jobs["all-green"]["needs"]) == sorted(set(jobs) - {"all-green", "release"})
+    assert jobs["release"]["needs"] == ["all-green"]
 
     # Its way of finding the README's first curl example finds it in a default render.
     [script] = [s for s in runs if "curl-example" in s]
@@ -483,10 +483,10 @@ PROMETHEUS_TRIGGER_METADATA: dict[str, Any] = {
 
 
 @pytest.fixture(scope="module")
-def k8s_without_metrics(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    made = render_cookiecutter(
-        template_dir, K8S_WITHOUT_METRICS, tmp_path_factory.mktemp("k8s-cookiecutter")
-    )
+def k8s_without_metrics(
+    template_dir: Path, tmp_path_factory: pytest.TempPathFactory, cookies_session: Any
+) -> Path:
+    made = bake(cookies_session, template_dir, K8S_WITHOUT_METRICS)
     copied = render_copier(
         template_dir, K8S_WITHOUT_METRICS, tmp_path_factory.mktemp("k8s-copier"), made.name
     )

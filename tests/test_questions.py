@@ -8,7 +8,7 @@ import pytest
 import yaml
 from cookiecutter.exceptions import FailedHookException
 
-from support import OPTION_SETS, ROOT, render_cookiecutter, render_copier
+from support import OPTION_SETS, ROOT, render_copier
 
 COOKIECUTTER = json.loads((ROOT / "cookiecutter.json").read_text(encoding="utf-8"))
 COPIER = yaml.safe_load((ROOT / "copier.yml").read_text(encoding="utf-8"))
@@ -75,23 +75,28 @@ BAD_ANSWERS = {
 def test_cookiecutter_refuses_with_a_one_line_reason_and_leaves_nothing(
     template_dir: Path,
     tmp_path: Path,
+    cookies: Any,
     capfd: pytest.CaptureFixture[str],
     answers: dict[str, Any],
     question: str,
 ) -> None:
-    # cookiecutter checks choices itself (ValueError); our pre-gen hook checks the rest.
-    with pytest.raises((FailedHookException, ValueError)) as refused:
-        render_cookiecutter(template_dir, answers, tmp_path)
+    result = cookies.bake(extra_context=answers, template=str(template_dir))
 
-    if refused.type is ValueError:
-        reasons = [str(refused.value)]
+    assert result.exit_code != 0
+    assert result.project_path is None
+    # cookiecutter checks choices itself (ValueError); our pre-gen hook checks the rest.
+    assert isinstance(result.exception, FailedHookException | ValueError), result.exception
+    if isinstance(result.exception, ValueError):
+        reasons = [str(result.exception)]
     else:
         reasons = [
             line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR:")
         ]
     assert reasons, "no reason was given"
     assert any(question in line for line in reasons), reasons
-    assert list(tmp_path.iterdir()) == []
+    # pytest-cookies bakes into tmp_path/cookies/bakeNN: nothing is left there, not even a folder.
+    left = [p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")]
+    assert set(left) <= {"cookies", "cookies/bake00"}, left
 
 
 @pytest.mark.parametrize(("answers", "question"), BAD_ANSWERS.values(), ids=BAD_ANSWERS.keys())

@@ -6,14 +6,34 @@ import re
 import shlex
 import signal
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
-from support import ROOT, UV, clean_env, find_python, free_port, run, wait_for
+from support import (
+    ROOT,
+    TREE_NAME,
+    UV,
+    clean_env,
+    find_python,
+    free_port,
+    run,
+    template_copy,
+    tree,
+    wait_for,
+)
 
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 TEMPLATE_SOURCE = "gh:org/arq-fastapi"
+IDENTITY = {
+    "GIT_AUTHOR_NAME": "Template Tests",
+    "GIT_AUTHOR_EMAIL": "tests@example.com",
+    "GIT_COMMITTER_NAME": "Template Tests",
+    "GIT_COMMITTER_EMAIL": "tests@example.com",
+}
 
 
 def section(title: str) -> str:
@@ -52,10 +72,9 @@ def test_ci_runs_the_readme_test_command() -> None:
 def test_the_readme_generates_a_project_that_serves_the_readme_curl(
     template_dir: Path, redis_url: str, tmp_path: Path
 ) -> None:
-    generate, curl = shell_blocks(section("Generate a project and run it"))
-    [create, start] = commands(generate)
+    generate, curl, _answers = shell_blocks(section("Generate a project and run it"))
+    [create, enter, make_repo, dev] = commands(generate)
     assert create.startswith(f"uvx cookiecutter --no-input {TEMPLATE_SOURCE}")
-    enter, _, dev = start.partition(" && ")
     assert (enter, dev) == ("cd my-service", "uv run my-service dev")
 
     # The template from this checkout stands in for the published one.
@@ -63,6 +82,8 @@ def test_the_readme_generates_a_project_that_serves_the_readme_curl(
     run(with_our_uv(argv), cwd=tmp_path, env=clean_env())
     project = tmp_path / "my-service"
     assert (project / "pyproject.toml").is_file()
+    run(["bash", "-euo", "pipefail", "-c", make_repo], cwd=project, env=clean_env(**IDENTITY))
+    assert run(["git", "status", "--porcelain"], cwd=project).stdout == ""
 
     port = free_port()
     # The tests' Redis stands in for the one on localhost:6379 that dev would use.
@@ -104,3 +125,111 @@ def test_the_readme_generates_a_project_that_serves_the_readme_curl(
         if process.poll() is None:
             process.kill()
     assert os.path.isdir(project / ".venv")
+
+
+def next_steps(output: str) -> list[str]:
+    """The commands of the next steps an engine printed."""
+    _, found, steps = output.partition("Next steps:\n")
+    assert found, output
+    lines = []
+    for line in steps.splitlines():
+        if not line.startswith("    "):
+            break
+        lines.append(line.split("  #", 1)[0].strip())
+    return lines
+
+
+def test_both_engines_answer_from_the_command_line_and_name_the_folder_they_made(
+    template_dir: Path, tmp_path: Path
+) -> None:
+    """The README's lines that answer on the command line, run with each engine: the answers are
+    taken, the printed next steps name the folder each engine made, and their git line leaves a
+    repository with everything committed. The two projects are the same."""
+    [block] = [b for b in shell_blocks(section("Generate a project and run it")) if "--data" in b]
+    lines = commands(block)
+    assert [line.split()[:2] for line in lines] == [["uvx", "cookiecutter"], ["uvx", "copier"]]
+    made = {}
+    for line in lines:
+        argv = shlex.split(line.replace(TEMPLATE_SOURCE, str(template_dir)))
+        engine = argv[1]
+        cwd = tmp_path / engine
+        cwd.mkdir()
+        # The engines of the tests' environment stand in for uvx's; PWD as a shell sets it.
+        result = run(
+            [sys.executable, "-m", engine, *argv[2:]], cwd=cwd, env=clean_env(PWD=str(cwd))
+        )
+        enter, make_repo, dev, test = next_steps(result.stdout + result.stderr)
+        assert enter == "cd invoice-sync", enter
+        assert (dev, test) == ("uv run invoice-sync dev", "uv run pytest")
+        run(
+            ["bash", "-euo", "pipefail", "-c", f"{enter} && {make_repo}"],
+            cwd=cwd,
+            env=clean_env(**IDENTITY),
+        )
+        project = cwd / "invoice-sync"
+        assert run(["git", "status", "--porcelain"], cwd=project).stdout == ""
+        answers = yaml.safe_load((project / ".copier-answers.yml").read_text(encoding="utf-8"))
+        assert (answers["project_name"], answers["use_cron"]) == ("Invoice Sync", False)
+        made[engine] = {
+            k: v
+            for k, v in tree(project, skip=[".copier-answers.yml"]).items()
+            if not k.startswith(".git/")
+        }
+    assert made["cookiecutter"] == made["copier"]
+
+
+def test_the_readme_curl_lines_work_with_curl_older_than_7_84() -> None:
+    """`-w '%header{name}'` (curl 7.84) is missing from Ubuntu 22.04's curl 7.81: the examples read
+    the dumped headers instead, in this README and the generated one."""
+    generated = (ROOT / TREE_NAME / "README.md").read_text(encoding="utf-8")
+    for text in (README, generated):
+        curls = [line for block in shell_blocks(text) for line in block.splitlines()]
+        assert curls
+        assert not any("%header{" in line or "%{header_json}" in line for line in curls)
+
+
+def smoke_job() -> dict[str, Any]:
+    jobs = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())["jobs"]
+    return dict(jobs["smoke"])
+
+
+def test_the_fork_smoke_job_in_the_readme_is_the_workflows() -> None:
+    match = re.search(r"<!-- fork-smoke-job[^>]*-->\n```yaml\n(.*?)```", README, re.DOTALL)
+    assert match, "README.md has no fork smoke job"
+    assert yaml.safe_load(match.group(1)) == {"smoke": smoke_job()}
+
+
+def test_the_fork_smoke_job_generates_a_project_with_each_engine(tmp_path: Path) -> None:
+    """The job's generate step, run in a git repository of this template with a stand-in for uvx
+    that runs the tests' engines: both projects are made where the next step looks for them, and
+    they are the same. (Their tests run in the generated-project tests and in CI.)"""
+    steps = smoke_job()["steps"]
+    [generate] = [step["run"] for step in steps if step.get("name", "").startswith("Generate")]
+    [test_step] = [step["run"] for step in steps if step.get("name", "").startswith("Run")]
+    projects = re.findall(r'"(\$RUNNER_TEMP/[^"]+)"', test_step)
+    # The engines' version ranges are the ones the template's own tests use.
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    for spec in re.findall(r"--from '([^']+)'", generate):
+        assert f'"{spec}"' in pyproject, spec
+
+    repo = template_copy(tmp_path / "fork")
+    env = clean_env(**IDENTITY)
+    run(["git", "init", "-q", "-b", "main"], cwd=repo, env=env)
+    run(["git", "add", "-A"], cwd=repo, env=env)
+    run(["git", "commit", "-q", "-m", "fork"], cwd=repo, env=env)
+    shim = tmp_path / "bin" / "uvx"
+    shim.parent.mkdir()
+    shim.write_text(
+        f'#!/bin/sh\n[ "$1" = --from ] && shift 2\ntool=$1; shift\n'
+        f'exec {sys.executable} -m "$tool" "$@"\n'
+    )
+    shim.chmod(0o755)
+    runner_temp = tmp_path / "runner"
+    runner_temp.mkdir()
+    env.update(PATH=f"{shim.parent}{os.pathsep}{env['PATH']}", RUNNER_TEMP=str(runner_temp))
+    run(["bash", "-e", "-c", generate], cwd=repo, env=env)
+
+    made = [Path(p.replace("$RUNNER_TEMP", str(runner_temp))) for p in projects]
+    assert len(made) == 2
+    trees = [tree(p, skip=[".copier-answers.yml"]) for p in made]
+    assert trees[0] == trees[1]

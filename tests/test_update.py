@@ -1,13 +1,16 @@
 """`copier update` against a real git history of this template: template fixes arrive, user edits
 survive, overlapping edits are reported as copier documents, answers can change later, projects
-made by cookiecutter adopt updates, and migrations carry renamed files over.
+made by cookiecutter or cruft adopt updates (cruft's own too), migrations carry renamed files over,
+and a project made at the first release of CHANGELOG.md follows every release to the newest.
 
 Each test copies the working template into a fresh git repository and tags releases there, so the
-updates run against the current code, never against a published version.
+updates run against the current code, never against a published version; the release-by-release
+test takes the older releases from their commits in this repository's history.
 """
 
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -17,6 +20,7 @@ import pytest
 import yaml
 from copier.errors import UnsafeTemplateError
 
+from conftest import bake
 from support import (
     CRON_FILES,
     ROOT,
@@ -24,7 +28,7 @@ from support import (
     UV,
     clean_env,
     find_python,
-    render_cookiecutter,
+    load_changelog,
     run,
     template_copy,
     tree,
@@ -38,6 +42,7 @@ IDENTITY = {
 }
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 MARKERS = re.compile(r"^(<<<<<<<|>>>>>>>) ", re.MULTILINE)
+RELEASES = load_changelog().releases()  # CHANGELOG.md, newest first
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -68,6 +73,21 @@ class TemplateRepo:
         git(self.path, "commit", "-q", "--allow-empty", "-m", f"release {tag}")
         git(self.path, "tag", tag)
 
+    def replace_tree(self, source: Path | str) -> None:
+        """Hold the files of a template folder, or of a commit of this repository's history."""
+        for path in self.path.iterdir():
+            if path.name != ".git":
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+        if isinstance(source, Path):
+            shutil.copytree(source, self.path, dirs_exist_ok=True)
+            return
+        known = subprocess.run(["git", "cat-file", "-e", f"{source}^{{commit}}"], cwd=ROOT)
+        assert known.returncode == 0, f"commit {source} is missing: run `git fetch --unshallow`"
+        archive = subprocess.run(
+            ["git", "archive", source], cwd=ROOT, capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(self.path)], input=archive, check=True)
+
 
 @pytest.fixture
 def template_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TemplateRepo:
@@ -81,8 +101,10 @@ def commit_all(project: Path, message: str) -> None:
     git(project, "commit", "-q", "-m", message)
 
 
-def generate(repo: TemplateRepo, dest: Path, **answers: Any) -> Path:
-    copier.run_copy(str(repo.path), str(dest), data=answers, defaults=True, quiet=True)
+def generate(repo: TemplateRepo, dest: Path, vcs_ref: str | None = None, **answers: Any) -> Path:
+    copier.run_copy(
+        str(repo.path), str(dest), data=answers, defaults=True, quiet=True, vcs_ref=vcs_ref
+    )
     git(dest, "init", "-q", "-b", "main")
     commit_all(dest, "generated")
     return dest
@@ -253,10 +275,10 @@ def test_switching_an_option_adds_and_removes_exactly_its_files(
 
 @pytest.mark.slow
 def test_a_project_made_by_cookiecutter_adopts_updates(
-    template_repo: TemplateRepo, tmp_path: Path
+    template_repo: TemplateRepo, tmp_path: Path, cookies: Any
 ) -> None:
     template_repo.release("v1.0.0")
-    project = render_cookiecutter(template_repo.path, {}, tmp_path / "cc")
+    project = bake(cookies, template_repo.path, {})
     assert answers_of(project)["_commit"] == "v1.0.0"
     assert answers_of(project)["_src_path"] == str(template_repo.path)
     git(project, "init", "-q", "-b", "main")
@@ -325,4 +347,113 @@ def test_the_v0_2_0_migration_carries_edits_of_the_renamed_queue_module(
         "log = logging.getLogger(__name__)\n",
         "log = logging.getLogger(__name__)\nOUR_TUNING = 42\n",
     )
+    assert_fast_tier_passes(project)
+
+
+def readme_block(marker: str) -> list[str]:
+    """The commands of the README's shell block that follows a `<!-- marker -->` line."""
+    match = re.search(rf"<!-- {marker}[^>]*-->\n```sh\n(.*?)```", README, re.DOTALL)
+    assert match, f"README.md has no block marked {marker}"
+    lines = [line.split("  #", 1)[0].strip() for line in match.group(1).splitlines()]
+    return [line for line in lines if line]
+
+
+def cruft(project_or_cwd: Path, command: str, template: Path) -> subprocess.CompletedProcess[str]:
+    """A README line `uvx cruft ...`, run by the tests' cruft against the test's template."""
+    argv = command.replace(CRUFT_SOURCE, str(template)).split()
+    assert argv[:2] == ["uvx", "cruft"], command
+    return subprocess.run(
+        [sys.executable, "-m", "cruft", *argv[2:]],
+        cwd=project_or_cwd,
+        env=clean_env(**IDENTITY),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+CRUFT_SOURCE = "https://github.com/org/arq-fastapi"
+
+
+@pytest.mark.slow
+def test_a_project_made_by_cruft_records_its_release_and_takes_the_next_by_cruft_or_copier(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    # README.md's lines for cruft users: create from a release, make the repository, then check
+    # for and take the next release. The test's template history has the two releases they name.
+    create, make_repo, check, take = readme_block("cruft")
+    (made_at,) = re.findall(r"--checkout (v[\d.]+)", create)
+    [next_release] = set(re.findall(r"--checkout (v[\d.]+)", check + take))
+    template_repo.release(made_at)
+    release_a_fix(template_repo, next_release)  # the source's HEAD is already the next release
+
+    created = cruft(tmp_path, create, template_repo.path)
+    assert created.returncode == 0, created.stdout + created.stderr
+    project = tmp_path / "my-service"
+    assert answers_of(project)["_commit"] == made_at  # the release asked for, not the source's HEAD
+    assert answers_of(project)["_src_path"] == str(template_repo.path)
+    assert "Template fix: size workers" not in (project / "README.md").read_text()
+    directory, _, git_line = make_repo.partition(" && ")
+    assert directory == "cd my-service"
+    run(["bash", "-c", git_line], cwd=project, env=clean_env(**IDENTITY))
+    by_copier = tmp_path / "by-copier" / "my-service"
+    shutil.copytree(project, by_copier)
+
+    behind = cruft(project, check, template_repo.path)
+    assert behind.returncode == 1, behind.stdout + behind.stderr
+    assert "out of date" in behind.stdout
+    taken = cruft(project, take, template_repo.path)
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert "Template fix: size workers by queue lag" in (project / "README.md").read_text()
+    assert answers_of(project)["_commit"] == next_release
+    assert conflicts(project) == []
+    up_to_date = cruft(project, check, template_repo.path)
+    assert up_to_date.returncode == 0, up_to_date.stdout + up_to_date.stderr
+
+    # The same project takes the release through copier instead, as README.md's update line says.
+    readme_update = re.search(r"^uvx copier update (.*?)\s+#", README, re.MULTILINE)
+    assert readme_update, "README.md gives no update command"
+    run(
+        [sys.executable, "-m", "copier", "update", *readme_update.group(1).split()],
+        cwd=by_copier,
+        env=clean_env(**IDENTITY),
+    )
+    assert "Template fix: size workers by queue lag" in (by_copier / "README.md").read_text()
+    assert answers_of(by_copier)["_commit"] == next_release
+    assert conflicts(by_copier) == []
+    skip = [".copier-answers.yml", ".cruft.json"]
+    by_cruft = {k: v for k, v in tree(project, skip).items() if not k.startswith(".git/")}
+    assert by_cruft == {k: v for k, v in tree(by_copier, skip).items() if not k.startswith(".git/")}
+
+
+@pytest.mark.slow
+def test_a_project_takes_every_release_of_the_changelog_in_turn(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    """Made at the first release of CHANGELOG.md, updated to each next one in order: the older
+    releases are their commits in this repository's history, the newest is the working template."""
+    current = template_copy(tmp_path / "current")
+    oldest_first = list(reversed(RELEASES))
+    for release in oldest_first:
+        template_repo.replace_tree(release.commit or current)
+        template_repo.release(release.version)
+
+    first, *later = oldest_first
+    project = generate(template_repo, tmp_path / "my-service", vcs_ref=first.version)
+    own = "src/my_service/tasks/invoices.py"
+    (project / own).write_text('"""Our own task."""\n')
+    commit_all(project, "our task")
+    for release in later:
+        update(project, trust=True, vcs_ref=release.version)
+        assert answers_of(project)["_commit"] == release.version
+        assert conflicts(project) == [], release.version
+        commit_all(project, f"update to {release.version}")
+
+    # What is left equals a project made at the newest release, plus the user's own file.
+    fresh = tmp_path / "fresh" / "my-service"
+    copier.run_copy(str(template_repo.path), str(fresh), defaults=True, quiet=True)
+    skip = [".copier-answers.yml", own]
+    ours = {k: v for k, v in tree(project, skip).items() if not k.startswith(".git/")}
+    assert ours == tree(fresh, skip)
+    assert (project / own).read_text() == '"""Our own task."""\n'
     assert_fast_tier_passes(project)
