@@ -200,3 +200,18 @@ def test_every_quoted_form_of_a_secret_is_scrubbed() -> None:
     for text in quoted:
         assert_no_secret(scrub(f"before {text} after", secrets))
     assert secrets_of(TASKS["check_url"], {"url": "https://x.test/", "bearer_token": None}) == ()
+
+
+@pytest.mark.parametrize(
+    "quoting",
+    [
+        lambda secret: repr(b'Bearer "x" ' + secret.encode()),  # repr escapes the ' in it
+        lambda secret: repr(f'say "{secret}"'),
+        lambda secret: str({"password": secret}),
+    ],
+)
+def test_a_secret_quoted_inside_a_longer_repr_is_scrubbed(quoting: Callable[[str], str]) -> None:
+    secret = "it's\nsecret-XYZ-42"  # noqa: S105 - a secret to look for
+    task = Task("log_in", log_in, Login)
+
+    assert "secret-XYZ-42" not in scrub(quoting(secret), secrets_of(task, {"password": secret}))

@@ -106,18 +106,18 @@ def secrets_of(task: Task, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
         value = kwargs.get(name)
         if value is None or value == "":
             continue
-        text = value if isinstance(value, str) else json.dumps(value, default=str)
-        forms.update(
-            (
-                text,
+        texts = [value] if isinstance(value, str) else [str(value), json.dumps(value, default=str)]
+        for text in texts:
+            quoted = {
                 repr(text)[1:-1],
                 repr(text.encode("utf-8", "backslashreplace"))[2:-1],
                 json.dumps(text)[1:-1],
                 json.dumps(text, ensure_ascii=False)[1:-1],
-                quote(text, safe=""),
-                quote_plus(text),
-            )
-        )
+            }
+            # A repr inside a longer one may escape the other quote (it picks its quotes whole).
+            quoted |= {form.replace("'", "\\'") for form in quoted}
+            quoted |= {form.replace('"', '\\"') for form in quoted}
+            forms |= {text, quote(text, safe=""), quote_plus(text), *quoted}
     forms.discard("")
     return tuple(sorted(forms, key=len, reverse=True))
 
