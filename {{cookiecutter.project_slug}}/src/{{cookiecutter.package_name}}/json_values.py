@@ -44,6 +44,11 @@ def first_unencodable(value: Any) -> tuple[tuple[str | int, ...], str] | None:
     return None
 
 
+def printable(value: object) -> str:
+    """Text any encoder takes (JSON, Redis): lone surrogates and the like written as escapes."""
+    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _refuse_constant(name: str) -> Any:
     raise NotCarriedError(f"{name} is not a JSON number")
 

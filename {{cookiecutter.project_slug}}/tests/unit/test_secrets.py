@@ -215,3 +215,24 @@ def test_a_secret_quoted_inside_a_longer_repr_is_scrubbed(quoting: Callable[[str
     task = Task("log_in", log_in, Login)
 
     assert "secret-XYZ-42" not in scrub(quoting(secret), secrets_of(task, {"password": secret}))
+
+
+async def read_a_file(ctx: dict[str, Any], password: str) -> None:
+    # A file name that is not UTF-8 comes back from os.fsdecode with a lone surrogate.
+    name = b"report-\xff.pdf".decode("utf-8", "surrogateescape")
+    raise FileNotFoundError(f"no such file: {name}")
+
+
+async def test_an_error_quoting_undecodable_bytes_is_recorded_and_shown(
+    client: httpx.AsyncClient, ctx: dict[str, Any], memory_queue: InMemoryJobQueue
+) -> None:
+    task = Task("read_a_file", read_a_file, Login, max_tries=1)
+    job_id = (await memory_queue.enqueue("read_a_file", {"password": "x"}, queue="q")).job_id
+    job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 1}
+
+    with pytest.raises(ScrubbedError):
+        await job_function(task)(job_ctx, password="x")
+    job = await client.get(f"/jobs/{job_id}")
+
+    assert job.status_code == 200
+    assert job.json()["error"]["message"] == "no such file: report-\\udcff.pdf"

@@ -8,6 +8,8 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from ..json_values import printable
+
 
 async def queue_unavailable(_request: Request, _exc: Exception) -> JSONResponse:
     """Redis did not answer (QueueUnavailableError, from any route): 503, worth a retry."""
@@ -39,8 +41,3 @@ def carried(error: Any) -> Any:
         shown["msg"] = printable(error.get("msg", ""))
         return {key: printable(value) if key == "type" else value for key, value in shown.items()}
     return encoded
-
-
-def printable(value: object) -> str:
-    """Text any JSON encoder takes: lone surrogates and the like written as escapes."""
-    return str(value).encode("utf-8", "backslashreplace").decode("utf-8")

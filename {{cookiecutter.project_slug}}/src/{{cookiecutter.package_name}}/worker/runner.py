@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 from arq.worker import Retry
 
+from ..json_values import printable
 from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
 from ..queue.base import JOB_META
 from ..queue.serializer import RemoteError
@@ -45,7 +46,7 @@ class ScrubbedError(RemoteError):
 
 
 def scrubbed(exc: BaseException, message: str, secrets: tuple[str, ...]) -> ScrubbedError:
-    text = scrub("".join(traceback.format_exception(exc)), secrets)
+    text = printable(scrub("".join(traceback.format_exception(exc)), secrets))
     error = ScrubbedError(type(exc).__name__, message, text)
     # Logs and spans print the notes of an exception: where the task failed, redacted.
     error.add_note(f"The task's own traceback, redacted:\n{text.rstrip()}")
@@ -244,7 +245,8 @@ def job_function(task: Task) -> Any:
             error = (
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
-                else JobError(type(exc).__name__, scrub(str(exc), secrets))
+                # (an error may quote bytes as lone surrogates: Redis and JSON take escapes)
+                else JobError(type(exc).__name__, printable(scrub(str(exc), secrets)))
             )
             retried = job_try < tries and task.retry.applies(exc, timed_out=timed_out)
             failed = (
