@@ -44,6 +44,24 @@ async def wait_for(
         await asyncio.sleep(0.05)
 
 
+async def wait_for_try(
+    client: httpx.AsyncClient, location: str, job_try: int, within: float
+) -> dict[str, Any]:
+    """The job as first seen in progress on its `job_try`-th try."""
+    deadline = time.monotonic() + within
+    while True:
+        job: dict[str, Any] = (await client.get(location)).json()
+        if job["state"] == "in_progress" and job["tries"] == job_try:
+            return job
+        assert time.monotonic() < deadline, f"not on try {job_try} within {within} s: {job}"
+        await asyncio.sleep(0.02)
+
+
+async def states_of(client: httpx.AsyncClient, location: str) -> list[str]:
+    events = (await client.get(f"{location}/events")).json()
+    return [e["state"] for e in events if e["kind"] == "state"]
+
+
 async def succeeded_once(client: httpx.AsyncClient, location: str) -> bool:
     events = (await client.get(f"{location}/events")).json()
     return [e["state"] for e in events if e["kind"] == "state"].count("succeeded") == 1
@@ -57,14 +75,21 @@ async def test_sigterm_mid_job_loses_nothing_and_runs_each_job_to_the_end_once(
     first = spawn_worker("bulk", bulk_worker_max_jobs=10, job_completion_wait=wait)
     short = [(await client.post("/jobs", json=report(2, 0.25))).headers["location"] for _ in "ab"]
     long = [(await client.post("/jobs", json=report(10, 0.5))).headers["location"] for _ in "abc"]
-    for location in short + long:
+    # Slow pages: the progress of its second try is seen before that try reports any.
+    slow = (await client.post("/jobs", json=report(4, 1.5))).headers["location"]
+    for location in [*short, *long, slow]:
         await wait_for(client, location, {"in_progress"}, within=10)
+    while (await client.get(slow)).json()["progress"] is None:  # noqa: ASYNC110 - polls the API
+        await asyncio.sleep(0.05)
 
     stopped_at = time.monotonic()
     assert await asyncio.to_thread(first.stop, signal.SIGTERM, 30) == 0, first.output()
     stop_seconds = time.monotonic() - stopped_at
+    requeued = (await client.get(slow)).json()
     second = spawn_worker("bulk", bulk_worker_max_jobs=10)
+    restarted = await wait_for_try(client, slow, 2, within=10)
     jobs = [await wait_for(client, loc, {"succeeded", "failed"}, 30) for loc in short + long]
+    slow_job = await wait_for(client, slow, {"succeeded", "failed"}, 30)
 
     print(f"\nSIGTERM: worker exited in {stop_seconds:.1f} s (completion wait {wait} s)")
     assert stop_seconds < wait + 5
@@ -72,6 +97,20 @@ async def test_sigterm_mid_job_loses_nothing_and_runs_each_job_to_the_end_once(
     assert [job["tries"] for job in jobs] == [1, 1, 2, 2, 2]  # long ones: re-queued once
     assert all([await succeeded_once(client, location) for location in short + long])
     assert second.alive()
+    # A re-queued job says so in its history before it starts again; the new try's progress
+    # starts anew (the record drops the cut-off try's at the new start).
+    for location in short:
+        assert await states_of(client, location) == ["queued", "in_progress", "succeeded"]
+    twice = ["queued", "in_progress", "queued", "in_progress", "succeeded"]
+    for location in [*long, slow]:
+        assert await states_of(client, location) == twice
+        events = (await client.get(f"{location}/events")).json()
+        why = [(e["error"] or {}).get("type") for e in events if e["state"] == "queued"]
+        assert why == [None, "WorkerStopped"], events
+    assert (requeued["state"], slow_job["state"], slow_job["tries"]) == ("queued", "succeeded", 2)
+    before = requeued["progress"]["percent"]
+    assert before >= 50, requeued
+    assert restarted["progress"] is None or restarted["progress"]["percent"] < before, restarted
 
 
 async def test_sigkill_mid_job_reruns_it_within_its_timeout_plus_a_bounded_margin(

@@ -215,6 +215,7 @@ def probe(
     )
 
 
+@pytest.mark.timeout(300)  # the outage alone takes 90 s
 async def test_workers_wait_out_a_long_outage_alive_for_their_probe_and_lose_no_job(
     client: httpx.AsyncClient,
     spawn_worker: SpawnWorker,

@@ -213,6 +213,10 @@ class JobRecorder(Protocol):
         """The try failed with a transient error; the job runs again in `delay` seconds."""
         ...
 
+    async def requeued(self, job_id: str, reason: JobError) -> None:
+        """The try was cut off (its worker stopped): the job is queued again, for `reason`."""
+        ...
+
     async def finished(
         self,
         job_id: str,

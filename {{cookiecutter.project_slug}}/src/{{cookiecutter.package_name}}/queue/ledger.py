@@ -216,6 +216,7 @@ class Ledger:
             job_id,
             {**fields, "tries": str(job_try), "started_at": at},
             {"kind": "state", "state": "in_progress", "at": at},
+            drop=("percent", "message"),  # a new try's progress starts anew
         )
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
@@ -259,6 +260,12 @@ class Ledger:
         event = {"kind": "state", "state": JobState.DEFERRED.value, "at": at}
         event.update(error_type=error.type, error_message=error.message, retry_in=f"{delay:.3f}")
         await self._write(job_id, fields, event)
+
+    async def requeued(self, job_id: str, reason: JobError) -> None:
+        at = now().isoformat()
+        event = {"kind": "state", "state": JobState.QUEUED.value, "at": at}
+        event.update(error_type=reason.type, error_message=reason.message)
+        await self._write(job_id, {"state": JobState.QUEUED.value}, event)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self.dead_letters.add(letter)

@@ -185,7 +185,9 @@ class InMemoryJobQueue:
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None:
-        self._update(job_id, state=JobState.IN_PROGRESS, tries=job_try, started_at=_now())
+        self._update(
+            job_id, state=JobState.IN_PROGRESS, tries=job_try, started_at=_now(), progress=None
+        )
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         progress = Progress(max(0.0, min(100.0, float(percent))), message)
@@ -199,6 +201,9 @@ class InMemoryJobQueue:
         self._update(
             job_id, state=JobState.DEFERRED, error=error, event_error=error, retry_in=delay
         )
+
+    async def requeued(self, job_id: str, reason: JobError) -> None:
+        self._update(job_id, state=JobState.QUEUED, event_error=reason)
 
     async def finished(
         self,

@@ -65,6 +65,11 @@ SOFT_WAIT = 1.0
 """Seconds a task's progress report or cancel check may wait for Redis (then it gives up)."""
 
 
+WORKER_STOPPED = JobError(
+    "WorkerStopped", "its worker stopped before the job ended; queued again for another try"
+)
+
+
 class RecordUnavailableError(Exception):
     """Redis did not take a write of the job's record in time: the try ends, the job runs again."""
 
@@ -142,6 +147,15 @@ class RecordKeeper:
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         await self._write(lambda: self.inner.add_dead_letter(letter))
+
+    async def requeued(self, job_id: str, reason: JobError) -> None:
+        """At shutdown: a note in the history, for at most SOFT_WAIT (the next start writes the
+        record anyway), so a stopping worker never waits for Redis."""
+        try:
+            async with asyncio.timeout(SOFT_WAIT):
+                await self.inner.requeued(job_id, reason)
+        except OUTAGE_ERRORS as exc:
+            log.warning("the job's re-queue not recorded (%s)", exc)
 
 
 def max_tries(task: Task, settings: Settings) -> int:
@@ -228,10 +242,12 @@ def job_function(task: Task) -> Any:
             await recorder.finished(job_id, JobState.CANCELLED)
             return None
         except asyncio.CancelledError:
-            # An abort (cancel requested) is final; a shutdown re-queues the job and its next
-            # start updates the record.
+            # An abort (cancel requested) is final; a shutdown re-queues the job, and its history
+            # says so. (Past arq's own timeout, arq fails the job instead: nothing to add.)
             if await asyncio.shield(recorder.cancel_requested(job_id)):
                 await asyncio.shield(recorder.finished(job_id, JobState.CANCELLED))
+            elif asyncio.get_running_loop().time() < ends + TIMEOUT_BACKSTOP / 2:
+                await asyncio.shield(recorder.requeued(job_id, WORKER_STOPPED))
             raise
         except Retry:
             raise  # the task asked for it; arq runs it again and the next start updates the record
