@@ -22,6 +22,7 @@ from typing import Any
 
 import uvloop
 from arq.connections import ArqRedis, RedisSettings
+from arq.constants import in_progress_key_prefix
 from arq.utils import to_seconds
 from arq.worker import Worker
 
@@ -190,6 +191,31 @@ class WakingWorker(Worker):
         finally:
             self._started = len(self.tasks) - running
             self._left = len(new) - self._started  # (or running elsewhere: these count too)
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        claimed = time.monotonic()
+        try:
+            await super().run_job(job_id, score)
+        except OUTAGE_ERRORS as exc:
+            # Only arq's reads before the job's start meet Redis unguarded (its end is persisted,
+            # below): the job never ran. Give its claim back, so that it runs as soon as Redis
+            # is back rather than when the claim expires (its longest timeout + 10 s).
+            log.warning("could not start job %s (%s); it will run once Redis is back", job_id, exc)
+            await self._release(job_id, claimed)
+
+    async def _release(self, job_id: str, claimed: float) -> None:
+        """Delete this worker's claim of a job that never started, while it surely is still
+        this worker's: never after it may have expired and been claimed by another worker."""
+        backoff = Backoff()
+        expires = claimed + self.in_progress_timeout_s - BACKOFF_CAP  # with a margin
+        while (left := expires - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(left):
+                    await self.pool.delete(in_progress_key_prefix + job_id)
+            except OUTAGE_ERRORS:
+                await asyncio.sleep(backoff.failed())
+            else:
+                return
 
     async def finish_job(self, *args: Any, **kwargs: Any) -> None:
         # The job's outcome is known: write it once Redis takes it, however long that is. (arq
