@@ -158,7 +158,10 @@ class Settings(BaseSettings):
     worker_id: str | None = Field(
         default=None,
         max_length=200,
-        description="Name of this worker in its liveness key; the host name when unset.",
+        description=(
+            "Name of this worker in its liveness key and on the dashboard; host name and process"
+            " id when unset."
+        ),
     )
 
 {%- if cookiecutter.use_metrics %}

@@ -7,20 +7,24 @@ import io
 import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
+from pathlib import Path
 
 import httpx
 import pytest
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
 
-from .conftest import RunWorker, project_command
+from .conftest import RunWorker, project_command, service_env
 
 
 def probe(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -71,6 +75,34 @@ async def test_the_probe_follows_this_workers_heartbeat(settings: Settings) -> N
     assert bulk.returncode == 1  # nor does the default queue's worker for this host's bulk worker
     assert gone.returncode == 1  # a clean stop removes the key at once
     assert "no recent heartbeat" in gone.stderr
+
+
+def test_workers_on_one_host_without_worker_id_are_told_apart(
+    settings: Settings, tmp_path: Path
+) -> None:
+    env = service_env(settings)
+    env.pop("WORKER_ID", None)
+    workers = []
+    for n in range(2):
+        with (tmp_path / f"worker-{n}.log").open("wb") as out:
+            command = [project_command(), "worker"]
+            workers.append(subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT))
+    try:
+        with SyncRedis.from_url(str(settings.redis_url)) as redis:
+            deadline = time.monotonic() + 30
+            while len(keys := list(redis.scan_iter(f"{settings.queue_name}:worker:*"))) < 2:
+                assert time.monotonic() < deadline, f"workers did not beat: {keys}"
+                time.sleep(0.1)
+        names = sorted(key.decode().rsplit(":", 1)[1] for key in keys)
+        host = socket.gethostname()
+        assert names == sorted(f"{host}-{worker.pid}" for worker in workers), names
+        # The probe (a process of its own) knows this host's worker by the host name.
+        host_probe = probe(settings.model_copy(update={"worker_id": None}))
+        assert host_probe.returncode == 0, host_probe.stderr
+    finally:
+        for worker in workers:
+            worker.terminate()
+            worker.wait(timeout=30)
 
 
 def test_the_probe_refuses_an_unknown_queue(settings: Settings) -> None:

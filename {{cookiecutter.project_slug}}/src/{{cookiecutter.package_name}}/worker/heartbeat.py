@@ -34,12 +34,20 @@ log = logging.getLogger(__name__)
 
 
 def worker_name(settings: Settings) -> str:
-    return settings.worker_id or socket.gethostname()
+    """This worker's name in its liveness key and on the dashboard: WORKER_ID, else host name and
+    process id, so that workers on one host (a dev machine, a VM) stay apart."""
+    return settings.worker_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def worker_key(settings: Settings, queue: QueueKey = "default") -> str:
-    """The liveness key of this process's worker of one queue (a host may run one per queue)."""
+    """The liveness key of this process's worker of one queue (a process may run one per queue)."""
     return f"{settings.queue_for(queue)}:worker:{worker_name(settings)}"
+
+
+def host_worker(settings: Settings, queue: QueueKey = "default") -> str:
+    """This host's worker of one queue, as its probe knows it: WORKER_ID, else the host name (the
+    probe is a process of its own, so not the worker's process id). One worker per container."""
+    return f"{settings.queue_for(queue)}:worker:{settings.worker_id or socket.gethostname()}"
 
 
 def key_ttl(settings: Settings) -> int:
@@ -48,9 +56,9 @@ def key_ttl(settings: Settings) -> int:
 
 
 def proof_path(settings: Settings, queue: QueueKey = "default") -> Path:
-    """The proof of life of this process's worker of one queue: a file in the temporary folder
-    (an emptyDir in Kubernetes, where the root file system is read-only)."""
-    key = worker_key(settings, queue)
+    """The proof of life of this host's worker of one queue: a file in the temporary folder (an
+    emptyDir in Kubernetes, where the root file system is read-only)."""
+    key = host_worker(settings, queue)
     readable = re.sub(r"[^A-Za-z0-9_.-]", "_", key)[:100]
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]  # names that differ stay apart
     return Path(tempfile.gettempdir()) / f"{readable}-{digest}.alive"

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import get_args
 
 from ..settings import QueueKey, Settings
-from .heartbeat import key_ttl, proof_path, worker_key
+from .heartbeat import host_worker, key_ttl, proof_path
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("queue", nargs="?", default="default", choices=get_args(QueueKey))
     queue: QueueKey = parser.parse_args(argv).queue
     settings = Settings()
-    key, proof = worker_key(settings, queue), proof_path(settings, queue)
+    key, proof = host_worker(settings, queue), proof_path(settings, queue)
     try:
         age = time.time() - proof.stat().st_mtime
     except FileNotFoundError:
