@@ -14,7 +14,7 @@ from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError
 from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, RetryPolicy
-from {{ cookiecutter.package_name }}.worker.runner import job_function, max_tries
+from {{ cookiecutter.package_name }}.worker.runner import UnencodableResultError, job_function, max_tries
 
 RunJobs = Callable[[], Awaitable[int]]
 CHECK = {"task": "check_url", "args": {"url": "http://example.test/"}}
@@ -237,3 +237,44 @@ async def test_a_timeout_is_retried_when_the_policy_says_so(
     assert record.state == "deferred"
     assert record.error is not None
     assert (record.error.type, record.error.message) == ("TimeoutError", "timed out after 0.05 s")
+
+
+@pytest.mark.parametrize(
+    ("result", "where"),
+    [
+        ({"ratio": float("nan")}, "['ratio']"),
+        ([1, float("inf")], "[1]"),
+        ({"name": "\ud800"}, "['name']"),
+        ({"count": 2**70}, "['count']"),
+    ],
+)
+async def test_a_result_json_cannot_carry_fails_the_job_and_its_record_stays_readable(
+    client: httpx.AsyncClient,
+    ctx: dict[str, Any],
+    memory_queue: InMemoryJobQueue,
+    result: object,
+    where: str,
+) -> None:
+    async def returns(ctx: dict[str, Any], text: str) -> object:
+        return result
+
+    task = replace(TASKS["word_count"], function=returns)
+    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue="tests:queue")
+    job_ctx = {
+        **ctx,
+        "ledger": memory_queue,
+        "job_id": enqueued.job_id,
+        "job_try": 1,
+        "queue_name": "tests:queue",
+    }
+
+    with pytest.raises(UnencodableResultError):
+        await job_function(task)(job_ctx, text="x")
+    job = await client.get(f"/jobs/{enqueued.job_id}")
+
+    assert job.status_code == 200
+    assert job.json()["state"] == "failed"
+    assert job.json()["result"] is None
+    assert job.json()["error"]["type"] == "UnencodableResultError"
+    assert f"(at result{where})" in job.json()["error"]["message"]
+    assert enqueued.job_id in memory_queue.dead

@@ -22,7 +22,7 @@ from typing import Any
 import structlog
 from arq.worker import Retry
 
-from ..json_values import printable
+from ..json_values import first_unencodable, printable
 from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
 from ..queue.base import JOB_META
 from ..queue.serializer import RemoteError
@@ -34,6 +34,11 @@ from ..tracing import job_span
 from .outage import OUTAGE_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
+
+
+class UnencodableResultError(Exception):
+    """The task returned a value JSON cannot carry (NaN, an infinity, a lone surrogate, an integer
+    past 64 bits): stored, it would make every read of the job fail."""
 
 
 class TriesExhaustedError(Exception):
@@ -278,6 +283,14 @@ def job_function(task: Task) -> Any:
                 raise Retry(defer=delay) from raised
             await fail(error)
             raise raised
+        unencodable = first_unencodable(result)
+        if unencodable is not None:
+            # A bug of the task, the same on every try: failed at once, with where and why.
+            where, why = unencodable
+            path = "".join(f"[{part!r}]" for part in where)
+            message = printable(f"the result cannot be stored: {why} (at result{path})")
+            await fail(JobError(UnencodableResultError.__name__, message))
+            raise UnencodableResultError(message)
         await recorder.finished(job_id, JobState.SUCCEEDED, result=result)
         return result
 
