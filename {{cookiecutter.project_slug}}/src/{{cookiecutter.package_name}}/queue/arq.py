@@ -11,11 +11,11 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis, RedisSettings
@@ -180,6 +180,52 @@ def _error_type(error: BaseException) -> str:
 
 def _cancelled(error: BaseException) -> bool:
     return _error_type(error) == "CancelledError"
+
+
+def outcome(job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
+    """The record of a job from the result arq stored for it: a finished job that the ledger may
+    not know as finished (a timeout, an abort before the start, a job from a plain arq client).
+    Only reads: the worker writes it into the ledger (settle)."""
+    info = deserialize_result(raw, deserializer=deserialize)
+    error = None if info.success else info.result
+    if info.success:
+        state = JobState.SUCCEEDED
+    elif error is not None and _cancelled(error) and (ledger is None or ledger.cancel_requested):
+        state = JobState.CANCELLED
+    else:
+        state = JobState.FAILED
+    job_error = None if error is None else JobError(_error_type(error), str(error))
+    return replace(
+        ledger or JobRecord(id=job_id, task=info.function, state=state, tries=0),
+        state=state,
+        tries=info.job_try or 1,
+        enqueued_at=_utc(info.enqueue_time),
+        started_at=_utc(info.start_time),
+        finished_at=_utc(info.finish_time),
+        result=info.result if info.success else None,
+        error=job_error,
+    )
+
+
+async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
+    """Finish the record of a job that arq ended without the runner recording it (arq's own
+    timeout, an abort before the start), from the result arq stored, so that the outcome
+    outlives arq's result. A record the runner finished, or none, is left as it is."""
+    found = ledger.redis.hgetall(ledger.key(job_id))
+    fields = await cast("Awaitable[dict[bytes, bytes]]", found)
+    if not fields:
+        return
+    recorded = record_from(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+    if recorded.state.finished:
+        return
+    record = outcome(job_id, raw, recorded)
+    await ledger.finished(
+        job_id,
+        record.state,
+        result=record.result,
+        error=record.error,
+        finished_at=record.finished_at,
+    )
 
 
 class ArqJobQueue:
@@ -351,7 +397,7 @@ class ArqJobQueue:
             return ledger
         try:
             if result_raw is not None:
-                return await self._from_result(job_id, result_raw, ledger)
+                return outcome(job_id, result_raw, ledger)
             job = (
                 deserialize_job(job_raw, deserializer=deserialize) if job_raw is not None else None
             )
@@ -387,40 +433,6 @@ class ArqJobQueue:
             tries=job.job_try or 0,
             enqueued_at=_utc(job.enqueue_time),
         )
-
-    async def _from_result(self, job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
-        """A finished job that the ledger does not know as finished (a timeout, an abort the
-        worker reported through arq only, or a job from a plain arq client)."""
-        info = deserialize_result(raw, deserializer=deserialize)
-        error = None if info.success else info.result
-        if info.success:
-            state = JobState.SUCCEEDED
-        elif (
-            error is not None and _cancelled(error) and (ledger is None or ledger.cancel_requested)
-        ):
-            state = JobState.CANCELLED
-        else:
-            state = JobState.FAILED
-        job_error = None if error is None else JobError(_error_type(error), str(error))
-        record = replace(
-            ledger or JobRecord(id=job_id, task=info.function, state=state, tries=0),
-            state=state,
-            tries=info.job_try or 1,
-            enqueued_at=_utc(info.enqueue_time),
-            started_at=_utc(info.start_time),
-            finished_at=_utc(info.finish_time),
-            result=info.result if info.success else None,
-            error=job_error,
-        )
-        if ledger is not None:  # keep the outcome past arq's result expiry
-            await self._ledger.finished(
-                job_id,
-                state,
-                result=record.result,
-                error=job_error,
-                finished_at=record.finished_at,
-            )
-        return record
 
     async def cancel(self, job_id: str) -> JobRecord:
         with unavailable_as_queue_error():
