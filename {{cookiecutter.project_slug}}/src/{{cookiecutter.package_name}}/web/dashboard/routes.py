@@ -20,8 +20,8 @@ from ...queue import FINISHED, JobFinishedError, JobNotFoundError, JobQueue, Job
 from ...tasks import TASKS, redact
 from ..deps import QueueDep, SettingsDep
 from ..operator import NOT_SET, is_operator_key, operator_key
-from ..routes.jobs import JobId, job_meta, submit
-from ..schemas import MAX_OFFSET
+from ..schemas import MAX_OFFSET, JobId
+from ..submission import job_meta, submit
 from . import pages, sessions
 from .pages import PREFIX, esc, url
 from .sessions import COOKIE

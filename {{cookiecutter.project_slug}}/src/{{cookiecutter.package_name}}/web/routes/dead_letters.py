@@ -11,12 +11,13 @@ from ..json_body import StrictJsonRoute
 from ..schemas import (
     JOB_ID_PATTERN,
     MAX_OFFSET,
+    UNAVAILABLE,
     DeadLetterOut,
     DeadLetterPageOut,
     JobAccepted,
     PurgedOut,
 )
-from .jobs import UNAVAILABLE, job_meta, job_url, submit
+from ..submission import job_meta, job_url, submit
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"], route_class=StrictJsonRoute)
 
