@@ -7,8 +7,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 JOB_META = "_meta"
-"""The keyword that carries a job's metadata (request id{% if cookiecutter.use_tracing %}, trace context{% endif %}) next to its arguments; the
-worker's runner takes it out before the task sees them. Jobs from plain arq clients lack it."""
+"""The keyword that carries a job's metadata (request id, trace context if traced) next to its
+arguments; the worker's runner takes it out before the task sees them. Jobs from plain arq clients
+lack it."""
 
 
 def carried(meta: Mapping[str, str]) -> dict[str, Any]:
@@ -244,8 +245,8 @@ class JobQueue(Protocol):
     ) -> Enqueued:
         """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
         `meta` travels with the job into the worker (never into the task's arguments): its
-        `request_id` goes onto the job's record and every log line of the job{% if cookiecutter.use_tracing %}, W3C trace
-        context (`traceparent`) continues the caller's trace (see tracing.py){% endif %}.
+        `request_id` goes onto the job's record and every log line of the job; in a traced
+        project, W3C trace context (`traceparent`) continues the caller's trace (see spans.py).
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.

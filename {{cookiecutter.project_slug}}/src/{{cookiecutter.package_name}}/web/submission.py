@@ -13,9 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.applications import Starlette
 
-{% if cookiecutter.use_metrics -%}
-from ..metrics import JOBS_ENQUEUED
-{% endif -%}
+from ..meters import count_enqueued
 from ..queue import (
     DuplicateJobError,
     Enqueued,
@@ -25,10 +23,8 @@ from ..queue import (
     NewJob,
 )
 from ..settings import Settings
+from ..spans import caller_context, enqueue_span
 from ..tasks import TASKS, UnknownTaskError, prepare
-{%- if cookiecutter.use_tracing %}
-from ..tracing import caller_context, enqueue_span
-{%- endif %}
 from .schemas import BatchItem
 
 
@@ -46,14 +42,13 @@ def jobs_path(app: Starlette, root_path: str) -> str:
 
 
 def job_meta(request: Request) -> dict[str, str]:
-    """What travels with a job into its worker: the request id{% if cookiecutter.use_tracing %} and the caller's trace context{% endif %}."""
+    """What travels with a job into its worker: the request id and, traced, the caller's trace
+    context (spans.py)."""
     meta: dict[str, str] = {}
     request_id = getattr(request.state, "request_id", None)
     if request_id:
         meta["request_id"] = request_id
-{%- if cookiecutter.use_tracing %}
     meta.update(caller_context(request.headers))
-{%- endif %}
     return meta
 
 
@@ -100,30 +95,21 @@ async def submit(
     queue_name = settings.queue_for(TASKS[task_name].queue)
     meta = meta or {}
 
-    async def put() -> Enqueued:
-        return await queue.enqueue(
-            task_name,
-            kwargs,
-            queue=queue_name,
-            job_id=job_id,
-            idempotency=idempotency,
-            defer=defer or 0,
-            meta=meta,
-        )
-
     try:
-{%- if cookiecutter.use_tracing %}
         with enqueue_span(task_name, queue_name, meta):  # puts its trace context into meta
-            enqueued = await put()
-{%- else %}
-        enqueued = await put()
-{%- endif %}
+            enqueued = await queue.enqueue(
+                task_name,
+                kwargs,
+                queue=queue_name,
+                job_id=job_id,
+                idempotency=idempotency,
+                defer=defer or 0,
+                meta=meta,
+            )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-{%- if cookiecutter.use_metrics %}
     if enqueued.created:
-        JOBS_ENQUEUED.labels(task_name).inc()
-{%- endif %}
+        count_enqueued(task_name)
     return enqueued, queue_name
 
 
@@ -148,14 +134,8 @@ async def submit_batch(
         jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
     if errors:
         raise RequestValidationError(errors)
-{%- if cookiecutter.use_tracing %}
     with enqueue_span("batch", ",".join(sorted({job.queue for job in jobs})), meta):
         ids = await queue.enqueue_many(jobs, meta)
-{%- else %}
-    ids = await queue.enqueue_many(jobs, meta)
-{%- endif %}
-{%- if cookiecutter.use_metrics %}
     for job in jobs:
-        JOBS_ENQUEUED.labels(job.task).inc()
-{%- endif %}
+        count_enqueued(job.task)
     return ids, jobs

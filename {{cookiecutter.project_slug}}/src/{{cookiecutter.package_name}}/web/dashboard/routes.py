@@ -73,12 +73,9 @@ async def overview_html(queue: JobQueue) -> str:
     stats = await queue.stats()
     workers = await queue.workers()
     failures = (await queue.dead_letters(5)).letters
-{%- if cookiecutter.use_cron %}
-    # The schedule as the freshest worker that runs cron reports it (workers are newest first).
-    cron = next((dict(worker.cron) for worker in workers if worker.cron), {})
-{%- else %}
-    cron = None
-{%- endif %}
+    # The schedule as the freshest worker that runs cron reports it (workers are newest first);
+    # no section while no worker reports one (a project without cron jobs never does).
+    cron = next((dict(worker.cron) for worker in workers if worker.cron), None)
     return pages.overview_fragment(stats, workers, failures, cron)
 
 
