@@ -14,13 +14,14 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 
 from {{ cookiecutter.package_name }}.queue.base import JobState
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS
 from {{ cookiecutter.package_name }}.worker import probe
 from {{ cookiecutter.package_name }}.worker.heartbeat import key_ttl, proof_path, write_proof
 from {{ cookiecutter.package_name }}.worker.outage import BACKOFF_CAP, Backoff
 from {{ cookiecutter.package_name }}.worker.runner import OUTAGE_RETRY_DELAY, job_function
+
+from .fake_queue import FakeQueue
 
 
 def test_the_backoff_doubles_with_jitter_up_to_its_cap_and_starts_over() -> None:
@@ -36,7 +37,7 @@ def test_the_backoff_doubles_with_jitter_up_to_its_cap_and_starts_over() -> None
     assert backoff.failed() <= 0.5  # from the start again
 
 
-class OutOfReach(InMemoryJobQueue):
+class OutOfReach(FakeQueue):
     """A ledger whose Redis refuses some writes."""
 
     def __init__(self, refuse: set[str]) -> None:

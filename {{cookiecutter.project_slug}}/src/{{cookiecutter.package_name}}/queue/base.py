@@ -232,6 +232,9 @@ class JobRecorder(Protocol):
 
 
 class JobQueue(Protocol):
+    """The jobs API's port: queue jobs, read and cancel one, follow its events, and say whether
+    a job could be queued now (readiness)."""
+
     async def enqueue(
         self,
         task: str,
@@ -283,6 +286,11 @@ class JobQueue(Protocol):
         QueueUnavailableError otherwise."""
         ...
 
+
+class QueueAdmin(Protocol):
+    """The operator's port (dead letters, the dashboard, /metrics): the read model of queues,
+    jobs and workers, and what is done with dead letters."""
+
     async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
         """Dead letters, newest first."""
         ...
@@ -323,8 +331,11 @@ class JobQueue(Protocol):
         """The workers alive now (fresh liveness keys), most recent beat first, at most 100."""
         ...
 
-    # Operator sessions of the web (the dashboard's log in): the web keeps no state of its own,
-    # so every replica must see a log out at once.
+
+class OperatorSessions(Protocol):
+    """Operator sessions of the web (the dashboard's log in): the web keeps no state of its own,
+    so every replica must see a log out at once."""
+
     async def open_session(self, session: str, lifetime: int) -> None:
         """Remember a session (a digest, never a token) for `lifetime` seconds."""
         ...
@@ -336,3 +347,8 @@ class JobQueue(Protocol):
     async def close_session(self, session: str) -> None:
         """End a session now (nothing happens if it is not open)."""
         ...
+
+
+class QueueBackend(JobQueue, QueueAdmin, OperatorSessions, Protocol):
+    """Everything a backend implements (queue.arq's ArqJobQueue, the fast tier's fake): the web
+    opens one and each route sees it through the port it needs (web.deps)."""

@@ -8,7 +8,7 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
-from ..queue import JobQueue, QueueUnavailableError
+from ..queue import QueueBackend, QueueUnavailableError
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
 from ..spans import configure_tracing
@@ -39,7 +39,7 @@ from .absent import mount_metrics
 {%- endif %}
 # isort: on
 
-QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
+QueueFactory = Callable[[Settings], AbstractAsyncContextManager[QueueBackend]]
 
 
 def create_app(
