@@ -161,6 +161,22 @@ HOSTILE = [
         b'{"task": "word_count", "args": {"text": "\xed\xa0\x80"}}', id="raw-surrogate-bytes"
     ),
     pytest.param(b'{"task": "word_count", "args": {"text": "\xff"}}', id="not-utf-8"),
+    # Deep nesting: validation and error reports recurse (a 500 at about 1,000 levels).
+    *(
+        pytest.param(
+            b'{"task": "word_count", "args": {"text": ' + b"[" * n + b"]" * n + b"}}",
+            id=f"nested-{n}",
+        )
+        for n in (65, 1_000, 1_400, 5_000)
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "job_id": '
+        + b'{"a": ' * 1_200
+        + b"1"
+        + b"}" * 1_200
+        + b"}",
+        id="nested-objects",
+    ),
 ]
 
 
