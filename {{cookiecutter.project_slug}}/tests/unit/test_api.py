@@ -113,6 +113,12 @@ async def test_bad_arguments_are_422_at_enqueue_and_nothing_is_queued(
         pytest.param(
             b'{"task": "word_count", "args": {"text": "x"}, "job_id": "a b"}', id="bad-job-id"
         ),
+        # A job's keys are its id between a prefix and `:events`: an id of `<other>:events`
+        # would write its record onto the other job's events.
+        pytest.param(
+            b'{"task": "word_count", "args": {"text": "x"}, "job_id": "report:events"}',
+            id="colon-in-job-id",
+        ),
     ],
 )
 async def test_malformed_requests_are_422(client: httpx.AsyncClient, body: bytes) -> None:
@@ -264,6 +270,13 @@ async def test_an_unknown_job_is_404(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 404
     assert "does-not-exist" in response.json()["detail"]
+
+
+async def test_ids_the_service_makes_with_a_colon_are_read(client: httpx.AsyncClient) -> None:
+    # A cron run's id is `cron:<name>:<ts>`: clients may not choose a `:`, but they read such ids.
+    response = await client.get("/jobs/cron:nightly:1700000000000")
+
+    assert response.status_code == 404, response.text
 
 
 async def test_a_malformed_job_id_is_422(client: httpx.AsyncClient) -> None:

@@ -32,13 +32,7 @@ from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import (
-    InvalidResponse,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    WatchError,
-)
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
@@ -65,48 +59,25 @@ from .base import (
     carried,
 )
 from .enqueue import ENQUEUE
-from .event_hub import BLOCK_SECONDS, EventHub
+from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .ledger import Ledger, event_from, record_from
 from .liveness import decode_beat, registry_key
 from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
+from .unavailable import unavailable, wrong_type
 from .wake import wake_channel
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "Redis cannot serve us now": down, stalled, out of connections, full, read-only
-# after a failover. Anything else (a ResponseError about our own command, a bad offset say) is a bug
-# and surfaces as one: never disguised as an outage.
-UNAVAILABLE = (
-    RedisConnectionError,  # also loading, refused, too many clients, wrong password
-    RedisTimeoutError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    WatchError,  # a transaction that lost its race (a retried command can meet its own first try)
-    InvalidResponse,
-    OSError,
-    TimeoutError,
-)
-# Replies that redis-py raises as a plain ResponseError but that say the same.
-UNAVAILABLE_REPLIES = (
-    "MISCONF ",
-    "BUSY ",
-    "MASTERDOWN ",
-    "NOREPLICAS ",
-    "TRYAGAIN ",
-    "CLUSTERDOWN ",
-)
-
 
 @contextlib.contextmanager
 def unavailable_as_queue_error() -> Iterator[None]:
-    """Redis not answering becomes QueueUnavailableError, which the routes turn into a 503."""
+    """Redis not answering becomes QueueUnavailableError, which the routes turn into a 503; any
+    other error of Redis is a bug and stays one (queue.unavailable)."""
     try:
         yield
-    except UNAVAILABLE as exc:
-        raise QueueUnavailableError(str(exc)) from exc
-    except ResponseError as exc:
-        if str(exc).startswith(UNAVAILABLE_REPLIES):
+    except Exception as exc:
+        if unavailable(exc):
             raise QueueUnavailableError(str(exc)) from exc
         raise
 
@@ -180,6 +151,17 @@ def _error_type(error: BaseException) -> str:
 
 def _cancelled(error: BaseException) -> bool:
     return _error_type(error) == "CancelledError"
+
+
+def _no_job_if_wrong_type(reply: Any) -> Any:
+    """A pipeline's reply, with a key of another type read as no key: an id whose keys hold
+    something else (a plain arq client's job named like another job's events) names no job of
+    ours, a 404 rather than a 500. Any other error is raised."""
+    if isinstance(reply, Exception):
+        if wrong_type(reply):
+            return None
+        raise reply
+    return reply
 
 
 class ArqJobQueue:
@@ -336,16 +318,20 @@ class ArqJobQueue:
             return await self._get(job_id)
 
     async def _get(self, job_id: str) -> JobRecord | None:
-        # One round trip for the ledger and every arq key that says where the job is.
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # One round trip for the ledger and every arq key that says where the job is. Not a
+        # transaction: a full Redis refuses every command queued in a MULTI, reads included, and
+        # clients must still read their jobs then. (A job moving on between two of these reads
+        # is read as it was a moment ago, as with any read.)
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._ledger.key(job_id))
             pipe.get(result_key_prefix + job_id)
             pipe.get(job_key_prefix + job_id)
             pipe.exists(in_progress_key_prefix + job_id)
             for queue in self._queues:
                 pipe.zscore(queue, job_id)
-            raw_fields, result_raw, job_raw, in_progress, *scores = await pipe.execute()
-        fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
+            replies = await pipe.execute(raise_on_error=False)
+        raw_fields, result_raw, job_raw, in_progress, *scores = map(_no_job_if_wrong_type, replies)
+        fields = {k.decode(): v.decode() for k, v in (raw_fields or {}).items()}
         ledger = record_from(job_id, fields) if fields else None
         if ledger is not None and ledger.state.finished:
             return ledger
@@ -413,13 +399,20 @@ class ArqJobQueue:
             error=job_error,
         )
         if ledger is not None:  # keep the outcome past arq's result expiry
-            await self._ledger.finished(
-                job_id,
-                state,
-                result=record.result,
-                error=job_error,
-                finished_at=record.finished_at,
-            )
+            try:
+                await self._ledger.finished(
+                    job_id,
+                    state,
+                    result=record.result,
+                    error=job_error,
+                    finished_at=record.finished_at,
+                )
+            except RedisError as exc:
+                # A read must not fail for its write (a full Redis takes no writes): the next
+                # read writes it while arq still keeps the result.
+                if not unavailable(exc):
+                    raise
+                log.info("could not keep job %s's outcome in its record yet (%s)", job_id, exc)
         return record
 
     async def cancel(self, job_id: str) -> JobRecord:
@@ -452,9 +445,17 @@ class ArqJobQueue:
         with unavailable_as_queue_error():
             if wait > 0 and after is not None:
                 key = self._ledger.events_key(job_id)
-                entries = await self._hub.wait(key, after, wait)
+                try:
+                    entries = await self._hub.wait(key, after, wait)
+                except NotAStreamError as exc:
+                    raise JobNotFoundError(job_id) from exc
                 return [event_from(entry_id, fields) for entry_id, fields in entries]
-            return await self._ledger.events(job_id, after)
+            try:
+                return await self._ledger.events(job_id, after)
+            except RedisError as exc:
+                if wrong_type(exc):  # its key holds no stream: no events of a job
+                    return []
+                raise
 
     async def ping(self) -> None:
         # A write, not PING: a full Redis (noeviction) and a read-only replica after a failover

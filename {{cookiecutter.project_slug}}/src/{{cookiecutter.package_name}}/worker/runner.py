@@ -26,12 +26,13 @@ from ..json_values import first_unencodable, printable
 from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
 from ..queue.base import JOB_META
 from ..queue.serializer import RemoteError
+from ..queue.unavailable import unavailable
 from ..settings import Settings
 from ..tasks import Context, Task, scrub, secrets_of
 {%- if cookiecutter.use_tracing %}
 from ..tracing import job_span
 {%- endif %}
-from .outage import OUTAGE_ERRORS, Backoff
+from .outage import REDIS_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,9 @@ class RecordKeeper:
             try:
                 async with asyncio.timeout_at(self.until):
                     await write()
-            except OUTAGE_ERRORS as exc:  # (a TimeoutError is an OSError)
+            except REDIS_ERRORS as exc:  # (a TimeoutError is an OSError)
+                if not unavailable(exc):
+                    raise  # a bug: the job fails now, it does not wait out its timeout
                 delay = backoff.failed()
                 if loop.time() + delay >= self.until:
                     raise RecordUnavailableError(str(exc) or type(exc).__name__) from exc
@@ -120,7 +123,9 @@ class RecordKeeper:
         try:
             async with asyncio.timeout(SOFT_WAIT):
                 await self.inner.progress(job_id, percent, message)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("progress not recorded (%s); the job goes on", exc)
 
     async def cancel_requested(self, job_id: str) -> bool:
@@ -128,7 +133,9 @@ class RecordKeeper:
         try:
             async with asyncio.timeout(SOFT_WAIT):
                 return await self.inner.cancel_requested(job_id)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("could not read whether a cancel was requested (%s)", exc)
             return False
 
@@ -159,7 +166,9 @@ class RecordKeeper:
         try:
             async with asyncio.timeout(SOFT_WAIT):
                 await self.inner.requeued(job_id, reason)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("the job's re-queue not recorded (%s)", exc)
 
 
@@ -267,7 +276,7 @@ def job_function(task: Task) -> Any:
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
                 # (an error may quote bytes as lone surrogates: Redis and JSON take escapes)
-                else JobError(type(exc).__name__, printable(scrub(str(exc), secrets)))
+                else JobError(type(exc).__name__, error_message(exc, secrets))
             )
             retried = job_try < tries and task.retry.applies(exc, timed_out=timed_out)
             failed = (
