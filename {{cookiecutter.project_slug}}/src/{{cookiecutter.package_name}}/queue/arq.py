@@ -449,6 +449,10 @@ class ArqJobQueue:
                     entries = await self._hub.wait(key, after, wait)
                 except NotAStreamError as exc:
                     raise JobNotFoundError(job_id) from exc
+                except RedisError as exc:  # (its catch-up read, on the pool)
+                    if wrong_type(exc):
+                        raise JobNotFoundError(job_id) from exc
+                    raise
                 return [event_from(entry_id, fields) for entry_id, fields in entries]
             try:
                 return await self._ledger.events(job_id, after)
