@@ -276,7 +276,7 @@ def job_function(task: Task) -> Any:
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
                 # (an error may quote bytes as lone surrogates: Redis and JSON take escapes)
-                else JobError(type(exc).__name__, error_message(exc, secrets))
+                else JobError(type(exc).__name__, printable(scrub(str(exc), secrets)))
             )
             retried = job_try < tries and task.retry.applies(exc, timed_out=timed_out)
             failed = (
