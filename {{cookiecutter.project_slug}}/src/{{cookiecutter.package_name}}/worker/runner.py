@@ -51,8 +51,25 @@ class ScrubbedError(RemoteError):
     (which stores and logs it) in place of the exception itself."""
 
 
+def error_message(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    """The failure's message without any redacted value, whole or in part. An encoding error
+    names the character it met and where: of a redacted value, that is a piece of it."""
+    if isinstance(exc, UnicodeError) and secrets:
+        part = getattr(exc, "object", None)
+        text = part if isinstance(part, str) else ""
+        if isinstance(part, bytes | bytearray):
+            text = bytes(part).decode("utf-8", "replace")
+        if any(secret in text for secret in secrets):
+            verb = "decoded" if isinstance(exc, UnicodeDecodeError) else "encoded"
+            encoding, reason = getattr(exc, "encoding", "?"), getattr(exc, "reason", "")
+            return f"a redacted value could not be {verb} as {encoding}: {reason}"
+    return printable(scrub(str(exc), secrets))
+
+
 def scrubbed(exc: BaseException, message: str, secrets: tuple[str, ...]) -> ScrubbedError:
-    text = printable(scrub("".join(traceback.format_exception(exc)), secrets))
+    # The exception's own line says what `message` says, redacted its way (error_message).
+    whole = "".join(traceback.format_exception(exc)).replace(str(exc), message)
+    text = printable(scrub(whole, secrets))
     error = ScrubbedError(type(exc).__name__, message, text)
     # Logs and spans print the notes of an exception: where the task failed, redacted.
     error.add_note(f"The task's own traceback, redacted:\n{text.rstrip()}")
@@ -276,7 +293,7 @@ def job_function(task: Task) -> Any:
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
                 # (an error may quote bytes as lone surrogates: Redis and JSON take escapes)
-                else JobError(type(exc).__name__, printable(scrub(str(exc), secrets)))
+                else JobError(type(exc).__name__, error_message(exc, secrets))
             )
             retried = job_try < tries and task.retry.applies(exc, timed_out=timed_out)
             failed = (
