@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -210,3 +211,30 @@ def wait_for(check: Any, timeout: float, what: str) -> None:
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def start_dev(
+    project: Path, env: Mapping[str, str], log: Path, port: int | None = None
+) -> tuple["subprocess.Popen[bytes]", str]:
+    """`my-service dev` of `project` with this environment, its output in `log`; returns it and
+    its base URL once the web is ready, or once dev has exited (the caller asserts which)."""
+    port = port or free_port()
+    with log.open("wb") as out:
+        dev = subprocess.Popen(
+            [str(project / ".venv" / "bin" / "my-service"), "dev", "--port", str(port)],
+            cwd=project,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
+                return bool(answer.status == 200)
+        except OSError:
+            return dev.poll() is not None
+
+    wait_for(ready, 60, "the web app of `my-service dev`")
+    return dev, base

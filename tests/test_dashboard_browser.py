@@ -13,7 +13,6 @@ import contextlib
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, sync_playwright
 
-from support import ROOT, clean_env, free_port, run, wait_for
+from support import ROOT, clean_env, run, start_dev
 
 pytestmark = pytest.mark.slow
 
@@ -73,27 +72,9 @@ def running_dev(
         WORKER_HEARTBEAT_INTERVAL="1",
         **extra,
     )
-    port = free_port()
     log = logs / f"{name}.log"
-    with log.open("wb") as out:
-        dev = subprocess.Popen(
-            [str(project / ".venv" / "bin" / "my-service"), "dev", "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return dev.poll() is not None
-
+    dev, base = start_dev(project, env, log)
     try:
-        wait_for(ready, 60, "the service under `my-service dev`")
         assert dev.poll() is None, log.read_text()
         yield base, env
     finally:

@@ -16,7 +16,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from conftest import redis_server_program
-from support import clean_env, free_port, wait_for
+from support import clean_env, free_port, start_dev, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -42,33 +42,14 @@ def processes_under(project: Path) -> list[str]:
     return found
 
 
-def start_dev(
+def dev_from(
     project: Path, path: str, tmp_path: Path, port: int | None = None
 ) -> tuple["subprocess.Popen[bytes]", str, Path]:
-    """`my-service dev` with this PATH, its output in a file; returns once the web is ready
-    (or dev has exited: the caller asserts)."""
-    port = port or free_port()
+    """dev with only `path` on PATH, and a configured Redis that does not answer, so that dev
+    must bring its own."""
     log = tmp_path / "dev.log"
-    # The configured Redis does not answer, so dev must bring its own.
     env = clean_env(PATH=path, REDIS_URL="redis://127.0.0.1:1/0")
-    with log.open("wb") as out:
-        dev = subprocess.Popen(
-            [str(project / ".venv" / "bin" / "my-service"), "dev", "--port", str(port)],
-            cwd=project,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            with urllib.request.urlopen(f"{base}/health/ready", timeout=2) as answer:
-                return bool(answer.status == 200)
-        except OSError:
-            return dev.poll() is not None  # ends the wait; asserted by the caller
-
-    wait_for(ready, 60, "the web app of `my-service dev`")
+    dev, base = start_dev(project, env, log, port)
     return dev, base, log
 
 
@@ -94,7 +75,7 @@ def test_dev_runs_web_workers_and_redis_and_ctrl_c_stops_them_all(
         path = f"{venv_bin}{os.pathsep}{on_path}"
     else:
         path = str(venv_bin)  # no redis-server or valkey-server: the dev dependency's server
-    dev, base, log = start_dev(project, path, tmp_path)
+    dev, base, log = dev_from(project, path, tmp_path)
     try:
         body = json.dumps({"task": "word_count", "args": {"text": "one command"}}).encode()
         request = urllib.request.Request(
@@ -150,7 +131,7 @@ def test_dev_leaves_nothing_running_however_it_dies(
     venv_bin = project / ".venv" / "bin"
     # The embedded server lives in the venv: processes_under() sees it with the rest.
     port = free_port()
-    dev, _base, log = start_dev(project, str(venv_bin), tmp_path, port)
+    dev, _base, log = dev_from(project, str(venv_bin), tmp_path, port)
     try:
         assert dev.poll() is None, log.read_text()
         [redis_line] = [line for line in log.read_text().splitlines() if line.startswith("Redis:")]
@@ -169,7 +150,7 @@ def test_dev_leaves_nothing_running_however_it_dies(
     assert not answers(redis_url), "the Redis that dev started is still running"
     # Nothing holds the port: the next dev starts on it.
     (tmp_path / "again").mkdir()
-    again, _base, again_log = start_dev(project, str(venv_bin), tmp_path / "again", port)
+    again, _base, again_log = dev_from(project, str(venv_bin), tmp_path / "again", port)
     try:
         assert again.poll() is None, again_log.read_text()
         again.send_signal(signal.SIGINT)

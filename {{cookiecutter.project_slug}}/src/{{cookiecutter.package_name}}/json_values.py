@@ -69,6 +69,22 @@ def _int64(text: str) -> int:
     return number
 
 
+MAX_DEPTH = 64  # levels of arrays and objects in a body; no job's arguments need more
+
+
+def depth(value: Any) -> int:
+    """How deeply arrays and objects nest in `value` (0 for a scalar), without recursing."""
+    deepest, pending = 0, [(value, 0)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            level += 1
+            deepest = max(deepest, level)
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level) for child in children)
+    return deepest
+
+
 def strict_loads(data: bytes) -> Any:
     """JSON text (UTF-8) to Python, refusing what `json.loads` lets through: raises
     json.JSONDecodeError, which FastAPI answers with a 422."""
@@ -84,6 +100,12 @@ def strict_loads(data: bytes) -> Any:
     except NotCarriedError as exc:  # json gives no position: the number's first occurrence
         literal = str(exc).split(" ", 1)[0].removesuffix("...")
         raise json.JSONDecodeError(str(exc), text, max(text.find(literal), 0)) from exc
+    except RecursionError:
+        raise json.JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", text, 0) from None
+    if depth(value) > MAX_DEPTH:
+        # Validation and error reports recurse through a value: a 2 KB body of brackets would
+        # otherwise end in a RecursionError (a 500) there.
+        raise json.JSONDecodeError(f"nested deeper than {MAX_DEPTH} levels", text, 0)
     # Lone surrogates arrive only as \u escapes (the UTF-8 decoding above refuses them raw).
     if "\\u" in text and (problem := first_unencodable(value)):
         loc, reason = problem

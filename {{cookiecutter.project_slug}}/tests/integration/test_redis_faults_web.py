@@ -21,7 +21,8 @@ from pydantic import RedisDsn
 from redis import Redis
 from redis.exceptions import OutOfMemoryError
 
-from {{ cookiecutter.package_name }}.queue.arq import WEB_SOCKET_TIMEOUT
+from {{ cookiecutter.package_name }}.queue import JobState
+from {{ cookiecutter.package_name }}.queue.arq import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -253,6 +254,38 @@ async def test_a_full_redis_is_not_ready_and_refuses_jobs_without_leaving_a_trac
     other = {"task": "word_count", "args": {"text": "another body"}}
     accepted = await web.post("/jobs", json=other, headers={"Idempotency-Key": key})
     assert accepted.status_code == 202, accepted.text
+
+
+async def test_jobs_are_read_while_redis_is_full(
+    own_redis: RedisServer, own_settings: Settings, web: httpx.AsyncClient
+) -> None:
+    # Reads outside MULTI: a full Redis refuses every command queued in a transaction, reads too.
+    accepted = await web.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
+    location = accepted.headers["location"]
+    done = (await web.post("/jobs", json={"task": "word_count", "args": {"text": "done"}})).json()
+    async with ArqJobQueue.connect(own_settings) as queue:  # ended: its stream ends too
+        await ledger_for(queue._redis, own_settings).finished(done["id"], JobState.SUCCEEDED)
+    with Redis.from_url(own_redis.url) as redis:
+        redis.config_set("maxmemory-policy", "noeviction")
+        used = int(redis.info("memory")["used_memory"])
+        redis.config_set("maxmemory", used + 1_500_000)
+        filler = fill(redis)
+        try:
+            job = await web.get(location)
+            events = await web.get(f"{location}/events")
+            streamed = await web.get(f"{done['url']}/stream")
+            refused = await web.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+        finally:
+            redis.delete(*filler)
+
+    assert job.status_code == 200, job.text
+    assert job.json()["state"] == "queued"
+    assert events.status_code == 200, events.text
+    assert [event["state"] for event in events.json()] == ["queued"]
+    assert streamed.status_code == 200, streamed.text
+    assert "event: state" in streamed.text
+    assert '"state":"succeeded"' in streamed.text
+    assert refused.status_code == 503, refused.text
 
 
 async def test_a_read_only_redis_after_a_failover_is_not_ready(

@@ -114,6 +114,12 @@ async def test_bad_arguments_are_422_at_enqueue_and_nothing_is_queued(
         pytest.param(
             b'{"task": "word_count", "args": {"text": "x"}, "job_id": "a b"}', id="bad-job-id"
         ),
+        # A job's keys are its id between a prefix and `:events`: an id of `<other>:events`
+        # would write its record onto the other job's events.
+        pytest.param(
+            b'{"task": "word_count", "args": {"text": "x"}, "job_id": "report:events"}',
+            id="colon-in-job-id",
+        ),
     ],
 )
 async def test_malformed_requests_are_422(client: httpx.AsyncClient, body: bytes) -> None:
@@ -162,6 +168,22 @@ HOSTILE = [
         b'{"task": "word_count", "args": {"text": "\xed\xa0\x80"}}', id="raw-surrogate-bytes"
     ),
     pytest.param(b'{"task": "word_count", "args": {"text": "\xff"}}', id="not-utf-8"),
+    # Deep nesting: validation and error reports recurse (a 500 at about 1,000 levels).
+    *(
+        pytest.param(
+            b'{"task": "word_count", "args": {"text": ' + b"[" * n + b"]" * n + b"}}",
+            id=f"nested-{n}",
+        )
+        for n in (65, 1_000, 1_400, 5_000)
+    ),
+    pytest.param(
+        b'{"task": "word_count", "args": {"text": "x"}, "job_id": '
+        + b'{"a": ' * 1_200
+        + b"1"
+        + b"}" * 1_200
+        + b"}",
+        id="nested-objects",
+    ),
 ]
 
 
@@ -249,6 +271,13 @@ async def test_an_unknown_job_is_404(client: httpx.AsyncClient) -> None:
 
     assert response.status_code == 404
     assert "does-not-exist" in response.json()["detail"]
+
+
+async def test_ids_the_service_makes_with_a_colon_are_read(client: httpx.AsyncClient) -> None:
+    # A cron run's id is `cron:<name>:<ts>`: clients may not choose a `:`, but they read such ids.
+    response = await client.get("/jobs/cron:nightly:1700000000000")
+
+    assert response.status_code == 404, response.text
 
 
 async def test_a_malformed_job_id_is_422(client: httpx.AsyncClient) -> None:

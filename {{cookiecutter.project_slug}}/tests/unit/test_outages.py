@@ -10,15 +10,24 @@ from typing import Any
 
 import pytest
 from arq.worker import Retry
+from redis.exceptions import (
+    BusyLoadingError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    WatchError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from {{ cookiecutter.package_name }}.queue.base import JobState
+from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
+from {{ cookiecutter.package_name }}.queue.base import JobState, QueueUnavailableError
+from {{ cookiecutter.package_name }}.queue.unavailable import unavailable
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS
 from {{ cookiecutter.package_name }}.worker import probe
 from {{ cookiecutter.package_name }}.worker.heartbeat import key_ttl, proof_path, write_proof
-from {{ cookiecutter.package_name }}.worker.outage import BACKOFF_CAP, Backoff
+from {{ cookiecutter.package_name }}.worker.outage import BACKOFF_CAP, Backoff, persist
 from {{ cookiecutter.package_name }}.worker.runner import OUTAGE_RETRY_DELAY, job_function
 
 from .fake_queue import FakeQueue
@@ -76,6 +85,67 @@ async def test_a_record_redis_refuses_ends_the_try_and_the_job_runs_again(
     # Not failed: arq queues it again, to run once Redis takes writes.
     assert retry.value.defer_score == OUTAGE_RETRY_DELAY * 1000
     assert ledger.jobs[enqueued.job_id].record.state is JobState.QUEUED
+
+
+class WrongKey(FakeQueue):
+    """A ledger whose record key holds another kind of value: a bug, not an outage."""
+
+    async def started(self, *args: Any, **kwargs: Any) -> None:
+        raise ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+
+
+async def test_a_record_write_redis_rejects_as_a_bug_fails_the_job_at_once(
+    ctx: dict[str, Any], settings: Settings
+) -> None:
+    ledger = WrongKey()
+    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue="tests:queue")
+    job_ctx = {**ctx, "ledger": ledger, "job_id": enqueued.job_id, "queue_name": "tests:queue"}
+    started = time.monotonic()
+
+    # Raised to arq, which fails the job and logs it: not waited on until the job's timeout
+    # (JOB_TIMEOUT, minutes) as if Redis were away, holding a slot, then run again.
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await job_function(TASKS["word_count"])(job_ctx, text="a b")
+    assert time.monotonic() - started < settings.job_timeout / 10
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (RedisConnectionError("Connection refused"), True),
+        (RedisTimeoutError("Timeout reading from socket"), True),
+        (TimeoutError(), True),
+        (OutOfMemoryError("command not allowed when used memory > 'maxmemory'"), True),
+        (ReadOnlyError("You can't write against a read only replica."), True),
+        (BusyLoadingError("Redis is loading the dataset in memory"), True),
+        (WatchError("Watched variable changed."), True),
+        (ResponseError("MISCONF Redis is configured to save RDB snapshots"), True),
+        (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
+        (ResponseError("ERR value is out of range"), False),
+    ],
+    ids=repr,
+)
+async def test_an_outage_is_waited_out_and_a_bug_raised_at_once_by_web_and_worker_alike(
+    error: Exception, outage: bool
+) -> None:
+    """One classification (queue.unavailable) for the web's 503 and the worker's waiting."""
+    calls = 0
+
+    async def write() -> None:
+        nonlocal calls
+        calls += 1
+        raise error
+
+    assert unavailable(error) is outage
+    if outage:
+        with pytest.raises(QueueUnavailableError), unavailable_as_queue_error():
+            raise error
+    else:
+        with pytest.raises(type(error)), unavailable_as_queue_error():
+            raise error
+        with pytest.raises(type(error)):
+            await persist(write, "write")  # not tried again and again: raised at once
+        assert calls == 1
 
 
 async def test_progress_redis_refuses_is_dropped_and_the_job_goes_on(ctx: dict[str, Any]) -> None:

@@ -236,3 +236,30 @@ async def test_an_error_quoting_undecodable_bytes_is_recorded_and_shown(
 
     assert job.status_code == 200
     assert job.json()["error"]["message"] == "no such file: report-\\udcff.pdf"
+
+
+@pytest.mark.parametrize("token", ["abc-\xe9-defgh", "\U00010000-secret", "abc-\u2028-rest"])
+async def test_an_encoding_error_names_no_character_of_the_secret_nor_where(
+    client: httpx.AsyncClient,
+    ctx: dict[str, Any],
+    memory_queue: FakeQueue,
+    http_handler: list[Callable[[httpx.Request], httpx.Response]],
+    token: str,
+) -> None:
+    http_handler.append(lambda request: httpx.Response(204))
+    kwargs = {"url": "https://example.test/", "bearer_token": token}
+    job_id = (await memory_queue.enqueue("check_url", kwargs, queue="q")).job_id
+    job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 3}
+
+    # httpx refuses a header that is not ASCII, naming the character and its position.
+    with pytest.raises(ScrubbedError) as caught:
+        await job_function(TASKS["check_url"])(job_ctx, **kwargs)
+    job = (await client.get(f"/jobs/{job_id}")).json()
+
+    odd = next(char for char in token if not char.isascii())
+    message = job["error"]["message"]
+    assert message.startswith("a redacted value could not be encoded as ascii: ")
+    for shown in (message, caught.value.traceback, str(caught.value)):
+        assert odd not in shown
+        assert repr(odd)[1:-1] not in shown  # as escapes, too
+        assert "position" not in shown

@@ -12,6 +12,7 @@ from {{ cookiecutter.package_name }}.worker import settings as worker_module
 from {{ cookiecutter.package_name }}.worker.runner import max_tries, timeout
 from {{ cookiecutter.package_name }}.worker.settings import (
     TIMEOUT_BACKSTOP,
+    serialize_stored,
     worker_settings,
 )
 
@@ -68,9 +69,18 @@ def test_a_task_with_a_single_try_is_refused(
 
 def test_jobs_and_results_are_never_pickled(settings: Settings) -> None:
     for options in (worker_settings(settings), worker_settings(settings, "bulk")):
-        assert options["job_serializer"] is serialize
+        assert options["job_serializer"] is serialize_stored  # msgpack (serialize), see below
         assert options["job_deserializer"] is deserialize
         assert options["log_results"] is False
+
+
+def test_a_result_arq_keeps_has_redacted_arguments_and_a_job_keeps_its_own() -> None:
+    kwargs = {"url": "http://x.test/", "bearer_token": "t0ken-value"}
+    result = {"t": 1, "f": "check_url", "a": (), "k": kwargs, "s": True, "r": None}
+    job = {"t": 1, "f": "check_url", "a": (), "k": kwargs, "et": 0}
+
+    assert deserialize(serialize_stored(result))["k"] == {**kwargs, "bearer_token": "[redacted]"}
+    assert serialize_stored(job) == serialize(job)  # a job runs with what it was given
 
 
 def test_tuning_comes_from_settings(settings: Settings) -> None:

@@ -32,13 +32,7 @@ from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import (
-    InvalidResponse,
-    OutOfMemoryError,
-    ReadOnlyError,
-    ResponseError,
-    WatchError,
-)
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
@@ -65,48 +59,25 @@ from .base import (
     carried,
 )
 from .enqueue import ENQUEUE
-from .event_hub import BLOCK_SECONDS, EventHub
+from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .ledger import Ledger, event_from, record_from
 from .liveness import decode_beat, registry_key
 from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
+from .unavailable import unavailable, wrong_type
 from .wake import wake_channel
 
 log = logging.getLogger(__name__)
 
-# Errors that mean "Redis cannot serve us now": down, stalled, out of connections, full, read-only
-# after a failover. Anything else (a ResponseError about our own command, a bad offset say) is a bug
-# and surfaces as one: never disguised as an outage.
-UNAVAILABLE = (
-    RedisConnectionError,  # also loading, refused, too many clients, wrong password
-    RedisTimeoutError,
-    OutOfMemoryError,
-    ReadOnlyError,
-    WatchError,  # a transaction that lost its race (a retried command can meet its own first try)
-    InvalidResponse,
-    OSError,
-    TimeoutError,
-)
-# Replies that redis-py raises as a plain ResponseError but that say the same.
-UNAVAILABLE_REPLIES = (
-    "MISCONF ",
-    "BUSY ",
-    "MASTERDOWN ",
-    "NOREPLICAS ",
-    "TRYAGAIN ",
-    "CLUSTERDOWN ",
-)
-
 
 @contextlib.contextmanager
 def unavailable_as_queue_error() -> Iterator[None]:
-    """Redis not answering becomes QueueUnavailableError, which the routes turn into a 503."""
+    """Redis not answering becomes QueueUnavailableError, which the routes turn into a 503; any
+    other error of Redis is a bug and stays one (queue.unavailable)."""
     try:
         yield
-    except UNAVAILABLE as exc:
-        raise QueueUnavailableError(str(exc)) from exc
-    except ResponseError as exc:
-        if str(exc).startswith(UNAVAILABLE_REPLIES):
+    except Exception as exc:
+        if unavailable(exc):
             raise QueueUnavailableError(str(exc)) from exc
         raise
 
@@ -212,7 +183,12 @@ async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
     timeout, an abort before the start), from the result arq stored, so that the outcome
     outlives arq's result. A record the runner finished, or none, is left as it is."""
     found = ledger.redis.hgetall(ledger.key(job_id))
-    fields = await cast("Awaitable[dict[bytes, bytes]]", found)
+    try:
+        fields = await cast("Awaitable[dict[bytes, bytes]]", found)
+    except RedisError as exc:
+        if wrong_type(exc):  # its key holds something else: no record of ours
+            return
+        raise
     if not fields:
         return
     recorded = record_from(job_id, {k.decode(): v.decode() for k, v in fields.items()})
@@ -226,6 +202,17 @@ async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
         error=record.error,
         finished_at=record.finished_at,
     )
+
+
+def _no_job_if_wrong_type(reply: Any) -> Any:
+    """A pipeline's reply, with a key of another type read as no key: an id whose keys hold
+    something else (a plain arq client's job named like another job's events) names no job of
+    ours, a 404 rather than a 500. Any other error is raised."""
+    if isinstance(reply, Exception):
+        if wrong_type(reply):
+            return None
+        raise reply
+    return reply
 
 
 class ArqJobQueue:
@@ -382,16 +369,20 @@ class ArqJobQueue:
             return await self._get(job_id)
 
     async def _get(self, job_id: str) -> JobRecord | None:
-        # One round trip for the ledger and every arq key that says where the job is.
-        async with self._redis.pipeline(transaction=True) as pipe:
+        # One round trip for the ledger and every arq key that says where the job is. Not a
+        # transaction: a full Redis refuses every command queued in a MULTI, reads included, and
+        # clients must still read their jobs then. (A job moving on between two of these reads
+        # is read as it was a moment ago, as with any read.)
+        async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self._ledger.key(job_id))
             pipe.get(result_key_prefix + job_id)
             pipe.get(job_key_prefix + job_id)
             pipe.exists(in_progress_key_prefix + job_id)
             for queue in self._queues:
                 pipe.zscore(queue, job_id)
-            raw_fields, result_raw, job_raw, in_progress, *scores = await pipe.execute()
-        fields = {k.decode(): v.decode() for k, v in raw_fields.items()}
+            replies = await pipe.execute(raise_on_error=False)
+        raw_fields, result_raw, job_raw, in_progress, *scores = map(_no_job_if_wrong_type, replies)
+        fields = {k.decode(): v.decode() for k, v in (raw_fields or {}).items()}
         ledger = record_from(job_id, fields) if fields else None
         if ledger is not None and ledger.state.finished:
             return ledger
@@ -464,9 +455,21 @@ class ArqJobQueue:
         with unavailable_as_queue_error():
             if wait > 0 and after is not None:
                 key = self._ledger.events_key(job_id)
-                entries = await self._hub.wait(key, after, wait)
+                try:
+                    entries = await self._hub.wait(key, after, wait)
+                except NotAStreamError as exc:
+                    raise JobNotFoundError(job_id) from exc
+                except RedisError as exc:  # (its catch-up read, on the pool)
+                    if wrong_type(exc):
+                        raise JobNotFoundError(job_id) from exc
+                    raise
                 return [event_from(entry_id, fields) for entry_id, fields in entries]
-            return await self._ledger.events(job_id, after)
+            try:
+                return await self._ledger.events(job_id, after)
+            except RedisError as exc:
+                if wrong_type(exc):  # its key holds no stream: no events of a job
+                    return []
+                raise
 
     async def ping(self) -> None:
         # A write, not PING: a full Redis (noeviction) and a read-only replica after a failover

@@ -278,7 +278,8 @@ class JobQueue(Protocol):
     async def events(
         self, job_id: str, after: str | None = None, wait: float = 0
     ) -> list[JobEvent]:
-        """The job's events after event id `after`, waiting up to `wait` seconds for one."""
+        """The job's events after event id `after`, waiting up to `wait` seconds for one.
+        Raises JobNotFoundError if a wait finds no events of a job under this id."""
         ...
 
     async def ping(self) -> None:

@@ -9,6 +9,10 @@ to every stream waiting on that job. A stream that joins late or resumes (its
 A blocking read cannot take a new key while it waits: to add one, the hub appends to a stream of
 its own (`<prefix>:events-hub:<random>`, one entry kept, expiring) that every read includes,
 which returns the read at once; the next read includes the new key.
+
+One read covers every watched key, so Redis refuses it whole when one key holds something else than
+a stream (WRONGTYPE): the hub then finds those keys, ends their waits alone (NotAStreamError) and
+reads the others on, so one bad key never ends the streams of other jobs.
 """
 
 import asyncio
@@ -23,6 +27,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+
+from .unavailable import unavailable, wrong_type
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,14 @@ def entry_id(value: bytes | str) -> tuple[int, int]:
     text = value.decode() if isinstance(value, bytes) else value
     ms, _, seq = text.partition("-")
     return int(ms), int(seq or 0)
+
+
+class NotAStreamError(Exception):
+    """The key a stream waits on holds something else than a stream: no job's events."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(f"{key!r} is not a stream")
+        self.key = key
 
 
 @dataclass(eq=False)
@@ -89,7 +103,13 @@ class EventHub:
             self._start()
             if self._blocked_on is not None and key not in self._blocked_on:
                 # (Between two reads, the next one includes the key anyway.)
-                await self._wake()
+                try:
+                    await self._wake()
+                except RedisError as exc:
+                    # A write, which a full Redis refuses while reads go on: the key joins
+                    # the next read instead, at most BLOCK_SECONDS later.
+                    if not unavailable(exc):
+                        raise
             # Not wait_for: a timeout of the read itself must reach the caller as an error.
             done, _ = await asyncio.wait({waiter.future}, timeout=within)
             return waiter.future.result() if done else []
@@ -143,7 +163,9 @@ class EventHub:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # Redis away (or a bug): every waiter hears of it
-                away = isinstance(exc, RedisError | OSError)
+                if await self._drop_non_streams(exc):
+                    continue  # the other keys read on at once
+                away = unavailable(exc)
                 log.warning("reading job events failed: %s", exc, exc_info=not away)
                 self._fail_waiters(exc)
                 await self._close_reader()
@@ -176,6 +198,29 @@ class EventHub:
                 fresh = [entry for entry in entries if entry_id(entry[0]) > waiter.after]
                 if fresh and not waiter.future.done():
                     waiter.future.set_result(fresh)
+
+    async def _drop_non_streams(self, error: Exception) -> bool:
+        """After a read refused for a key of another type: end the waits on every watched key
+        that is not a stream, and stop reading those keys. False if none was found (then the
+        error is not theirs, and every waiter hears of it)."""
+        if not wrong_type(error):
+            return False
+        keys = list(self._watched)
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for key in keys:
+                    pipe.type(key)
+                kinds = await pipe.execute()
+        except RedisError:
+            return False
+        found = zip(keys, kinds, strict=True)
+        bad = [key for key, kind in found if kind not in (b"stream", b"none")]
+        for key in bad:
+            log.warning("job events key %s holds no stream; its streams end", key)
+            for waiter in self._watched.pop(key).waiters:
+                if not waiter.future.done():
+                    waiter.future.set_exception(NotAStreamError(key))
+        return bool(bad)
 
     def _fail_waiters(self, error: Exception) -> None:
         for watch in self._watched.values():

@@ -35,7 +35,7 @@ def carried(error: Any) -> Any:
     try:
         encoded = jsonable_encoder(error)
         json.dumps(encoded, allow_nan=False).encode()  # raises what the response would raise
-    except ValueError:  # UnicodeError is one
+    except (ValueError, RecursionError):  # UnicodeError is a ValueError; deep nesting recurses
         shown = {key: value for key, value in error.items() if key not in ("input", "ctx")}
         shown["loc"] = [part if isinstance(part, int) else printable(part) for part in error["loc"]]
         shown["msg"] = printable(error.get("msg", ""))

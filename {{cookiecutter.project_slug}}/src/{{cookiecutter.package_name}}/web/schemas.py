@@ -11,6 +11,12 @@ from ..settings import QueueKey
 from ..tasks import TASKS, redact
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+"""A job id as reads take it: ids the service makes itself may hold `:` (a cron run's is
+`cron:<name>:<ts>`)."""
+CLIENT_JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$"
+"""A job id a client chooses: no `:`, the separator of Redis keys. A job's keys are its id after a
+prefix (`<queue>:job:<id>`) and before a suffix (`<queue>:job:<id>:events`), so an id of
+`<other>:events` would write its record onto another job's events."""
 MAX_OFFSET = 1_000_000
 """How deep a page may start: further is no use to a reader, and near 2**63 Redis refuses it."""
 
@@ -30,8 +36,9 @@ class EnqueueRequest(BaseModel):
     args: dict[str, Any] = Field(default_factory=dict, description="The task's arguments.")
     job_id: str | None = Field(
         default=None,
-        pattern=JOB_ID_PATTERN,
-        description="Your own id: refused (409) while a job or result with it exists.",
+        pattern=CLIENT_JOB_ID_PATTERN,
+        description="Your own id (letters, digits, `_`, `.`, `-`): refused (409) while a job "
+        "or result with it exists.",
     )
     defer_seconds: float | None = Field(
         default=None,

@@ -25,8 +25,9 @@ from arq.cron import CronJob, next_cron
 from redis.asyncio import Redis
 
 from ..queue.liveness import encode_beat, registry_key
+from ..queue.unavailable import unavailable
 from ..settings import QueueKey, Settings
-from .outage import OUTAGE_ERRORS
+from .outage import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -130,9 +131,15 @@ async def beat_forever(
                         pipe.zremrangebyscore(registry, "-inf", now - ttl)  # the departed
                         await pipe.execute()
                 redis_ok_at, redis_error = now, None
-            except OUTAGE_ERRORS as exc:  # keep beating; if Redis stays away the key expires
+            except REDIS_ERRORS as exc:  # keep beating; if Redis stays away the key expires
                 redis_error = str(exc) or type(exc).__name__
-                log.warning("liveness write failed: %s", redis_error)
+                # (a bug is no reason to stop beating either, but it is logged as one)
+                log.log(
+                    logging.WARNING if unavailable(exc) else logging.ERROR,
+                    "liveness write failed: %s",
+                    redis_error,
+                    exc_info=not unavailable(exc),
+                )
             write_proof(proof, redis_ok_at, redis_error)
             await asyncio.sleep(settings.worker_heartbeat_interval)
     finally:

@@ -13,10 +13,13 @@ from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
 
-OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
-"""Redis not answering, answering too late (TimeoutError is an OSError), refusing writes (full
-memory, a read-only replica), or a transaction cut by a lost connection (WatchError): what a
-restart of the worker cannot fix."""
+from ..queue.unavailable import unavailable
+
+REDIS_ERRORS: tuple[type[BaseException], ...] = (RedisError, OSError)
+"""What a call to Redis may raise. Only an outage (queue.unavailable: Redis not answering,
+answering too late, refusing writes when full or read-only, loading, a transaction cut by a lost
+connection) is waited out; anything else is a bug of the command (a key of another type, say),
+raised at once: retried, it would fail the same way until the job's timeout, holding its slot."""
 
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 5.0
@@ -56,7 +59,9 @@ async def persist(call: Callable[[], Awaitable[None]], what: str) -> None:
     while True:
         try:
             await call()
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             delay = backoff.failed()
             if backoff.failures == 1:
                 log.warning("could not %s (%s); trying again until Redis takes it", what, exc)

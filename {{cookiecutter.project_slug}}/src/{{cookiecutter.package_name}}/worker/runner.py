@@ -26,10 +26,11 @@ from ..json_values import first_unencodable, printable
 from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
 from ..queue.base import JOB_META
 from ..queue.serializer import RemoteError
+from ..queue.unavailable import unavailable
 from ..settings import Settings
 from ..spans import job_span
 from ..tasks import Context, Task, scrub, secrets_of
-from .outage import OUTAGE_ERRORS, Backoff
+from .outage import REDIS_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,25 @@ class ScrubbedError(RemoteError):
     (which stores and logs it) in place of the exception itself."""
 
 
+def error_message(exc: BaseException, secrets: tuple[str, ...]) -> str:
+    """The failure's message without any redacted value, whole or in part. An encoding error
+    names the character it met and where: of a redacted value, that is a piece of it."""
+    if isinstance(exc, UnicodeError) and secrets:
+        part = getattr(exc, "object", None)
+        text = part if isinstance(part, str) else ""
+        if isinstance(part, bytes | bytearray):
+            text = bytes(part).decode("utf-8", "replace")
+        if any(secret in text for secret in secrets):
+            verb = "decoded" if isinstance(exc, UnicodeDecodeError) else "encoded"
+            encoding, reason = getattr(exc, "encoding", "?"), getattr(exc, "reason", "")
+            return f"a redacted value could not be {verb} as {encoding}: {reason}"
+    return printable(scrub(str(exc), secrets))
+
+
 def scrubbed(exc: BaseException, message: str, secrets: tuple[str, ...]) -> ScrubbedError:
-    text = printable(scrub("".join(traceback.format_exception(exc)), secrets))
+    # The exception's own line says what `message` says, redacted its way (error_message).
+    whole = "".join(traceback.format_exception(exc)).replace(str(exc), message)
+    text = printable(scrub(whole, secrets))
     error = ScrubbedError(type(exc).__name__, message, text)
     # Logs and spans print the notes of an exception: where the task failed, redacted.
     error.add_note(f"The task's own traceback, redacted:\n{text.rstrip()}")
@@ -94,7 +112,9 @@ class RecordKeeper:
             try:
                 async with asyncio.timeout_at(self.until):
                     await write()
-            except OUTAGE_ERRORS as exc:  # (a TimeoutError is an OSError)
+            except REDIS_ERRORS as exc:  # (a TimeoutError is an OSError)
+                if not unavailable(exc):
+                    raise  # a bug: the job fails now, it does not wait out its timeout
                 delay = backoff.failed()
                 if loop.time() + delay >= self.until:
                     raise RecordUnavailableError(str(exc) or type(exc).__name__) from exc
@@ -118,7 +138,9 @@ class RecordKeeper:
         try:
             async with asyncio.timeout(SOFT_WAIT):
                 await self.inner.progress(job_id, percent, message)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("progress not recorded (%s); the job goes on", exc)
 
     async def cancel_requested(self, job_id: str) -> bool:
@@ -126,7 +148,9 @@ class RecordKeeper:
         try:
             async with asyncio.timeout(SOFT_WAIT):
                 return await self.inner.cancel_requested(job_id)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("could not read whether a cancel was requested (%s)", exc)
             return False
 
@@ -157,7 +181,9 @@ class RecordKeeper:
         try:
             async with asyncio.timeout(SOFT_WAIT):
                 await self.inner.requeued(job_id, reason)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             log.warning("the job's re-queue not recorded (%s)", exc)
 
 
@@ -265,7 +291,7 @@ def job_function(task: Task) -> Any:
                 JobError("TimeoutError", f"timed out after {limit:g} s")
                 if timed_out
                 # (an error may quote bytes as lone surrogates: Redis and JSON take escapes)
-                else JobError(type(exc).__name__, printable(scrub(str(exc), secrets)))
+                else JobError(type(exc).__name__, error_message(exc, secrets))
             )
             retried = job_try < tries and task.retry.applies(exc, timed_out=timed_out)
             failed = (

@@ -16,7 +16,7 @@ from arq.cron import CronJob
 from ..queue.arq import redis_settings
 from ..queue.serializer import deserialize, serialize
 from ..settings import Settings
-from ..tasks import TASKS, QueueKey
+from ..tasks import TASKS, QueueKey, redact
 from .lifecycle import job_started, shutdown, startup
 from .runner import TIMEOUT_BACKSTOP as TIMEOUT_BACKSTOP  # where tests and tools look for it
 from .runner import job_function, max_tries, timeout
@@ -28,6 +28,16 @@ from .cron import CRON_JOBS as SCHEDULE
 {%- else %}
 SCHEDULE: list[CronJob] = []
 {%- endif %}
+
+
+def serialize_stored(value: Any) -> bytes:
+    """The worker's serializer. A result, arq's record of a finished job (the payload with a
+    success flag, "s"), carries the job's arguments too and stays readable for JOB_KEEP_RESULT:
+    it gets them redacted. Values of redacted fields never leave the worker: the job itself,
+    the ledger and the dead letter keep what a run and a replay need."""
+    if isinstance(value, dict) and "s" in value and isinstance(value.get("k"), dict):
+        value = {**value, "k": redact(TASKS, str(value.get("f")), value["k"])}
+    return serialize(value)
 
 
 def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str, Any]:
@@ -66,7 +76,7 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         "poll_delay": settings.worker_poll_delay,
         "keep_result": settings.job_keep_result,
         # No pickle: jobs and results are msgpack, read the same way by the web (queue.arq).
-        "job_serializer": serialize,
+        "job_serializer": serialize_stored,
         "job_deserializer": deserialize,
         # Results may hold what the arguments held; neither is logged (see worker.logs).
         "log_results": False,

@@ -28,10 +28,11 @@ from arq.worker import Worker
 
 from ..logs import configure_logging
 from ..queue.arq import ledger_for, settle
+from ..queue.unavailable import unavailable
 from ..queue.wake import wake_channel
 from ..settings import QueueKey, Settings
 from .heartbeat import proof_path, write_proof
-from .outage import BACKOFF_CAP, OUTAGE_ERRORS, Backoff, persist
+from .outage import BACKOFF_CAP, REDIS_ERRORS, Backoff, persist
 from .settings import worker_settings
 
 log = logging.getLogger(__name__)
@@ -108,8 +109,10 @@ class WakingWorker(Worker):
             try:
                 async with asyncio.timeout(SOCKET_TIMEOUT):  # not redis-py's whole retry budget
                     await redis.ping()
-            except OUTAGE_ERRORS as exc:
+            except REDIS_ERRORS as exc:
                 await redis.aclose()
+                if not unavailable(exc):
+                    raise
                 delay = backoff.failed()
                 log.warning("Redis does not answer (%s); trying again in %.1f s", exc, delay)
                 self._turned_at = time.monotonic()
@@ -129,9 +132,12 @@ class WakingWorker(Worker):
         try:
             async with asyncio.timeout(TURN_TIMEOUT):
                 wait = await self._poll()
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
             # arq would let this end the worker (and a restart meets the same Redis): log it,
-            # wait, try again. The wake listener's reconnection ends the wait early.
+            # wait, try again. The wake listener's reconnection ends the wait early. Not a bug,
+            # though (queue.unavailable): that ends the worker, as in arq, loud and at once.
+            if not unavailable(exc):
+                raise
             wait = self._outage.failed()
             log.warning(
                 "Redis error in the poll (%s: %s); trying again in %.1f s",
@@ -197,7 +203,9 @@ class WakingWorker(Worker):
         claimed = time.monotonic()
         try:
             await super().run_job(job_id, score)
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             # Only arq's reads before the job's start meet Redis unguarded (its end is persisted,
             # below): the job never ran. Give its claim back, so that it runs as soon as Redis
             # is back rather than when the claim expires (its longest timeout + 10 s).
@@ -213,7 +221,9 @@ class WakingWorker(Worker):
             try:
                 async with asyncio.timeout(left):
                     await self.pool.delete(in_progress_key_prefix + job_id)
-            except OUTAGE_ERRORS:
+            except REDIS_ERRORS as exc:
+                if not unavailable(exc):
+                    raise
                 await asyncio.sleep(backoff.failed())
             else:
                 return
@@ -259,7 +269,9 @@ class WakingWorker(Worker):
             due = await self.pool.zrangebyscore(
                 self.queue_name, f"({now_ms}", "+inf", start=0, num=1, withscores=True
             )
-        except OUTAGE_ERRORS as exc:
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
             # Only a hint: arq's own poll meets the outage next and rides it out.
             log.warning("could not read the next due job (%s); polling as usual", exc)
             return self.fallback_poll_delay
@@ -284,16 +296,19 @@ class WakingWorker(Worker):
                     )
                     if notice is not None:
                         self._wake.set()
-            except OUTAGE_ERRORS as exc:
+            except REDIS_ERRORS as exc:
+                # Polling goes on without it: even a bug here only delays jobs, and is logged.
                 delay = backoff.failed()
-                log.warning(
+                log.log(
+                    logging.WARNING if unavailable(exc) else logging.ERROR,
                     "wake channel lost (%s); polling every %g s, listening again in %.1f s",
                     exc,
                     self.fallback_poll_delay,
                     delay,
+                    exc_info=not unavailable(exc),
                 )
             finally:
-                with contextlib.suppress(*OUTAGE_ERRORS):
+                with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
             await asyncio.sleep(delay)
 

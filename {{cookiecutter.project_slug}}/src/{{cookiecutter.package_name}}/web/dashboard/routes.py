@@ -49,8 +49,11 @@ def same_site(request: Request) -> None:
     origin = request.headers.get("origin") or request.headers.get("referer")
     if origin is None:
         return  # not a browser's cross-site form (curl, tests): nothing to forge
-    given = urlsplit(origin)
-    if (given.scheme, given.netloc) != (request.url.scheme, request.url.netloc):
+    try:
+        given = urlsplit(origin)
+    except ValueError:  # e.g. "http://[": not a URL any browser sends; forged or broken
+        given = None
+    if given is None or (given.scheme, given.netloc) != (request.url.scheme, request.url.netloc):
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
 
 

@@ -248,6 +248,8 @@ async def stream_events(
                     yield ": ping\n\n"
         except QueueUnavailableError:
             return  # the client reconnects with Last-Event-ID and resumes
+        except JobNotFoundError:
+            return  # no events of a job under this id (its key holds something else)
 
     return SlotStream(
         events(),

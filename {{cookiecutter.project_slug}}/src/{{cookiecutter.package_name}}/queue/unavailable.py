@@ -1,0 +1,50 @@
+"""Which Redis errors mean "Redis cannot serve us now": the one classification of the web (a 503)
+and the worker (wait for Redis, see worker.outage).
+
+Down, stalled, out of connections, full, read-only after a failover, loading its data: errors a
+retry later fixes. Anything else (a ResponseError about our own command: a key of the wrong type,
+a bad offset) is a bug, and surfaces as one at once: never disguised as an outage, where the web
+would answer a false 503 and the worker would retry it until the job's timeout.
+"""
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import (
+    InvalidResponse,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    WatchError,
+)
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,  # also loading, refused, too many clients, wrong password
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    WatchError,  # a transaction that lost its race (a retried command can meet its own first try)
+    InvalidResponse,
+    OSError,  # (the builtin TimeoutError is one)
+)
+UNAVAILABLE_REPLIES = (
+    "MISCONF ",
+    "BUSY ",
+    "MASTERDOWN ",
+    "NOREPLICAS ",
+    "TRYAGAIN ",
+    "CLUSTERDOWN ",
+    "UNBLOCKED ",  # a blocking read cut by a failover
+)
+"""Replies that redis-py raises as a plain ResponseError but that say the same."""
+
+
+def unavailable(error: BaseException) -> bool:
+    """Whether `error` says Redis cannot serve now (rather than that our command is wrong)."""
+    if isinstance(error, UNAVAILABLE):
+        return True
+    return isinstance(error, ResponseError) and str(error).startswith(UNAVAILABLE_REPLIES)
+
+
+def wrong_type(error: BaseException) -> bool:
+    """Whether `error` is Redis refusing a command on a key that holds another kind of value."""
+    return isinstance(error, ResponseError) and str(error).startswith("WRONGTYPE")

@@ -1,0 +1,109 @@
+"""A job's keys are its id after a prefix (`<queue>:job:<id>`, a hash) and before a suffix
+(`<queue>:job:<id>:events`, a stream): no id a client chooses may reach another job's keys, and a
+key that holds something else (an id a plain arq client chose, data of an older version) is never
+a 500: reads by such an id are a 404, the other jobs' streams go on, and a worker that meets one
+fails that job at once instead of waiting for Redis until the job's timeout."""
+
+import asyncio
+import time
+import uuid
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from {{ cookiecutter.package_name }}.queue import JobNotFoundError
+from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from .conftest import RunWorker
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    # A failing test on a worker that waits for Redis as for an outage waits this long, not 300 s.
+    return settings.model_copy(update={"job_timeout": 6})
+
+
+async def test_a_client_cannot_choose_an_id_that_names_another_jobs_events(
+    client: httpx.AsyncClient,
+) -> None:
+    victim = f"victim-{uuid.uuid4().hex}"
+    body = {"task": "word_count", "args": {"text": "x"}, "job_id": victim}
+    assert (await client.post("/jobs", json=body)).status_code == 202
+
+    taken = await client.post("/jobs", json={**body, "job_id": f"{victim}:events"})
+
+    assert taken.status_code == 422, taken.text
+    events = await client.get(f"/jobs/{victim}/events")
+    assert events.status_code == 200, events.text
+    assert [event["state"] for event in events.json()] == ["queued"]
+
+
+async def test_an_id_naming_another_jobs_events_is_no_job(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    job = (await client.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})).json()
+    # `<id>:events` is a key of the job (its events, a stream), not a job: a read by it was a 500
+    # (WRONGTYPE).
+    alias = f"{job['id']}:events"
+
+    for response in (
+        await client.get(f"/jobs/{alias}"),
+        await client.get(f"/jobs/{alias}/events"),
+        await client.get(f"/jobs/{alias}/stream"),
+        await client.post(f"/jobs/{alias}/cancel"),
+    ):
+        assert response.status_code == 404, (response.request.url, response.text)
+    assert (await client.get(f"/jobs/{job['id']}")).json()["state"] == "queued"
+
+
+async def test_a_key_of_another_type_ends_its_own_streams_only(settings: Settings) -> None:
+    async with ArqJobQueue.connect(settings) as queue:
+        ledger = ledger_for(queue._redis, settings)
+        good, bad = uuid.uuid4().hex, uuid.uuid4().hex
+        await ledger.created(good, "word_count", settings.queue_name)
+        await ledger.created(bad, "word_count", settings.queue_name)
+        [created] = await queue.events(good)
+        # What a job with the id `<bad>:events` wrote before such ids were refused: its record
+        # (a hash) where the events of `bad` were.
+        async with Redis.from_url(str(settings.redis_url)) as redis:
+            await redis.delete(ledger.events_key(bad))
+            await redis.hset(ledger.events_key(bad), mapping={"task": "word_count"})
+
+        assert await queue.events(bad) == []  # not a 500
+        waiting = asyncio.create_task(queue.events(good, after=created.id, wait=10))
+        await asyncio.sleep(0.2)  # the shared reader blocks on the good job's events
+        with pytest.raises(JobNotFoundError):
+            await queue.events(bad, after="0-0", wait=10)  # its read is refused: WRONGTYPE
+        await asyncio.sleep(0.2)
+        assert not waiting.done()  # the good job's stream was not ended with it
+        await ledger.progress(good, 50)
+        [progress] = await waiting
+
+    assert progress.progress is not None
+    assert progress.progress.percent == 50
+
+
+async def test_a_job_whose_record_is_another_type_fails_at_once(
+    client: httpx.AsyncClient, settings: Settings, run_worker: RunWorker
+) -> None:
+    job_id = f"clobbered-{uuid.uuid4().hex}"
+    body = {"task": "word_count", "args": {"text": "a b"}, "job_id": job_id}
+    assert (await client.post("/jobs", json=body)).status_code == 202
+    other = (await client.post("/jobs", json={"task": "word_count", "args": {"text": "c"}})).json()
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        record = ledger_for(redis, settings).key(job_id)
+        await redis.delete(record)
+        await redis.xadd(record, {"kind": "not a record"})
+    started = time.monotonic()
+
+    worker = await run_worker()
+
+    # A bug (WRONGTYPE), not an outage: no waiting until the job's timeout, no try again.
+    assert time.monotonic() - started < settings.job_timeout / 2
+    assert (worker.jobs_complete, worker.jobs_failed, worker.jobs_retried) == (1, 1, 0)
+    failed = (await client.get(f"/jobs/{job_id}")).json()
+    assert failed["state"] == "failed", failed
+    assert failed["error"]["type"] == "ResponseError"
+    assert (await client.get(f"/jobs/{other['id']}")).json()["state"] == "succeeded"
