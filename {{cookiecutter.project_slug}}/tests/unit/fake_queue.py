@@ -36,6 +36,7 @@ from {{ cookiecutter.package_name }}.queue.base import (
     QueueUnavailableError,
     WorkerInfo,
     carried,
+    first_state,
 )
 
 
@@ -109,7 +110,7 @@ class FakeQueue:
         if idempotency is not None:
             self.idempotency[idempotency.key] = (idempotency.fingerprint, chosen)
         # This fake has no clock: a deferred job stays deferred (run_pending skips it).
-        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+        state = first_state(defer)
         record = JobRecord(
             id=chosen,
             task=task,

@@ -32,6 +32,7 @@ from .base import (
     QueueStats,
     QueueUnavailableError,
     WorkerInfo,
+    first_state,
 )
 
 __all__ = [
@@ -61,4 +62,5 @@ __all__ = [
     "QueueStats",
     "QueueUnavailableError",
     "WorkerInfo",
+    "first_state",
 ]

@@ -57,6 +57,7 @@ from .base import (
     QueueUnavailableError,
     WorkerInfo,
     carried,
+    first_state,
 )
 from .enqueue import ENQUEUE
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
@@ -300,7 +301,7 @@ class ArqJobQueue:
         the key, checks the id and writes record, job, queue entry and wake notice, all or none
         (queue/enqueue.py says why, and how a retried command recognises its own first try)."""
         chosen = job_id or uuid.uuid4().hex
-        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+        state = first_state(defer)
         keys, args = self._ledger.creation(chosen, task, queue, state, meta.get("request_id"))
         payload, ttl_ms, score = self._job(task, kwargs, meta, defer)
         keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue, abort_jobs_ss)

@@ -33,6 +33,11 @@ class JobState(StrEnum):
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
+def first_state(defer: float | None) -> JobState:
+    """A new job's state: deferred while it waits `defer` seconds to start, else queued."""
+    return JobState.DEFERRED if defer is not None and defer > 0 else JobState.QUEUED
+
+
 @dataclass(frozen=True, slots=True)
 class JobError:
     """Why a job failed: the exception's type and message, never its traceback."""

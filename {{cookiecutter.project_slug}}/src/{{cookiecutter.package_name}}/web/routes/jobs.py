@@ -14,6 +14,7 @@ from ...queue import (
     JobQueue,
     JobState,
     QueueUnavailableError,
+    first_state,
 )
 from ..deps import QueueDep, SettingsDep, StreamSlotsDep
 from ..json_body import StrictJsonRoute
@@ -104,7 +105,7 @@ async def enqueue(
     )
     url = job_url(request, enqueued.job_id)
     response.headers["Location"] = url
-    state = JobState.DEFERRED if body.defer_seconds else JobState.QUEUED
+    state = first_state(body.defer_seconds)
     if not enqueued.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
