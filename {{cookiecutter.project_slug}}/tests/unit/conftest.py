@@ -10,7 +10,7 @@ from arq.worker import Retry
 from asgi_lifespan import LifespanManager
 
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.tasks import TASKS
+from {{ cookiecutter.package_name }}.tasks import TASKS, Context
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.runner import job_function
 
@@ -47,7 +47,7 @@ def http_handler() -> list[Callable[[httpx.Request], httpx.Response]]:
 @pytest.fixture
 async def ctx(
     settings: Settings, http_handler: list[Callable[[httpx.Request], httpx.Response]]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Context]:
     """What worker.lifecycle.startup gives a task, with outgoing HTTP answered in-process."""
 
     def answer(request: httpx.Request) -> httpx.Response:

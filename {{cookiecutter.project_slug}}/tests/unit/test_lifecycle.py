@@ -1,12 +1,12 @@
 """Job lifecycle through the API on the in-memory queue: cancel, idempotency, events, stream."""
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from {{ cookiecutter.package_name }}.queue import JobCancelledError
+from {{ cookiecutter.package_name }}.tasks import Context
 from {{ cookiecutter.package_name }}.tasks.render_report import render_report
 
 from .fake_queue import FakeQueue
@@ -166,7 +166,7 @@ async def test_a_malformed_idempotency_key_is_422(client: httpx.AsyncClient, key
     assert response.status_code == 422
 
 
-async def test_render_report_stops_between_pages_when_asked(ctx: dict[str, Any]) -> None:
+async def test_render_report_stops_between_pages_when_asked(ctx: Context) -> None:
     reports: list[float] = []
 
     async def progress(percent: float, message: str = "") -> None:
@@ -175,7 +175,7 @@ async def test_render_report_stops_between_pages_when_asked(ctx: dict[str, Any])
     async def cancel_requested() -> bool:
         return len(reports) >= 2
 
-    job_ctx = {**ctx, "progress": progress, "cancel_requested": cancel_requested}
+    job_ctx: Context = {**ctx, "progress": progress, "cancel_requested": cancel_requested}
     with pytest.raises(JobCancelledError):
         await render_report(job_ctx, pages=10, seconds_per_page=0)
 
