@@ -314,9 +314,8 @@ class ArqJobQueue:
         outcome = await self._enqueue_script(keys=keys, args=(*args, *more))
         if outcome[0] == b"created":
             return Enqueued(chosen)
-        if outcome[0] == b"taken":
+        if outcome[0] == b"taken" or idempotency is None:  # (only a claim answers otherwise)
             raise DuplicateJobError(chosen)
-        assert idempotency is not None  # noqa: S101 - only a claim answers anything else
         fingerprint, _, earlier_id = outcome[1].decode().partition(" ")
         if fingerprint == idempotency.fingerprint:
             return Enqueued(earlier_id, created=False)
