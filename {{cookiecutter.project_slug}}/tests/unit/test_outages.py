@@ -12,6 +12,7 @@ import pytest
 from arq.worker import Retry
 from redis.exceptions import (
     BusyLoadingError,
+    ExecAbortError,
     OutOfMemoryError,
     ReadOnlyError,
     ResponseError,
@@ -120,6 +121,9 @@ async def test_a_record_write_redis_rejects_as_a_bug_fails_the_job_at_once(
         (BusyLoadingError("Redis is loading the dataset in memory"), True),
         (WatchError("Watched variable changed."), True),
         (ResponseError("MISCONF Redis is configured to save RDB snapshots"), True),
+        # What arq's claim of a job meets in a full Redis (its transaction, refused at EXEC).
+        (ExecAbortError("Transaction discarded because of: OOM command not allowed"), True),
+        (ExecAbortError("Transaction discarded because of previous errors."), False),
         (ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"), False),
         (ResponseError("ERR value is out of range"), False),
     ],

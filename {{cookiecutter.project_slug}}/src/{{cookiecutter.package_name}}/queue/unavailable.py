@@ -9,6 +9,7 @@ would answer a false 503 and the worker would retry it until the job's timeout.
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import (
+    ExecAbortError,
     InvalidResponse,
     OutOfMemoryError,
     ReadOnlyError,
@@ -36,12 +37,18 @@ UNAVAILABLE_REPLIES = (
     "UNBLOCKED ",  # a blocking read cut by a failover
 )
 """Replies that redis-py raises as a plain ResponseError but that say the same."""
+REFUSED_TRANSACTIONS = ("OOM ", "READONLY ", "LOADING ", *UNAVAILABLE_REPLIES)
+"""Why Redis may discard a whole transaction (EXECABORT) when it cannot serve: a full Redis
+refuses the commands queued in a MULTI, and says so at EXEC."""
 
 
 def unavailable(error: BaseException) -> bool:
     """Whether `error` says Redis cannot serve now (rather than that our command is wrong)."""
     if isinstance(error, UNAVAILABLE):
         return True
+    if isinstance(error, ExecAbortError):
+        reason = str(error).partition("because of: ")[2]
+        return reason.startswith(REFUSED_TRANSACTIONS)
     return isinstance(error, ResponseError) and str(error).startswith(UNAVAILABLE_REPLIES)
 
 

@@ -134,16 +134,19 @@ class WakingWorker(Worker):
                 wait = await self._poll()
         except REDIS_ERRORS as exc:
             # arq would let this end the worker (and a restart meets the same Redis): log it,
-            # wait, try again. The wake listener's reconnection ends the wait early. Not a bug,
-            # though (queue.unavailable): that ends the worker, as in arq, loud and at once.
-            if not unavailable(exc):
-                raise
+            # wait, try again. The wake listener's reconnection ends the wait early. An error
+            # that is no outage (queue.unavailable) is logged as the bug it is, traceback and
+            # all; the worker goes on with its running jobs rather than exit (every worker at
+            # once, into a restart loop).
             wait = self._outage.failed()
-            log.warning(
+            outage = unavailable(exc)
+            log.log(
+                logging.WARNING if outage else logging.ERROR,
                 "Redis error in the poll (%s: %s); trying again in %.1f s",
                 type(exc).__name__,
                 exc,
                 wait,
+                exc_info=not outage,
             )
         else:
             lasted = self._outage.succeeded()
@@ -270,10 +273,13 @@ class WakingWorker(Worker):
                 self.queue_name, f"({now_ms}", "+inf", start=0, num=1, withscores=True
             )
         except REDIS_ERRORS as exc:
-            if not unavailable(exc):
-                raise
             # Only a hint: arq's own poll meets the outage next and rides it out.
-            log.warning("could not read the next due job (%s); polling as usual", exc)
+            log.log(
+                logging.WARNING if unavailable(exc) else logging.ERROR,
+                "could not read the next due job (%s); polling as usual",
+                exc,
+                exc_info=not unavailable(exc),
+            )
             return self.fallback_poll_delay
         if not due:
             return self.fallback_poll_delay
