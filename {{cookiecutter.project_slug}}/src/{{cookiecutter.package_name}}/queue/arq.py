@@ -183,6 +183,8 @@ async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
     """Finish the record of a job that arq ended without the runner recording it (arq's own
     timeout, an abort before the start), from the result arq stored, so that the outcome
     outlives arq's result. A record the runner finished, or none, is left as it is."""
+    if deserialize_result(raw, deserializer=deserialize).success:
+        return  # only the runner returns a success, and it recorded it: no read per job
     found = ledger.redis.hgetall(ledger.key(job_id))
     try:
         fields = await cast("Awaitable[dict[bytes, bytes]]", found)
