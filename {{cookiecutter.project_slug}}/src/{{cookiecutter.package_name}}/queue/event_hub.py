@@ -83,6 +83,7 @@ class EventHub:
         self._blocked_on: frozenset[str] | None = None  # the keys of the read in flight
         self._changed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     async def wait(self, key: str, after: str, within: float) -> list[Entry]:
         """Entries of stream `key` after id `after`, waiting up to `within` seconds for one;
@@ -118,6 +119,10 @@ class EventHub:
             watch.used = time.monotonic()
 
     async def close(self) -> None:
+        # A flag as well as the cancel: redis-py swallows a CancelledError that lands while it
+        # closes a connection, and the reader would then wait on `_changed` for good.
+        self._closing = True
+        self._changed.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -127,6 +132,8 @@ class EventHub:
 
     def _start(self) -> None:
         self._changed.set()
+        if self._closing:
+            return
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._read_forever(), name="event-hub")
 
@@ -150,7 +157,7 @@ class EventHub:
             del self._watched[key]
 
     async def _read_forever(self) -> None:
-        while True:
+        while not self._closing:
             self._forget_unwatched()
             if not self._watched:
                 # Nothing to read: hold no connection until a stream waits again.
