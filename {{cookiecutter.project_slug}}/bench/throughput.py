@@ -36,7 +36,7 @@ from pydantic import BaseModel
 from {{ cookiecutter.package_name }}.queue import NewJob
 from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.tasks import Context, Task
+from {{ cookiecutter.package_name }}.tasks import Task
 from {{ cookiecutter.package_name }}.worker.runner import job_function
 from {{ cookiecutter.package_name }}.worker.settings import worker_settings
 from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
@@ -51,7 +51,7 @@ class NoArgs(BaseModel):
     pass
 
 
-async def noop(ctx: Context) -> None:
+async def noop(ctx: dict[str, Any]) -> None:
     return None
 
 

@@ -213,11 +213,10 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
             local_redis(str(settings.redis_url), os.environ.get("PATH"), watchdog.watch)
         )
         env = {**os.environ, "REDIS_URL": url, "JOB_COMPLETION_WAIT": DEV_COMPLETION_WAIT}
-{%- if cookiecutter.use_api_key %}
-        if settings.api_key is None:
+        # A project made with an API key (Settings has api_key) gets one for this run if unset.
+        if getattr(settings, "api_key", "") is None:
             env["API_KEY"] = secrets.token_urlsafe(32)
             print(f"API_KEY (for this run; set your own in .env): {env['API_KEY']}")
-{%- endif %}
         # Web only: workers never need the operator's key. uvicorn reads FORWARDED_ALLOW_IPS from
         # the environment only: a value in .env reaches it through this.
         web_env = {**env, "FORWARDED_ALLOW_IPS": settings.forwarded_allow_ips}

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
 
     app_name: str = Field(
         default="{{ cookiecutter.project_slug }}",
-        description="The service's name: the API docs' title{% if cookiecutter.use_tracing %}, the spans' service name{% endif %}.",
+        description="The service's name: the API docs' title (and, if traced, the spans' service).",
     )
     redis_url: RedisDsn = Field(
         default=RedisDsn("redis://localhost:6379/0"),
@@ -183,6 +183,14 @@ class Settings(BaseSettings):
         min_length=24,
         description="The key clients send in X-API-Key to use the job endpoints (web only).",
     )
+
+    @model_validator(mode="after")
+    def _refuse_weak_key(self) -> Self:
+        if weak(self.api_key):
+            raise ValueError(
+                f"API_KEY is a placeholder or too simple: generate one, e.g. {GENERATE_KEY}"
+            )
+        return self
 {%- endif %}
 
     # The operator surface is closed while this is unset: a forgotten setting must never mean an
@@ -191,8 +199,8 @@ class Settings(BaseSettings):
         default=None,
         min_length=24,
         description=(
-            "The key operators send in X-Operator-Key{% if cookiecutter.use_dashboard %} (or log in to the dashboard with){% endif %} to "
-            "use the dead letters{% if cookiecutter.use_dashboard %} and the dashboard{% endif %}; unset, those answer 403 (web only)."
+            "The key operators send in X-Operator-Key (or log in to the dashboard with, if there is"
+            " one) to use the dead letters and the dashboard; unset, those answer 403 (web only)."
         ),
     )
 {%- if cookiecutter.use_dashboard %}
@@ -257,17 +265,6 @@ class Settings(BaseSettings):
                 "before the worker re-queues them"
             )
         return self
-
-{%- if cookiecutter.use_api_key %}
-
-    @model_validator(mode="after")
-    def _refuse_weak_key(self) -> Self:
-        if weak(self.api_key):
-            raise ValueError(
-                f"API_KEY is a placeholder or too simple: generate one, e.g. {GENERATE_KEY}"
-            )
-        return self
-{%- endif %}
 
     @field_validator("operator_key", mode="before")
     @classmethod

@@ -9,9 +9,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
+from arq.jobs import serialize_result
 from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
+from {{ cookiecutter.package_name }}.queue.serializer import serialize
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -185,12 +187,60 @@ async def test_the_record_outlives_arqs_result(settings: Settings, run_worker: R
                 await http.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
             ).headers["location"]
             await run_worker()
-            await http.get(location)  # the first read after the end stores the outcome
+            await http.get(location)
             await asyncio.sleep(1.5)  # arq's result (keep_result 1 s) is gone by now
             job = (await http.get(location)).json()
 
     assert job["state"] == "succeeded"
     assert job["result"] == {"words": 1, "characters": 4}
+
+
+async def test_reading_a_job_writes_nothing(client: httpx.AsyncClient, settings: Settings) -> None:
+    # arq holds an outcome the record lacks (as after arq's own timeout): the read reports it
+    # and leaves the record to the worker.
+    location = (await client.post("/jobs", json=report(pages=1))).headers["location"]
+    job_id = location.rsplit("/", 1)[1]
+    outcome = serialize_result(
+        "render_report",
+        (),
+        {},
+        1,
+        0,
+        False,
+        RuntimeError("boom"),
+        0,
+        1,
+        job_id,
+        settings.queue_name,
+        job_id=job_id,
+        serializer=serialize,
+    )
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        await redis.zrem(settings.bulk_queue_name, job_id)
+        await redis.delete(f"arq:job:{job_id}")
+        await redis.set(f"arq:result:{job_id}", outcome)
+        before = await redis.hgetall(f"{settings.queue_name}:job:{job_id}")
+
+        job = (await client.get(location)).json()
+
+        after = await redis.hgetall(f"{settings.queue_name}:job:{job_id}")
+    assert job["state"] == "failed"
+    assert after == before
+
+
+async def test_the_worker_records_a_job_aborted_before_its_start(
+    client: httpx.AsyncClient, settings: Settings, run_worker: RunWorker
+) -> None:
+    # A cancel that met the job already claimed: arq ends it unstarted, the runner never saw it.
+    location = (await client.post("/jobs", json=report(pages=1))).headers["location"]
+    job_id = location.rsplit("/", 1)[1]
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        await redis.hset(f"{settings.queue_name}:job:{job_id}", "cancel_requested", "1")
+        await redis.zadd("arq:abort", {job_id: int(time.time() * 1000)})
+        await run_worker("bulk")
+
+        state = await redis.hget(f"{settings.queue_name}:job:{job_id}", "state")
+    assert state == b"cancelled"
 
 
 async def test_two_web_replicas_serve_the_same_jobs_status_and_stream(

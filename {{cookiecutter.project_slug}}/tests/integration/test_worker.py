@@ -21,6 +21,7 @@ from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.tasks import Context
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
 
@@ -49,7 +50,7 @@ async def test_the_probe_follows_this_workers_heartbeat(settings: Settings) -> N
     assert probe(settings).returncode == 1  # not started yet
 
     async with Redis.from_url(str(settings.redis_url)) as redis:
-        ctx = {
+        ctx: Context = {
             "settings": settings,
             "redis": redis,
             "queue": "default",

@@ -9,26 +9,24 @@ import pytest
 from arq.worker import Retry
 from asgi_lifespan import LifespanManager
 
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.tasks import TASKS
+from {{ cookiecutter.package_name }}.tasks import TASKS, Context
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.runner import job_function
 
 from ..auth import AUTH
+from .fake_queue import FakeQueue
 
 
 @pytest.fixture
-def memory_queue() -> InMemoryJobQueue:
-    return InMemoryJobQueue()
+def memory_queue() -> FakeQueue:
+    return FakeQueue()
 
 
 @pytest.fixture
-async def client(
-    settings: Settings, memory_queue: InMemoryJobQueue
-) -> AsyncIterator[httpx.AsyncClient]:
+async def client(settings: Settings, memory_queue: FakeQueue) -> AsyncIterator[httpx.AsyncClient]:
     @asynccontextmanager
-    async def open_fake(_settings: Settings) -> AsyncIterator[InMemoryJobQueue]:
+    async def open_fake(_settings: Settings) -> AsyncIterator[FakeQueue]:
         yield memory_queue
 
     app = create_app(settings, queue_factory=open_fake)
@@ -49,7 +47,7 @@ def http_handler() -> list[Callable[[httpx.Request], httpx.Response]]:
 @pytest.fixture
 async def ctx(
     settings: Settings, http_handler: list[Callable[[httpx.Request], httpx.Response]]
-) -> AsyncIterator[dict[str, Any]]:
+) -> AsyncIterator[Context]:
     """What worker.lifecycle.startup gives a task, with outgoing HTTP answered in-process."""
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -62,7 +60,7 @@ async def ctx(
 
 
 @pytest.fixture
-def run_jobs(memory_queue: InMemoryJobQueue, ctx: dict[str, Any]) -> Callable[[], Any]:
+def run_jobs(memory_queue: FakeQueue, ctx: dict[str, Any]) -> Callable[[], Any]:
     """Run the queued jobs once, in order, through the worker's real runner, as arq would: a job
     that asks for a retry runs again at the next call (the fake has no clock for its delay).
     Returns how many jobs started."""

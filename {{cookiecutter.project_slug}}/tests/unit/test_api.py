@@ -9,8 +9,9 @@ import redis.exceptions
 
 from {{ cookiecutter.package_name }}.queue import QueueUnavailableError
 from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
+
+from .fake_queue import FakeQueue
 
 RunJobs = Callable[[], Awaitable[int]]
 
@@ -70,7 +71,7 @@ async def test_a_failing_job_reports_the_error_without_a_traceback(
 
 
 async def test_unknown_task_is_422_and_names_the_known_ones(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     response = await client.post("/jobs", json={"task": "nope", "args": {}})
 
@@ -93,7 +94,7 @@ async def test_unknown_task_is_422_and_names_the_known_ones(
 )
 async def test_bad_arguments_are_422_at_enqueue_and_nothing_is_queued(
     client: httpx.AsyncClient,
-    memory_queue: InMemoryJobQueue,
+    memory_queue: FakeQueue,
     args: dict[str, object],
     loc: list[str],
 ) -> None:
@@ -188,7 +189,7 @@ HOSTILE = [
 
 @pytest.mark.parametrize("body", HOSTILE)
 async def test_hostile_bytes_are_422_and_nothing_is_queued(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, body: bytes
+    client: httpx.AsyncClient, memory_queue: FakeQueue, body: bytes
 ) -> None:
     response = await client.post(
         "/jobs", content=body, headers={"content-type": "application/json"}
@@ -201,7 +202,7 @@ async def test_hostile_bytes_are_422_and_nothing_is_queued(
 
 @pytest.mark.parametrize("body", HOSTILE)
 async def test_hostile_bytes_in_a_batch_are_422_and_nothing_is_queued(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, body: bytes
+    client: httpx.AsyncClient, memory_queue: FakeQueue, body: bytes
 ) -> None:
     batch = b'{"jobs": [{"task": "word_count", "args": {"text": "fine"}}, ' + body + b"]}"
     response = await client.post(
@@ -284,7 +285,7 @@ async def test_a_malformed_job_id_is_422(client: httpx.AsyncClient) -> None:
 
 
 async def test_enqueue_and_read_say_503_with_retry_after_when_the_queue_is_down(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     memory_queue.available = False
 
@@ -321,7 +322,7 @@ def test_a_redis_error_about_our_own_command_is_not_disguised_as_an_outage() -> 
 
 
 async def test_liveness_does_not_depend_on_the_queue(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     memory_queue.available = False
 
@@ -332,7 +333,7 @@ async def test_liveness_does_not_depend_on_the_queue(
 
 
 async def test_readiness_follows_the_queue(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     assert (await client.get("/health/ready")).status_code == 200
 
@@ -357,7 +358,7 @@ async def test_tasks_are_listed_with_their_argument_schemas(client: httpx.AsyncC
 
 
 async def test_a_body_over_the_limit_is_413_and_nothing_is_queued(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, settings: Settings
+    client: httpx.AsyncClient, memory_queue: FakeQueue, settings: Settings
 ) -> None:
     text = "x" * settings.max_request_bytes
     response = await client.post("/jobs", json={"task": "word_count", "args": {"text": text}})
@@ -368,7 +369,7 @@ async def test_a_body_over_the_limit_is_413_and_nothing_is_queued(
 
 
 async def test_a_chunked_body_over_the_limit_is_413(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, settings: Settings
+    client: httpx.AsyncClient, memory_queue: FakeQueue, settings: Settings
 ) -> None:
     async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as it arrives
         yield b'{"task": "word_count", "args": {"text": "'
@@ -407,7 +408,7 @@ async def test_a_malformed_last_event_id_is_422(client: httpx.AsyncClient, value
 
 
 async def test_a_batch_is_queued_whole_in_order(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, run_jobs: RunJobs
+    client: httpx.AsyncClient, memory_queue: FakeQueue, run_jobs: RunJobs
 ) -> None:
     texts = ["one", "two words", "and three words"]
     body = {"jobs": [{"task": "word_count", "args": {"text": text}} for text in texts]}
@@ -443,7 +444,7 @@ async def test_a_batch_is_queued_whole_in_order(
     ],
 )
 async def test_a_batch_with_any_bad_job_is_422_and_queues_none(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, jobs: list[object], loc: list[object]
+    client: httpx.AsyncClient, memory_queue: FakeQueue, jobs: list[object], loc: list[object]
 ) -> None:
     response = await client.post("/jobs/batch", json={"jobs": jobs})
 

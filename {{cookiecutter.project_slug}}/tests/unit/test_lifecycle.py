@@ -1,14 +1,15 @@
 """Job lifecycle through the API on the in-memory queue: cancel, idempotency, events, stream."""
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import httpx
 import pytest
 
 from {{ cookiecutter.package_name }}.queue import JobCancelledError
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
+from {{ cookiecutter.package_name }}.tasks import Context
 from {{ cookiecutter.package_name }}.tasks.render_report import render_report
+
+from .fake_queue import FakeQueue
 
 RunJobs = Callable[[], Awaitable[int]]
 REPORT = {"task": "render_report", "args": {"pages": 4, "seconds_per_page": 0}}
@@ -91,7 +92,7 @@ async def test_events_and_stream_of_an_unknown_job_are_404(client: httpx.AsyncCl
 
 
 async def test_the_same_idempotency_key_and_body_return_the_same_job(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     headers = {"Idempotency-Key": "order-42"}
     first = await client.post("/jobs", json=REPORT, headers=headers)
@@ -135,7 +136,7 @@ async def test_a_deferred_job_waits_and_can_be_cancelled(
     "defer", [0, -1, "soon", 7 * 86_400 + 1], ids=["zero", "negative", "text", "past-retention"]
 )
 async def test_a_bad_defer_is_422_and_nothing_is_queued(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, defer: object
+    client: httpx.AsyncClient, memory_queue: FakeQueue, defer: object
 ) -> None:
     response = await client.post("/jobs", json={**REPORT, "defer_seconds": defer})
 
@@ -145,7 +146,7 @@ async def test_a_bad_defer_is_422_and_nothing_is_queued(
 
 
 async def test_the_same_idempotency_key_with_another_body_is_409(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     headers = {"Idempotency-Key": "order-42"}
     await client.post("/jobs", json=REPORT, headers=headers)
@@ -165,7 +166,7 @@ async def test_a_malformed_idempotency_key_is_422(client: httpx.AsyncClient, key
     assert response.status_code == 422
 
 
-async def test_render_report_stops_between_pages_when_asked(ctx: dict[str, Any]) -> None:
+async def test_render_report_stops_between_pages_when_asked(ctx: Context) -> None:
     reports: list[float] = []
 
     async def progress(percent: float, message: str = "") -> None:
@@ -174,7 +175,7 @@ async def test_render_report_stops_between_pages_when_asked(ctx: dict[str, Any])
     async def cancel_requested() -> bool:
         return len(reports) >= 2
 
-    job_ctx = {**ctx, "progress": progress, "cancel_requested": cancel_requested}
+    job_ctx: Context = {**ctx, "progress": progress, "cancel_requested": cancel_requested}
     with pytest.raises(JobCancelledError):
         await render_report(job_ctx, pages=10, seconds_per_page=0)
 

@@ -23,7 +23,6 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
 from {{ cookiecutter.package_name }}.queue.base import JobState, QueueUnavailableError
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.queue.unavailable import unavailable
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS
@@ -31,6 +30,8 @@ from {{ cookiecutter.package_name }}.worker import probe
 from {{ cookiecutter.package_name }}.worker.heartbeat import key_ttl, proof_path, write_proof
 from {{ cookiecutter.package_name }}.worker.outage import BACKOFF_CAP, Backoff, persist
 from {{ cookiecutter.package_name }}.worker.runner import OUTAGE_RETRY_DELAY, job_function
+
+from .fake_queue import FakeQueue
 
 
 def test_the_backoff_doubles_with_jitter_up_to_its_cap_and_starts_over() -> None:
@@ -46,7 +47,7 @@ def test_the_backoff_doubles_with_jitter_up_to_its_cap_and_starts_over() -> None
     assert backoff.failed() <= 0.5  # from the start again
 
 
-class OutOfReach(InMemoryJobQueue):
+class OutOfReach(FakeQueue):
     """A ledger whose Redis refuses some writes."""
 
     def __init__(self, refuse: set[str]) -> None:
@@ -87,7 +88,7 @@ async def test_a_record_redis_refuses_ends_the_try_and_the_job_runs_again(
     assert ledger.jobs[enqueued.job_id].record.state is JobState.QUEUED
 
 
-class WrongKey(InMemoryJobQueue):
+class WrongKey(FakeQueue):
     """A ledger whose record key holds another kind of value: a bug, not an outage."""
 
     async def started(self, *args: Any, **kwargs: Any) -> None:

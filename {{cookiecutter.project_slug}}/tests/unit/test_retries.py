@@ -11,10 +11,11 @@ import pytest
 from arq.worker import Retry
 
 from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, RetryPolicy
 from {{ cookiecutter.package_name }}.worker.runner import UnencodableResultError, job_function, max_tries
+
+from .fake_queue import FakeQueue
 
 RunJobs = Callable[[], Awaitable[int]]
 CHECK = {"task": "check_url", "args": {"url": "http://example.test/"}}
@@ -49,7 +50,7 @@ async def test_tries_used_up_end_in_a_dead_letter_that_replays_as_a_new_job(
     client: httpx.AsyncClient,
     run_jobs: RunJobs,
     http_handler: list[object],
-    memory_queue: InMemoryJobQueue,
+    memory_queue: FakeQueue,
     settings: Settings,
 ) -> None:
     http_handler.append(refuse)
@@ -138,7 +139,7 @@ async def test_bad_dead_letter_requests_are_4xx(
 
 
 async def test_a_letter_whose_task_changed_is_not_replayed_and_is_kept(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, memory_queue: FakeQueue
 ) -> None:
     job_id = "from-an-older-release"
     # A letter whose arguments the task no longer accepts (it was renamed since).
@@ -193,7 +194,7 @@ def test_the_policy_names_what_is_transient(
 
 
 async def test_a_job_whose_every_start_was_cut_off_fails_with_a_dead_letter(
-    ctx: dict[str, Any], memory_queue: InMemoryJobQueue, settings: Settings
+    ctx: dict[str, Any], memory_queue: FakeQueue, settings: Settings
 ) -> None:
     """arq allows one start more than the task's tries; that start records the loss."""
     task = TASKS["word_count"]
@@ -215,7 +216,7 @@ async def test_a_job_whose_every_start_was_cut_off_fails_with_a_dead_letter(
 
 
 async def test_a_timeout_is_retried_when_the_policy_says_so(
-    ctx: dict[str, Any], memory_queue: InMemoryJobQueue, settings: Settings
+    ctx: dict[str, Any], memory_queue: FakeQueue, settings: Settings
 ) -> None:
     async def slow(ctx: dict[str, Any], url: str) -> None:
         await asyncio.sleep(10)
@@ -251,7 +252,7 @@ async def test_a_timeout_is_retried_when_the_policy_says_so(
 async def test_a_result_json_cannot_carry_fails_the_job_and_its_record_stays_readable(
     client: httpx.AsyncClient,
     ctx: dict[str, Any],
-    memory_queue: InMemoryJobQueue,
+    memory_queue: FakeQueue,
     result: object,
     where: str,
 ) -> None:

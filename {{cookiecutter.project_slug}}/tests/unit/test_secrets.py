@@ -15,14 +15,14 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 {%- endif %}
 from pydantic import BaseModel, Field
 
-from {{ cookiecutter.package_name }}.queue.memory import InMemoryJobQueue
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
 from {{ cookiecutter.package_name }}.tasks import TASKS, Task, scrub, secrets_of
 from {{ cookiecutter.package_name }}.worker.runner import ScrubbedError, job_function
-{%- if cookiecutter.use_dashboard %}
 
+{% if cookiecutter.use_dashboard -%}
 from ..auth import TEST_OPERATOR_KEY
-{%- endif %}
+{% endif -%}
+from .fake_queue import FakeQueue
 
 RunJobs = Callable[[], Any]
 TOKEN = "s3cret-part-one\nsecond-part-XYZ"  # noqa: S105 - a token to look for
@@ -75,7 +75,7 @@ async def test_the_record_and_events_say_why_without_the_secret(
 
 
 async def test_dead_letters_show_neither_the_argument_nor_the_error(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, failed_job: str
+    client: httpx.AsyncClient, memory_queue: FakeQueue, failed_job: str
 ) -> None:
     listing = await client.get("/dead-letters")
     letter = await client.get(f"/dead-letters/{failed_job}")
@@ -88,7 +88,7 @@ async def test_dead_letters_show_neither_the_argument_nor_the_error(
 
 
 async def test_a_replayed_dead_letter_keeps_the_secret_it_needs(
-    client: httpx.AsyncClient, memory_queue: InMemoryJobQueue, failed_job: str
+    client: httpx.AsyncClient, memory_queue: FakeQueue, failed_job: str
 ) -> None:
     replayed = await client.post(f"/dead-letters/{failed_job}/replay")
 
@@ -130,7 +130,7 @@ async def test_the_span_records_the_scrubbed_error(
 
 async def test_what_arq_stores_and_logs_is_the_scrubbed_error(
     ctx: dict[str, Any],
-    memory_queue: InMemoryJobQueue,
+    memory_queue: FakeQueue,
     http_handler: list[Callable[[httpx.Request], httpx.Response]],
 ) -> None:
     http_handler.append(refuse_header)
@@ -173,7 +173,7 @@ async def log_in(ctx: dict[str, Any], password: str) -> None:
 
 
 async def test_a_redis_outage_while_failing_the_job_chains_no_secret(
-    ctx: dict[str, Any], memory_queue: InMemoryJobQueue, monkeypatch: pytest.MonkeyPatch
+    ctx: dict[str, Any], memory_queue: FakeQueue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def redis_gone(*_args: object) -> None:
         raise redis.exceptions.ConnectionError("Connection refused")
@@ -224,7 +224,7 @@ async def read_a_file(ctx: dict[str, Any], password: str) -> None:
 
 
 async def test_an_error_quoting_undecodable_bytes_is_recorded_and_shown(
-    client: httpx.AsyncClient, ctx: dict[str, Any], memory_queue: InMemoryJobQueue
+    client: httpx.AsyncClient, ctx: dict[str, Any], memory_queue: FakeQueue
 ) -> None:
     task = Task("read_a_file", read_a_file, Login, max_tries=1)
     job_id = (await memory_queue.enqueue("read_a_file", {"password": "x"}, queue="q")).job_id
@@ -242,7 +242,7 @@ async def test_an_error_quoting_undecodable_bytes_is_recorded_and_shown(
 async def test_an_encoding_error_names_no_character_of_the_secret_nor_where(
     client: httpx.AsyncClient,
     ctx: dict[str, Any],
-    memory_queue: InMemoryJobQueue,
+    memory_queue: FakeQueue,
     http_handler: list[Callable[[httpx.Request], httpx.Response]],
     token: str,
 ) -> None:

@@ -7,17 +7,17 @@ import httpx
 import pytest
 from pydantic import BaseModel, ValidationError
 
-from {{ cookiecutter.package_name }}.tasks import TASKS, Task, UnknownTaskError, prepare
+from {{ cookiecutter.package_name }}.tasks import TASKS, Context, Task, UnknownTaskError, prepare
 from {{ cookiecutter.package_name }}.tasks.check_url import check_url
 from {{ cookiecutter.package_name }}.tasks.word_count import word_count
 
 
-async def test_word_count_counts_words_and_characters(ctx: dict[str, Any]) -> None:
+async def test_word_count_counts_words_and_characters(ctx: Context) -> None:
     assert await word_count(ctx, "  héllo   wörld \n") == {"words": 2, "characters": 17}
 
 
 async def test_check_url_uses_the_shared_client(
-    ctx: dict[str, Any], http_handler: list[Callable[[httpx.Request], httpx.Response]]
+    ctx: Context, http_handler: list[Callable[[httpx.Request], httpx.Response]]
 ) -> None:
     seen: list[str] = []
 

@@ -1,7 +1,8 @@
 """The queue port: what the web and the tasks need from a job queue, and its implementations.
 
-Routes talk to `JobQueue`, never to arq: arq is in maintenance-only mode, and keeping it behind this
-interface means swapping the backend touches this package (and the worker) alone.
+Routes talk to its ports (`JobQueue` for jobs, `QueueAdmin` for operators, `OperatorSessions` for
+the dashboard's log in), never to arq: arq is in maintenance-only mode, and keeping it behind these
+interfaces means swapping the backend touches this package (and the worker) alone.
 """
 
 from .base import (
@@ -23,11 +24,15 @@ from .base import (
     JobRecorder,
     JobState,
     NewJob,
+    OperatorSessions,
     Progress,
+    QueueAdmin,
+    QueueBackend,
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
     WorkerInfo,
+    first_state,
 )
 
 __all__ = [
@@ -49,9 +54,13 @@ __all__ = [
     "JobRecorder",
     "JobState",
     "NewJob",
+    "OperatorSessions",
     "Progress",
+    "QueueAdmin",
+    "QueueBackend",
     "QueueDepth",
     "QueueStats",
     "QueueUnavailableError",
     "WorkerInfo",
+    "first_state",
 ]

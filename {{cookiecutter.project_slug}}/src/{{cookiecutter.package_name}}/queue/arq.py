@@ -11,11 +11,11 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import unquote
 
 from arq.connections import ArqRedis, RedisSettings
@@ -57,6 +57,7 @@ from .base import (
     QueueUnavailableError,
     WorkerInfo,
     carried,
+    first_state,
 )
 from .enqueue import ENQUEUE
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
@@ -151,6 +152,59 @@ def _error_type(error: BaseException) -> str:
 
 def _cancelled(error: BaseException) -> bool:
     return _error_type(error) == "CancelledError"
+
+
+def outcome(job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
+    """The record of a job from the result arq stored for it: a finished job that the ledger may
+    not know as finished (a timeout, an abort before the start, a job from a plain arq client).
+    Only reads: the worker writes it into the ledger (settle)."""
+    info = deserialize_result(raw, deserializer=deserialize)
+    error = None if info.success else info.result
+    if info.success:
+        state = JobState.SUCCEEDED
+    elif error is not None and _cancelled(error) and (ledger is None or ledger.cancel_requested):
+        state = JobState.CANCELLED
+    else:
+        state = JobState.FAILED
+    job_error = None if error is None else JobError(_error_type(error), str(error))
+    return replace(
+        ledger or JobRecord(id=job_id, task=info.function, state=state, tries=0),
+        state=state,
+        tries=info.job_try or 1,
+        enqueued_at=_utc(info.enqueue_time),
+        started_at=_utc(info.start_time),
+        finished_at=_utc(info.finish_time),
+        result=info.result if info.success else None,
+        error=job_error,
+    )
+
+
+async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
+    """Finish the record of a job that arq ended without the runner recording it (arq's own
+    timeout, an abort before the start), from the result arq stored, so that the outcome
+    outlives arq's result. A record the runner finished, or none, is left as it is."""
+    if deserialize_result(raw, deserializer=deserialize).success:
+        return  # only the runner returns a success, and it recorded it: no read per job
+    found = ledger.redis.hgetall(ledger.key(job_id))
+    try:
+        fields = await cast("Awaitable[dict[bytes, bytes]]", found)
+    except RedisError as exc:
+        if wrong_type(exc):  # its key holds something else: no record of ours
+            return
+        raise
+    if not fields:
+        return
+    recorded = record_from(job_id, {k.decode(): v.decode() for k, v in fields.items()})
+    if recorded.state.finished:
+        return
+    record = outcome(job_id, raw, recorded)
+    await ledger.finished(
+        job_id,
+        record.state,
+        result=record.result,
+        error=record.error,
+        finished_at=record.finished_at,
+    )
 
 
 def _no_job_if_wrong_type(reply: Any) -> Any:
@@ -249,7 +303,7 @@ class ArqJobQueue:
         the key, checks the id and writes record, job, queue entry and wake notice, all or none
         (queue/enqueue.py says why, and how a retried command recognises its own first try)."""
         chosen = job_id or uuid.uuid4().hex
-        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+        state = first_state(defer)
         keys, args = self._ledger.creation(chosen, task, queue, state, meta.get("request_id"))
         payload, ttl_ms, score = self._job(task, kwargs, meta, defer)
         keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue, abort_jobs_ss)
@@ -262,9 +316,8 @@ class ArqJobQueue:
         outcome = await self._enqueue_script(keys=keys, args=(*args, *more))
         if outcome[0] == b"created":
             return Enqueued(chosen)
-        if outcome[0] == b"taken":
+        if outcome[0] == b"taken" or idempotency is None:  # (only a claim answers otherwise)
             raise DuplicateJobError(chosen)
-        assert idempotency is not None  # noqa: S101 - only a claim answers anything else
         fingerprint, _, earlier_id = outcome[1].decode().partition(" ")
         if fingerprint == idempotency.fingerprint:
             return Enqueued(earlier_id, created=False)
@@ -337,7 +390,7 @@ class ArqJobQueue:
             return ledger
         try:
             if result_raw is not None:
-                return await self._from_result(job_id, result_raw, ledger)
+                return outcome(job_id, result_raw, ledger)
             job = (
                 deserialize_job(job_raw, deserializer=deserialize) if job_raw is not None else None
             )
@@ -373,47 +426,6 @@ class ArqJobQueue:
             tries=job.job_try or 0,
             enqueued_at=_utc(job.enqueue_time),
         )
-
-    async def _from_result(self, job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
-        """A finished job that the ledger does not know as finished (a timeout, an abort the
-        worker reported through arq only, or a job from a plain arq client)."""
-        info = deserialize_result(raw, deserializer=deserialize)
-        error = None if info.success else info.result
-        if info.success:
-            state = JobState.SUCCEEDED
-        elif (
-            error is not None and _cancelled(error) and (ledger is None or ledger.cancel_requested)
-        ):
-            state = JobState.CANCELLED
-        else:
-            state = JobState.FAILED
-        job_error = None if error is None else JobError(_error_type(error), str(error))
-        record = replace(
-            ledger or JobRecord(id=job_id, task=info.function, state=state, tries=0),
-            state=state,
-            tries=info.job_try or 1,
-            enqueued_at=_utc(info.enqueue_time),
-            started_at=_utc(info.start_time),
-            finished_at=_utc(info.finish_time),
-            result=info.result if info.success else None,
-            error=job_error,
-        )
-        if ledger is not None:  # keep the outcome past arq's result expiry
-            try:
-                await self._ledger.finished(
-                    job_id,
-                    state,
-                    result=record.result,
-                    error=job_error,
-                    finished_at=record.finished_at,
-                )
-            except RedisError as exc:
-                # A read must not fail for its write (a full Redis takes no writes): the next
-                # read writes it while arq still keeps the result.
-                if not unavailable(exc):
-                    raise
-                log.info("could not keep job %s's outcome in its record yet (%s)", job_id, exc)
-        return record
 
     async def cancel(self, job_id: str) -> JobRecord:
         with unavailable_as_queue_error():

@@ -7,8 +7,9 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 JOB_META = "_meta"
-"""The keyword that carries a job's metadata (request id{% if cookiecutter.use_tracing %}, trace context{% endif %}) next to its arguments; the
-worker's runner takes it out before the task sees them. Jobs from plain arq clients lack it."""
+"""The keyword that carries a job's metadata (request id, trace context if traced) next to its
+arguments; the worker's runner takes it out before the task sees them. Jobs from plain arq clients
+lack it."""
 
 
 def carried(meta: Mapping[str, str]) -> dict[str, Any]:
@@ -30,6 +31,11 @@ class JobState(StrEnum):
 
 
 FINISHED = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+def first_state(defer: float | None) -> JobState:
+    """A new job's state: deferred while it waits `defer` seconds to start, else queued."""
+    return JobState.DEFERRED if defer is not None and defer > 0 else JobState.QUEUED
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +237,9 @@ class JobRecorder(Protocol):
 
 
 class JobQueue(Protocol):
+    """The jobs API's port: queue jobs, read and cancel one, follow its events, and say whether
+    a job could be queued now (readiness)."""
+
     async def enqueue(
         self,
         task: str,
@@ -244,8 +253,8 @@ class JobQueue(Protocol):
     ) -> Enqueued:
         """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
         `meta` travels with the job into the worker (never into the task's arguments): its
-        `request_id` goes onto the job's record and every log line of the job{% if cookiecutter.use_tracing %}, W3C trace
-        context (`traceparent`) continues the caller's trace (see tracing.py){% endif %}.
+        `request_id` goes onto the job's record and every log line of the job; in a traced
+        project, W3C trace context (`traceparent`) continues the caller's trace (see spans.py).
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.
@@ -282,6 +291,11 @@ class JobQueue(Protocol):
         """Return when the store answers and takes writes (a job could be queued now); raise
         QueueUnavailableError otherwise."""
         ...
+
+
+class QueueAdmin(Protocol):
+    """The operator's port (dead letters, the dashboard, /metrics): the read model of queues,
+    jobs and workers, and what is done with dead letters."""
 
     async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
         """Dead letters, newest first."""
@@ -323,8 +337,11 @@ class JobQueue(Protocol):
         """The workers alive now (fresh liveness keys), most recent beat first, at most 100."""
         ...
 
-    # Operator sessions of the web (the dashboard's log in): the web keeps no state of its own,
-    # so every replica must see a log out at once.
+
+class OperatorSessions(Protocol):
+    """Operator sessions of the web (the dashboard's log in): the web keeps no state of its own,
+    so every replica must see a log out at once."""
+
     async def open_session(self, session: str, lifetime: int) -> None:
         """Remember a session (a digest, never a token) for `lifetime` seconds."""
         ...
@@ -336,3 +353,8 @@ class JobQueue(Protocol):
     async def close_session(self, session: str) -> None:
         """End a session now (nothing happens if it is not open)."""
         ...
+
+
+class QueueBackend(JobQueue, QueueAdmin, OperatorSessions, Protocol):
+    """Everything a backend implements (queue.arq's ArqJobQueue, the fast tier's fake): the web
+    opens one and each route sees it through the port it needs (web.deps)."""

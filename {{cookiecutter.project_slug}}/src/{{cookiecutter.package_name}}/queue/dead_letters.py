@@ -89,9 +89,6 @@ class DeadLetters:
             purged += removed
         return purged
 
-    async def count(self) -> int:
-        return int(await self.redis.zcard(self.index))
-
 
 def _time(value: str) -> datetime | None:
     return datetime.fromisoformat(value) if value else None

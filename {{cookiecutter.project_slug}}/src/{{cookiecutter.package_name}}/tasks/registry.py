@@ -16,10 +16,7 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from ..json_values import first_unencodable
 from ..settings import QueueKey
-
-Context = dict[str, Any]
-"""arq's per-job context: what `worker.lifecycle.startup` put there, plus job_id, job_try, redis,
-and `progress` / `cancel_requested` from `worker.runner`."""
+from .context import Context as Context  # what tasks import with Task
 
 TaskFunction = Callable[..., Awaitable[Any]]
 

@@ -8,27 +8,38 @@ from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
-from ..queue import JobQueue, QueueUnavailableError
+from ..queue import QueueBackend, QueueUnavailableError
 from ..queue.arq import ArqJobQueue
 from ..settings import Settings, get_settings
-{%- if cookiecutter.use_tracing %}
-from ..tracing import configure_tracing
-{%- endif %}
-{%- if cookiecutter.use_api_key %}
-from .auth import check_configured, require_api_key
-{%- endif %}
-{%- if cookiecutter.use_dashboard %}
-from .dashboard import mount_dashboard
-{%- endif %}
+from ..spans import configure_tracing
 from .errors import invalid_request, queue_unavailable
 from .limits import BodyLimit
 from .operator import require_operator_key
 from .proxy import trust_proxies
 from .request_id import RequestId
-from .routes import dead_letters, health, jobs, {% if cookiecutter.use_metrics %}metrics, {% endif %}tasks
+from .routes import dead_letters, health, jobs, tasks
 from .streams import StreamSlots
 
-QueueFactory = Callable[[Settings], AbstractAsyncContextManager[JobQueue]]
+# Where the template's options enter the web app: each its real part, or a stand-in (absent.py).
+# isort: off
+{%- if cookiecutter.use_api_key %}
+from .auth import guard_jobs  # X-API-Key on the job routes
+{%- else %}
+from .absent import guard_jobs
+{%- endif %}
+{%- if cookiecutter.use_dashboard %}
+from .dashboard import mount_dashboard
+{%- else %}
+from .absent import mount_dashboard
+{%- endif %}
+{%- if cookiecutter.use_metrics %}
+from .routes.metrics import mount_metrics
+{%- else %}
+from .absent import mount_metrics
+{%- endif %}
+# isort: on
+
+QueueFactory = Callable[[Settings], AbstractAsyncContextManager[QueueBackend]]
 
 
 def create_app(
@@ -36,24 +47,18 @@ def create_app(
 ) -> FastAPI:
     """Build the app. Tests pass their own settings and, for the fast tier, an in-memory queue."""
     settings = settings or get_settings()
-{%- if cookiecutter.use_api_key %}
-    check_configured(settings)
-{%- endif %}
+    jobs_guards = guard_jobs(settings)  # first: a web without its API key never starts
     open_queue: QueueFactory = queue_factory or ArqJobQueue.connect
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Lifespan state reaches every request as `request.state`; see deps.py.
-{%- if cookiecutter.use_tracing %}
         tracing = configure_tracing(settings, f"{settings.app_name}-web")
-{%- endif %}
         async with open_queue(settings) as queue:
             streams = StreamSlots(settings.max_streams)  # per process, as the cap is
             yield {"queue": queue, "settings": settings, "streams": streams}
-{%- if cookiecutter.use_tracing %}
         if tracing is not None:
             tracing.shutdown()  # sends the spans still buffered
-{%- endif %}
 
     configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(title=settings.app_name, lifespan=lifespan)
@@ -62,19 +67,11 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestId)  # even a 413 carries the request id
     trust_proxies(app, settings)  # outermost: every part sees the scheme the browser used
-{%- if cookiecutter.use_api_key %}
-    app.include_router(jobs.router, dependencies=[Depends(require_api_key)])
-{%- else %}
-    app.include_router(jobs.router)
-{%- endif %}
+    app.include_router(jobs.router, dependencies=jobs_guards)
     # Operators only, whatever the answer to use_api_key: closed until OPERATOR_KEY is set.
     app.include_router(dead_letters.router, dependencies=[Depends(require_operator_key)])
     app.include_router(tasks.router)
     app.include_router(health.router)
-{%- if cookiecutter.use_metrics %}
-    app.include_router(metrics.router)
-{%- endif %}
-{%- if cookiecutter.use_dashboard %}
+    mount_metrics(app)
     mount_dashboard(app)
-{%- endif %}
     return app

@@ -4,7 +4,7 @@ from typing import Annotated, cast
 
 from fastapi import Depends, Request
 
-from ..queue import JobQueue
+from ..queue import JobQueue, OperatorSessions, QueueAdmin
 from ..settings import Settings
 from .streams import StreamSlots
 
@@ -13,6 +13,14 @@ from .streams import StreamSlots
 # a hand-off that cost more than the whole enqueue (bench/web.py).
 async def get_queue(request: Request) -> JobQueue:
     return cast("JobQueue", request.state.queue)
+
+
+async def get_admin(request: Request) -> QueueAdmin:
+    return cast("QueueAdmin", request.state.queue)  # the same backend, seen through another port
+
+
+async def get_sessions(request: Request) -> OperatorSessions:
+    return cast("OperatorSessions", request.state.queue)
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -24,5 +32,7 @@ async def get_stream_slots(request: Request) -> StreamSlots:
 
 
 QueueDep = Annotated[JobQueue, Depends(get_queue)]
+AdminDep = Annotated[QueueAdmin, Depends(get_admin)]
+SessionsDep = Annotated[OperatorSessions, Depends(get_sessions)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 StreamSlotsDep = Annotated[StreamSlots, Depends(get_stream_slots)]

@@ -1,5 +1,5 @@
 """The operator's key: it guards what only an operator should do, apart from the job API that
-clients use{% if cookiecutter.use_api_key %} with API_KEY{% endif %}: the dead letters{% if cookiecutter.use_dashboard %} and the dashboard{% endif %}.
+clients use: the dead letters, and the dashboard if the project has one.
 
 Closed by default: while OPERATOR_KEY is unset every operator route answers 403 naming the setting,
 so a forgotten setting never leaves replay, delete and purge open to whoever reaches the port.

@@ -1,8 +1,9 @@
 """What the API accepts and returns."""
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..queue import DeadLetter, JobEvent, JobRecord, JobState
@@ -18,6 +19,11 @@ prefix (`<queue>:job:<id>`) and before a suffix (`<queue>:job:<id>:events`), so 
 `<other>:events` would write its record onto another job's events."""
 MAX_OFFSET = 1_000_000
 """How deep a page may start: further is no use to a reader, and near 2**63 Redis refuses it."""
+
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job id from POST /jobs.")]
+
+UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
+"""The OpenAPI response of every route that needs Redis."""
 
 
 class EnqueueRequest(BaseModel):

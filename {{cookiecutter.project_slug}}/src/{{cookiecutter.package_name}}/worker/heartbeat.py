@@ -17,18 +17,16 @@ import re
 import socket
 import tempfile
 import time
-from collections.abc import Callable
-from datetime import {% if cookiecutter.use_cron %}UTC, {% endif %}datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
+from arq.cron import CronJob, next_cron
 from redis.asyncio import Redis
 
 from ..queue.liveness import encode_beat, registry_key
 from ..queue.unavailable import unavailable
 from ..settings import QueueKey, Settings
-{%- if cookiecutter.use_cron %}
-from .cron import next_runs
-{%- endif %}
 from .outage import REDIS_ERRORS
 
 log = logging.getLogger(__name__)
@@ -77,15 +75,34 @@ def write_proof(path: Path, redis_ok_at: float | None, redis_error: str | None) 
         log.warning("could not write the proof of life %s: %s", path, exc)
 
 
+def next_runs(cron_jobs: Sequence[CronJob], now: datetime) -> dict[str, datetime]:
+    """When each cron job runs next after `now`."""
+    return {
+        job.name: next_cron(
+            now,
+            month=job.month,
+            day=job.day,
+            weekday=job.weekday,
+            hour=job.hour,
+            minute=job.minute,
+            second=job.second,
+            microsecond=job.microsecond,
+        )
+        for job in cron_jobs
+    }
+
+
 async def beat_forever(
     redis: Redis,
     settings: Settings,
     queue: QueueKey,
     running: Callable[[], int] = lambda: 0,
     wedged: Callable[[], float | None] = lambda: None,
+    cron_jobs: Sequence[CronJob] = (),
 ) -> None:
     """Beat until cancelled; `running` tells how many jobs the worker runs, `wedged` for how many
-    seconds its poll loop has been stuck (None while it turns)."""
+    seconds its poll loop has been stuck (None while it turns), `cron_jobs` what it schedules
+    (their next runs go into each beat, for the dashboard)."""
     key, ttl = worker_key(settings, queue), key_ttl(settings)
     registry = registry_key(settings.queue_for(queue))
     worker_id = worker_name(settings)
@@ -101,12 +118,7 @@ async def beat_forever(
                 log.error("the worker's poll loop has not turned for %.0f s", stuck)
                 await asyncio.sleep(settings.worker_heartbeat_interval)
                 continue
-{%- if cookiecutter.use_cron %}
-            # Cron runs on the default queue's workers only (worker.settings).
-            cron = next_runs(datetime.fromtimestamp(now, tz=UTC)) if queue == "default" else {}
-{%- else %}
-            cron: dict[str, datetime] = {}
-{%- endif %}
+            cron = next_runs(cron_jobs, datetime.fromtimestamp(now, tz=UTC))
             try:
                 # A stalled Redis must not hold up the next beat (nor the proof of life).
                 async with asyncio.timeout(settings.worker_heartbeat_interval):

@@ -6,21 +6,14 @@ import logging
 
 import httpx
 import structlog
-{%- if cookiecutter.use_metrics %}
-from prometheus_client import start_http_server
-{%- endif %}
 from redis.exceptions import RedisError
 
 from ..logs import configure_logging
-{%- if cookiecutter.use_metrics %}
-from ..metrics import MeteredRecorder
-{%- endif %}
+from ..meters import metered_recorder, serve_worker_metrics
 from ..queue.arq import ledger_for
 from ..settings import Settings
+from ..spans import configure_tracing
 from ..tasks import Context
-{%- if cookiecutter.use_tracing %}
-from ..tracing import configure_tracing
-{%- endif %}
 from .heartbeat import beat_forever, worker_key
 from .logs import hide_job_arguments
 
@@ -33,22 +26,9 @@ async def startup(ctx: Context) -> None:
     settings: Settings = ctx["settings"]
     configure_logging(settings.log_level, settings.log_format)
     hide_job_arguments(redacted_only=settings.log_job_arguments)
-{%- if cookiecutter.use_tracing %}
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
-{%- endif %}
-{%- if cookiecutter.use_metrics %}
-    ctx["ledger"] = MeteredRecorder(ledger_for(ctx["redis"], settings))
-    if settings.worker_metrics_port is not None:
-        try:
-            ctx["metrics_server"], _thread = start_http_server(settings.worker_metrics_port)
-        except OSError as exc:
-            raise RuntimeError(
-                f"WORKER_METRICS_PORT {settings.worker_metrics_port} is not free ({exc}): "
-                "give each worker on a host a port of its own, or leave it unset"
-            ) from exc
-{%- else %}
-    ctx["ledger"] = ledger_for(ctx["redis"], settings)
-{%- endif %}
+    ctx["ledger"] = metered_recorder(ledger_for(ctx["redis"], settings))
+    ctx["metrics_server"] = serve_worker_metrics(settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["heartbeat"] = asyncio.create_task(
         beat_forever(
@@ -57,6 +37,7 @@ async def startup(ctx: Context) -> None:
             ctx["queue"],
             ctx.get("running_jobs", lambda: 0),
             ctx.get("loop_wedged", lambda: None),
+            ctx.get("cron_jobs", ()),
         ),
         name="heartbeat",
     )
@@ -81,18 +62,13 @@ async def shutdown(ctx: Context) -> None:
         # A clean stop removes this worker's key at once; the others keep theirs.
         with contextlib.suppress(RedisError, OSError):
             await ctx["redis"].delete(worker_key(settings, ctx["queue"]))
-{%- if cookiecutter.use_metrics %}
-    metrics_server = ctx.pop("metrics_server", None)
-    if metrics_server is not None:
-        metrics_server.shutdown()
-        metrics_server.server_close()
-{%- endif %}
+    stop_metrics = ctx.pop("metrics_server", None)
+    if stop_metrics is not None:
+        stop_metrics()
     http: httpx.AsyncClient | None = ctx.pop("http", None)
     if http is not None:
         await http.aclose()
-{%- if cookiecutter.use_tracing %}
     tracing = ctx.pop("tracing", None)
     if tracing is not None:
         tracing.shutdown()  # sends the spans still buffered
-{%- endif %}
     log.info("worker stopped")

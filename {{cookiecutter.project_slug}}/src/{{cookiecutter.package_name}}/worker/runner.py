@@ -28,10 +28,8 @@ from ..queue.base import JOB_META
 from ..queue.serializer import RemoteError
 from ..queue.unavailable import unavailable
 from ..settings import Settings
+from ..spans import job_span
 from ..tasks import Context, Task, scrub, secrets_of
-{%- if cookiecutter.use_tracing %}
-from ..tracing import job_span
-{%- endif %}
 from .outage import REDIS_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
@@ -212,7 +210,7 @@ def job_function(task: Task) -> Any:
             queue=ctx["queue_name"],
             request_id=meta.get("request_id"),
         )
-        with log_context{% if cookiecutter.use_tracing %}, job_span(task.name, ctx, meta){% endif %}:
+        with log_context, job_span(task.name, ctx, meta):
             try:
                 return await execute(ctx, kwargs)
             except RecordUnavailableError as exc:

@@ -6,23 +6,28 @@
 Keeping long tasks on workers of their own keeps the default queue's crash recovery short: arq
 re-runs a crashed worker's job only after the longest timeout among that worker's tasks + 10 s.
 """
-{% if cookiecutter.use_cron %}
+
 from dataclasses import replace
-{%- endif %}
 from typing import Any
 
 from arq import func
+from arq.cron import CronJob
 
 from ..queue.arq import redis_settings
 from ..queue.serializer import deserialize, serialize
 from ..settings import Settings
 from ..tasks import TASKS, QueueKey, redact
-{%- if cookiecutter.use_cron %}
-from .cron import CRON_JOBS
-{%- endif %}
 from .lifecycle import job_started, shutdown, startup
 from .runner import TIMEOUT_BACKSTOP as TIMEOUT_BACKSTOP  # where tests and tools look for it
 from .runner import job_function, max_tries, timeout
+
+# isort: split
+# Where cron enters the code (the template's use_cron): the cron jobs of worker/cron.py, or none.
+{%- if cookiecutter.use_cron %}
+from .cron import CRON_JOBS as SCHEDULE
+{%- else %}
+SCHEDULE: list[CronJob] = []
+{%- endif %}
 
 
 def serialize_stored(value: Any) -> bytes:
@@ -45,6 +50,10 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
                 f"task {task.name!r}: max_tries must be at least 2, or a worker that stops "
                 "mid-job (a deploy) fails the job for good"
             )
+    # Cron runs on the default queue's workers only: one schedule, not one per queue. Copies:
+    # arq keeps each cron job's next run on the object, so workers (or tests) in one process
+    # must not share them.
+    cron_jobs: list[CronJob] = [replace(job) for job in SCHEDULE] if queue == "default" else []
     return {
         "functions": [
             func(
@@ -58,12 +67,7 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
             )
             for task in tasks
         ],
-{%- if cookiecutter.use_cron %}
-        # Cron runs on the default queue's workers only: one schedule, not one per queue.
-        # Copies: arq keeps each cron job's next run on the object, so workers (or tests) in
-        # one process must not share them.
-        "cron_jobs": [replace(job) for job in CRON_JOBS] if queue == "default" else [],
-{%- endif %}
+        "cron_jobs": cron_jobs,
         "redis_settings": redis_settings(settings),
         "queue_name": queue_name,
         "max_jobs": (
@@ -83,5 +87,10 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         "on_startup": startup,
         "on_shutdown": shutdown,
         "on_job_start": job_started,
-        "ctx": {"settings": settings, "queue": queue, "queue_name": queue_name},
+        "ctx": {
+            "settings": settings,
+            "queue": queue,
+            "queue_name": queue_name,
+            "cron_jobs": cron_jobs,  # their next runs go into the heartbeat
+        },
     }

@@ -27,6 +27,7 @@ from arq.utils import to_seconds
 from arq.worker import Worker
 
 from ..logs import configure_logging
+from ..queue.arq import ledger_for, settle
 from ..queue.unavailable import unavailable
 from ..queue.wake import wake_channel
 from ..settings import QueueKey, Settings
@@ -230,15 +231,32 @@ class WakingWorker(Worker):
             else:
                 return
 
-    async def finish_job(self, *args: Any, **kwargs: Any) -> None:
+    async def finish_job(
+        self, job_id: str, finish: bool, result_data: bytes | None, *args: Any, **kwargs: Any
+    ) -> None:
         # The job's outcome is known: write it once Redis takes it, however long that is. (arq
         # would drop it, and the job would run again only after its in-progress key expired.)
-        finish = super().finish_job
-        await persist(lambda: finish(*args, **kwargs), "record the end of a job")
+        end = super().finish_job
+        await persist(
+            lambda: end(job_id, finish, result_data, *args, **kwargs), "record the end of a job"
+        )
+        if finish and result_data is not None:
+            await self._settle(job_id, result_data)
 
-    async def finish_failed_job(self, *args: Any, **kwargs: Any) -> None:
-        finish = super().finish_failed_job
-        await persist(lambda: finish(*args, **kwargs), "record the end of a failed job")
+    async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
+        end = super().finish_failed_job
+        await persist(lambda: end(job_id, result_data), "record the end of a failed job")
+        if result_data is not None:
+            await self._settle(job_id, result_data)
+
+    async def _settle(self, job_id: str, result_data: bytes) -> None:
+        """The job's record finished as arq ended it, where the runner could not (arq's timeout,
+        an abort before the start): the worker writes records, reads of the web never do."""
+        settings: Settings | None = self.ctx.get("settings")
+        if settings is None:
+            return
+        ledger = ledger_for(self.pool, settings)
+        await persist(lambda: settle(ledger, job_id, result_data), "record the end of a job")
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -1,10 +1,11 @@
 """The dashboard's routes: pages, the live fragments they refresh, and the actions.
 
-Reads go through the JobQueue the API uses; actions call the same code as the API's endpoints
-(cancel, replay through `submit`, delete, purge). Every action is a POST form that asks for
-confirmation, checks that it came from this site, and answers with a redirect to a page that says
-what happened. All of it is behind OPERATOR_KEY (web/operator.py): a browser logs in once with the
-key and then carries a session cookie (sessions.py).
+Reads go through the backend the API uses (the operator's port, QueueAdmin, and the jobs' port,
+JobQueue); actions call the same code as the API's endpoints (cancel, replay through `submit`,
+delete, purge). Every action is a POST form that asks for confirmation, checks that it came from
+this site, and answers with a redirect to a page that says what happened. All of it is behind
+OPERATOR_KEY (web/operator.py): a browser logs in once with the key and then carries a session
+cookie (sessions.py).
 """
 
 from pathlib import Path
@@ -16,12 +17,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
-from ...queue import FINISHED, JobFinishedError, JobNotFoundError, JobQueue, JobRecord, JobState
+from ...queue import (
+    FINISHED,
+    JobFinishedError,
+    JobNotFoundError,
+    JobQueue,
+    JobRecord,
+    JobState,
+    QueueAdmin,
+)
 from ...tasks import TASKS, redact
-from ..deps import QueueDep, SettingsDep
+from ..deps import AdminDep, QueueDep, SessionsDep, SettingsDep
 from ..operator import NOT_SET, is_operator_key, operator_key
-from ..routes.jobs import JobId, job_meta, submit
-from ..schemas import MAX_OFFSET
+from ..schemas import MAX_OFFSET, JobId
+from ..submission import job_meta, submit
 from . import pages, sessions
 from .pages import PREFIX, esc, url
 from .sessions import COOKIE
@@ -48,7 +57,7 @@ def same_site(request: Request) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
 
 
-async def require_session(request: Request, settings: SettingsDep, queue: QueueDep) -> None:
+async def require_session(request: Request, settings: SettingsDep, queue: SessionsDep) -> None:
     """Every page and action needs a session: without one, the login page."""
     token = request.cookies.get(COOKIE, "")
     key = settings.operator_key
@@ -72,28 +81,25 @@ def back(path: str, notice: str) -> RedirectResponse:
     return RedirectResponse(url(path, notice=notice), status.HTTP_303_SEE_OTHER)
 
 
-async def overview_html(queue: JobQueue) -> str:
+async def overview_html(queue: QueueAdmin) -> str:
     stats = await queue.stats()
     workers = await queue.workers()
     failures = (await queue.dead_letters(5)).letters
-{%- if cookiecutter.use_cron %}
-    # The schedule as the freshest worker that runs cron reports it (workers are newest first).
-    cron = next((dict(worker.cron) for worker in workers if worker.cron), {})
-{%- else %}
-    cron = None
-{%- endif %}
+    # The schedule as the freshest worker that runs cron reports it (workers are newest first);
+    # no section while no worker reports one (a project without cron jobs never does).
+    cron = next((dict(worker.cron) for worker in workers if worker.cron), None)
     return pages.overview_fragment(stats, workers, failures, cron)
 
 
 @router.get("")
 @router.get("/")
-async def overview(request: Request, queue: QueueDep) -> HTMLResponse:
+async def overview(request: Request, queue: AdminDep) -> HTMLResponse:
     body = pages.live(url("/fragments/overview"), await overview_html(queue), 2000)
     return page("Overview", body, request, "overview")
 
 
 @router.get("/fragments/overview")
-async def overview_fragment(queue: QueueDep) -> HTMLResponse:
+async def overview_fragment(queue: AdminDep) -> HTMLResponse:
     return HTMLResponse(await overview_html(queue))
 
 
@@ -111,14 +117,14 @@ def job_filters(
 Filters = Annotated[JobFilters, Depends(job_filters)]
 
 
-async def jobs_html(queue: JobQueue, filters: JobFilters) -> str:
+async def jobs_html(queue: QueueAdmin, filters: JobFilters) -> str:
     state, task, before = filters
     listing = await queue.recent_jobs(PAGE_SIZE, before=before, state=state, task=task)
     return pages.jobs_table(listing, state, task)
 
 
 @router.get("/jobs")
-async def jobs(request: Request, queue: QueueDep, filters: Filters) -> HTMLResponse:
+async def jobs(request: Request, queue: AdminDep, filters: Filters) -> HTMLResponse:
     state, task, before = filters
     listing = await jobs_html(queue, filters)
     if before is None:  # the newest page follows new jobs live; older pages stay put
@@ -129,7 +135,7 @@ async def jobs(request: Request, queue: QueueDep, filters: Filters) -> HTMLRespo
 
 
 @router.get("/fragments/jobs")
-async def jobs_fragment(queue: QueueDep, filters: Filters) -> HTMLResponse:
+async def jobs_fragment(queue: AdminDep, filters: Filters) -> HTMLResponse:
     return HTMLResponse(await jobs_html(queue, filters))
 
 
@@ -138,7 +144,7 @@ async def job_html(queue: JobQueue, record: JobRecord) -> str:
 
 
 @router.get("/jobs/{job_id}")
-async def job(request: Request, queue: QueueDep, job_id: JobId) -> HTMLResponse:
+async def job(request: Request, queue: QueueDep, admin: AdminDep, job_id: JobId) -> HTMLResponse:
     record = await queue.get(job_id)
     if record is None:
         gone = "<p>No such job: the id is unknown, or its record has expired.</p>"
@@ -146,7 +152,7 @@ async def job(request: Request, queue: QueueDep, job_id: JobId) -> HTMLResponse:
         response.status_code = status.HTTP_404_NOT_FOUND
         return response
     live_part = await job_html(queue, record)
-    arguments = await queue.arguments(job_id)
+    arguments = await admin.arguments(job_id)
     shown = (
         "not kept any more"
         if arguments is None
@@ -190,7 +196,7 @@ async def cancel(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectRespons
 
 @router.get("/dead-letters")
 async def dead_letters(
-    request: Request, queue: QueueDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
+    request: Request, queue: AdminDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
     letters = await queue.dead_letters(PAGE_SIZE, offset)
     rows = (
@@ -232,9 +238,14 @@ async def dead_letters(
 
 @router.post("/dead-letters/{job_id}/replay")
 async def replay(
-    request: Request, queue: QueueDep, settings: SettingsDep, job_id: JobId, _: SameSite
+    request: Request,
+    queue: QueueDep,
+    admin: AdminDep,
+    settings: SettingsDep,
+    job_id: JobId,
+    _: SameSite,
 ) -> RedirectResponse:
-    letter = await queue.dead_letter(job_id)
+    letter = await admin.dead_letter(job_id)
     if letter is None:
         return back("/dead-letters", f"No dead letter for job {job_id}.")
     try:
@@ -244,19 +255,19 @@ async def replay(
     except RequestValidationError as exc:
         reason = "; ".join(str(error.get("msg")) for error in exc.errors())
         return back("/dead-letters", f"Not replayed (the letter stays): {reason}")
-    await queue.remove_dead_letter(job_id)
+    await admin.remove_dead_letter(job_id)
     return back(f"/jobs/{enqueued.job_id}", f"Replayed job {job_id} as this new job.")
 
 
 @router.post("/dead-letters/{job_id}/delete")
-async def delete(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectResponse:
+async def delete(queue: AdminDep, job_id: JobId, _: SameSite) -> RedirectResponse:
     removed = await queue.remove_dead_letter(job_id)
     notice = f"Deleted the dead letter of job {job_id}." if removed else "Nothing to delete."
     return back("/dead-letters", notice)
 
 
 @router.post("/dead-letters/purge")
-async def purge(queue: QueueDep, _: SameSite) -> RedirectResponse:
+async def purge(queue: AdminDep, _: SameSite) -> RedirectResponse:
     return back("/dead-letters", f"Purged {await queue.purge_dead_letters()} dead letters.")
 
 
@@ -286,7 +297,7 @@ async def login_page(request: Request, settings: SettingsDep, next: str = PREFIX
 
 @public.post("/login")
 async def login(
-    request: Request, settings: SettingsDep, queue: QueueDep, _: SameSite
+    request: Request, settings: SettingsDep, queue: SessionsDep, _: SameSite
 ) -> RedirectResponse:
     key = operator_key(settings)  # 403 naming OPERATOR_KEY while it is unset
     form = parse_qs((await request.body()).decode(errors="replace"))
@@ -313,7 +324,7 @@ async def login(
 
 @public.post("/logout")
 async def logout(
-    request: Request, settings: SettingsDep, queue: QueueDep, _: SameSite
+    request: Request, settings: SettingsDep, queue: SessionsDep, _: SameSite
 ) -> RedirectResponse:
     if settings.operator_key is not None:  # ends the session for every copy of the cookie
         key = settings.operator_key.get_secret_value()

@@ -6,17 +6,18 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Path, Query, Request, Response, status
 
 from ...queue import JobState
-from ..deps import QueueDep, SettingsDep
+from ..deps import AdminDep, QueueDep, SettingsDep
 from ..json_body import StrictJsonRoute
 from ..schemas import (
     JOB_ID_PATTERN,
     MAX_OFFSET,
+    UNAVAILABLE,
     DeadLetterOut,
     DeadLetterPageOut,
     JobAccepted,
     PurgedOut,
 )
-from .jobs import UNAVAILABLE, job_meta, job_url, submit
+from ..submission import job_meta, job_url, submit
 
 router = APIRouter(prefix="/dead-letters", tags=["dead letters"], route_class=StrictJsonRoute)
 
@@ -26,7 +27,7 @@ NOT_FOUND = {"description": "No dead letter for this job"}
 
 @router.get("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
 async def list_dead_letters(
-    queue: QueueDep,
+    queue: AdminDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DeadLetterPageOut:
@@ -44,7 +45,7 @@ async def list_dead_letters(
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def get_dead_letter(job_id: LetterId, queue: QueueDep) -> DeadLetterOut:
+async def get_dead_letter(job_id: LetterId, queue: AdminDep) -> DeadLetterOut:
     letter = await queue.dead_letter(job_id)
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
@@ -63,14 +64,19 @@ async def get_dead_letter(job_id: LetterId, queue: QueueDep) -> DeadLetterOut:
     },
 )
 async def replay_dead_letter(
-    job_id: LetterId, queue: QueueDep, settings: SettingsDep, request: Request, response: Response
+    job_id: LetterId,
+    admin: AdminDep,
+    queue: QueueDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
 ) -> JobAccepted:
     """Queue the failed job again as a NEW job (`Location`), then drop the letter.
 
     The arguments are validated as on POST /jobs: if the task changed since, this is a 422 and the
     letter stays.
     """
-    letter = await queue.dead_letter(job_id)  # its arguments whole, redacted ones included
+    letter = await admin.dead_letter(job_id)  # its arguments whole, redacted ones included
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
     enqueued, queue_name = await submit(
@@ -81,7 +87,7 @@ async def replay_dead_letter(
         meta=job_meta(request),
     )
     # Redis gone here: 503, the new job is queued and the letter stays, visibly.
-    await queue.remove_dead_letter(job_id)
+    await admin.remove_dead_letter(job_id)
     url = job_url(request, enqueued.job_id)
     response.headers["Location"] = url
     return JobAccepted(
@@ -97,13 +103,13 @@ async def replay_dead_letter(
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def delete_dead_letter(job_id: LetterId, queue: QueueDep) -> None:
+async def delete_dead_letter(job_id: LetterId, queue: AdminDep) -> None:
     removed = await queue.remove_dead_letter(job_id)
     if not removed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
 
 
 @router.delete("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
-async def purge_dead_letters(queue: QueueDep) -> PurgedOut:
+async def purge_dead_letters(queue: AdminDep) -> PurgedOut:
     """Forget every dead letter."""
     return PurgedOut(purged=await queue.purge_dead_letters())

@@ -1,54 +1,38 @@
 """Jobs: enqueue (with idempotency), read, cancel, list events, stream events (SSE)."""
 
-import functools
-import hashlib
-import json
-from collections.abc import AsyncIterator, Mapping
-from typing import Annotated, Any
+from collections.abc import AsyncIterator
+from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Path, Request, Response, status
-from fastapi.exceptions import RequestValidationError
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import StreamingResponse
-from pydantic import AfterValidator, ValidationError
-from starlette.applications import Starlette
+from pydantic import AfterValidator
 
-{% if cookiecutter.use_metrics -%}
-from ...metrics import JOBS_ENQUEUED
-{% endif -%}
 from ...queue import (
-    DuplicateJobError,
-    Enqueued,
-    Idempotency,
-    IdempotencyConflictError,
     JobEvent,
     JobFinishedError,
     JobNotFoundError,
     JobQueue,
     JobState,
-    NewJob,
     QueueUnavailableError,
+    first_state,
 )
-from ...settings import Settings
-from ...tasks import TASKS, UnknownTaskError, prepare
-{%- if cookiecutter.use_tracing %}
-from ...tracing import caller_context, enqueue_span
-{%- endif %}
 from ..deps import QueueDep, SettingsDep, StreamSlotsDep
 from ..json_body import StrictJsonRoute
 from ..schemas import (
-    JOB_ID_PATTERN,
+    UNAVAILABLE,
     BatchAccepted,
     BatchRequest,
     EnqueueRequest,
     EventOut,
     JobAccepted,
+    JobId,
     JobOut,
 )
 from ..streams import SlotStream
+from ..submission import job_meta, job_url, submit, submit_batch
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 
-JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job id from POST /jobs.")]
 IdempotencyKey = Annotated[
     str | None,
     Header(
@@ -81,33 +65,7 @@ LastEventId = Annotated[
     AfterValidator(stream_id),
 ]
 
-UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
 NOT_FOUND = {"description": "Unknown job, or its record has expired"}
-
-
-def job_url(request: Request, job_id: str) -> str:
-    """The path of GET /jobs/{job_id}: the Location of an accepted job."""
-    return jobs_path(request.app, request.scope.get("root_path", "")) + job_id
-
-
-@functools.lru_cache(maxsize=16)
-def jobs_path(app: Starlette, root_path: str) -> str:
-    """The path that job ids follow, looked up once per app and mount point: url_for walks
-    every route, a cost each accepted job would pay."""
-    probe = "-"
-    return f"{root_path}{app.url_path_for('get_job', job_id=probe)}".removesuffix(probe)
-
-
-def job_meta(request: Request) -> dict[str, str]:
-    """What travels with a job into its worker: the request id{% if cookiecutter.use_tracing %} and the caller's trace context{% endif %}."""
-    meta: dict[str, str] = {}
-    request_id = getattr(request.state, "request_id", None)
-    if request_id:
-        meta["request_id"] = request_id
-{%- if cookiecutter.use_tracing %}
-    meta.update(caller_context(request.headers))
-{%- endif %}
-    return meta
 
 
 async def found(queue: JobQueue, job_id: str) -> JobOut:
@@ -115,76 +73,6 @@ async def found(queue: JobQueue, job_id: str) -> JobOut:
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
     return JobOut.from_record(record)
-
-
-async def submit(
-    queue: JobQueue,
-    settings: Settings,
-    task_name: str,
-    raw_args: Mapping[str, Any],
-    *,
-    job_id: str | None = None,
-    defer: float | None = None,
-    idempotency_key: str | None = None,
-    meta: dict[str, str] | None = None,
-) -> tuple[Enqueued, str]:
-    """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
-    replay of a dead letter. Returns the job and its queue; bad input raises a 4xx."""
-    try:
-        kwargs = prepare(TASKS, task_name, raw_args)
-    except UnknownTaskError as exc:
-        raise RequestValidationError(
-            [{"type": "unknown_task", "loc": ("body", "task"), "msg": str(exc), "input": task_name}]
-        ) from exc
-    except ValidationError as exc:
-        raise RequestValidationError(
-            [{**error, "loc": ("body", "args", *error["loc"])} for error in exc.errors()]
-        ) from exc
-    if defer is not None and defer > settings.job_retention:
-        # The job's record would expire before the job starts.
-        raise RequestValidationError(
-            [
-                {
-                    "type": "less_than_equal",
-                    "loc": ("body", "defer_seconds"),
-                    "msg": f"Input should be less than or equal to {settings.job_retention}",
-                    "input": defer,
-                }
-            ]
-        )
-    idempotency = None
-    if idempotency_key is not None:
-        canonical = json.dumps([task_name, kwargs, job_id, defer], sort_keys=True)
-        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
-        idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
-    queue_name = settings.queue_for(TASKS[task_name].queue)
-    meta = meta or {}
-
-    async def put() -> Enqueued:
-        return await queue.enqueue(
-            task_name,
-            kwargs,
-            queue=queue_name,
-            job_id=job_id,
-            idempotency=idempotency,
-            defer=defer or 0,
-            meta=meta,
-        )
-
-    try:
-{%- if cookiecutter.use_tracing %}
-        with enqueue_span(task_name, queue_name, meta):  # puts its trace context into meta
-            enqueued = await put()
-{%- else %}
-        enqueued = await put()
-{%- endif %}
-    except (DuplicateJobError, IdempotencyConflictError) as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-{%- if cookiecutter.use_metrics %}
-    if enqueued.created:
-        JOBS_ENQUEUED.labels(task_name).inc()
-{%- endif %}
-    return enqueued, queue_name
 
 
 @router.post(
@@ -217,7 +105,7 @@ async def enqueue(
     )
     url = job_url(request, enqueued.job_id)
     response.headers["Location"] = url
-    state = JobState.DEFERRED if body.defer_seconds else JobState.QUEUED
+    state = first_state(body.defer_seconds)
     if not enqueued.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
@@ -239,33 +127,7 @@ async def enqueue_batch(
     Every job gets a new id: a batch is not deduplicated, and sending it twice queues it twice.
     Where each job must run once, use POST /jobs with an Idempotency-Key or your own job_id.
     """
-    jobs: list[NewJob] = []
-    errors: list[dict[str, Any]] = []
-    for index, item in enumerate(body.jobs):
-        try:
-            kwargs = prepare(TASKS, item.task, item.args)
-        except UnknownTaskError as exc:
-            loc = ("body", "jobs", index, "task")
-            errors.append({"type": "unknown_task", "loc": loc, "msg": str(exc), "input": item.task})
-            continue
-        except ValidationError as exc:
-            for error in exc.errors():
-                errors.append({**error, "loc": ("body", "jobs", index, "args", *error["loc"])})
-            continue
-        jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
-    if errors:
-        raise RequestValidationError(errors)
-    meta = job_meta(request)
-{%- if cookiecutter.use_tracing %}
-    with enqueue_span("batch", ",".join(sorted({job.queue for job in jobs})), meta):
-        ids = await queue.enqueue_many(jobs, meta)
-{%- else %}
-    ids = await queue.enqueue_many(jobs, meta)
-{%- endif %}
-{%- if cookiecutter.use_metrics %}
-    for job in jobs:
-        JOBS_ENQUEUED.labels(job.task).inc()
-{%- endif %}
+    ids, jobs = await submit_batch(queue, settings, body.jobs, job_meta(request))
     return BatchAccepted(
         jobs=[
             JobAccepted(

@@ -1,4 +1,5 @@
-"""An in-memory JobQueue: a fake for the fast test tier, never for running the service.
+"""The fast tier's fake queue backend: every port of queue.base (JobQueue, QueueAdmin,
+OperatorSessions) in memory, for tests only; it never ships in the package.
 
 It keeps jobs in dicts and is also the JobRecorder that the worker's real runner writes to: the
 fast tier's `run_jobs` fixture takes `ready()` jobs and runs them through `worker.runner`, so tests
@@ -12,7 +13,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from .base import (
+from {{ cookiecutter.package_name }}.queue.base import (
     DeadLetter,
     DeadLetterPage,
     DuplicateJobError,
@@ -25,14 +26,17 @@ from .base import (
     JobNotFoundError,
     JobPage,
     JobRecord,
+    JobRecorder,
     JobState,
     NewJob,
     Progress,
+    QueueBackend,
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
     WorkerInfo,
     carried,
+    first_state,
 )
 
 
@@ -49,7 +53,7 @@ class _Job:
     """A try failed and asked for another: deferred, but the next `ready()` includes it."""
 
 
-class InMemoryJobQueue:
+class FakeQueue:
     def __init__(self) -> None:
         self.jobs: dict[str, _Job] = {}
         self.event_log: dict[str, list[JobEvent]] = {}
@@ -106,7 +110,7 @@ class InMemoryJobQueue:
         if idempotency is not None:
             self.idempotency[idempotency.key] = (idempotency.fingerprint, chosen)
         # This fake has no clock: a deferred job stays deferred (run_pending skips it).
-        state = JobState.DEFERRED if defer > 0 else JobState.QUEUED
+        state = first_state(defer)
         record = JobRecord(
             id=chosen,
             task=task,
@@ -302,3 +306,8 @@ class InMemoryJobQueue:
     async def close_session(self, session: str) -> None:
         self._check()
         self.sessions.pop(session, None)
+
+
+def _honest(fake: FakeQueue) -> tuple[QueueBackend, JobRecorder]:
+    """mypy --strict checks the fake against the ports it stands in for."""
+    return fake, fake

@@ -1,0 +1,52 @@
+"""What a task gets as `ctx`: arq's per-job context, typed, so that mypy --strict checks every key
+a task reads (a misspelt key, or a call with the wrong arguments, fails the type check).
+
+arq puts `redis`, `job_id`, `job_try`, `enqueue_time` and `score` there; worker.settings the
+settings and the queue; worker.lifecycle what tasks share (`http`); worker.runner, for each try,
+`progress` and `cancel_requested`. The rest is the worker's own.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol, TypedDict
+
+import httpx
+from redis.asyncio import Redis
+
+from ..settings import QueueKey, Settings
+
+
+class ReportProgress(Protocol):
+    def __call__(self, percent: float, message: str = "") -> Awaitable[None]:
+        """Record how far the job is (0-100) and what it is doing; it shows on the job's record
+        and its event stream. A report lost to a Redis outage is dropped, never fatal."""
+        ...
+
+
+class Context(TypedDict, total=False):
+    # arq's, for each job
+    redis: Redis
+    job_id: str
+    job_try: int
+    enqueue_time: datetime
+    score: int
+    # worker.settings
+    settings: Settings
+    queue: QueueKey
+    queue_name: str
+    cron_jobs: Sequence[Any]
+    # worker.lifecycle: shared by every job of the worker
+    http: httpx.AsyncClient
+    """One HTTP client for all tasks (connection pooling; 10 s timeout, redirects followed)."""
+    ledger: Any
+    heartbeat: asyncio.Task[None]
+    tracing: Any
+    metrics_server: Callable[[], None] | None
+    # worker.wake
+    running_jobs: Callable[[], int]
+    loop_wedged: Callable[[], float | None]
+    # worker.runner, for each try
+    progress: ReportProgress
+    cancel_requested: Callable[[], Awaitable[bool]]
+    """Whether a cancel was requested: a task that sees yes raises JobCancelledError."""

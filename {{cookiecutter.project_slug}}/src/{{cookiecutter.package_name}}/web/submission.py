@@ -1,0 +1,141 @@
+"""Submitting jobs: a task's arguments validated and the job queued on its task's queue, with
+what travels along into the worker. POST /jobs and /jobs/batch, and the replays of dead letters
+(API and dashboard) all submit through here."""
+
+import functools
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from fastapi import HTTPException, Request, status
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.applications import Starlette
+
+from ..meters import count_enqueued
+from ..queue import (
+    DuplicateJobError,
+    Enqueued,
+    Idempotency,
+    IdempotencyConflictError,
+    JobQueue,
+    NewJob,
+)
+from ..settings import Settings
+from ..spans import caller_context, enqueue_span
+from ..tasks import TASKS, UnknownTaskError, prepare
+from .schemas import BatchItem
+
+
+def job_url(request: Request, job_id: str) -> str:
+    """The path of GET /jobs/{job_id}: the Location of an accepted job."""
+    return jobs_path(request.app, request.scope.get("root_path", "")) + job_id
+
+
+@functools.lru_cache(maxsize=16)
+def jobs_path(app: Starlette, root_path: str) -> str:
+    """The path that job ids follow, looked up once per app and mount point: url_for walks
+    every route, a cost each accepted job would pay."""
+    probe = "-"
+    return f"{root_path}{app.url_path_for('get_job', job_id=probe)}".removesuffix(probe)
+
+
+def job_meta(request: Request) -> dict[str, str]:
+    """What travels with a job into its worker: the request id and, traced, the caller's trace
+    context (spans.py)."""
+    meta: dict[str, str] = {}
+    request_id = getattr(request.state, "request_id", None)
+    if request_id:
+        meta["request_id"] = request_id
+    meta.update(caller_context(request.headers))
+    return meta
+
+
+async def submit(
+    queue: JobQueue,
+    settings: Settings,
+    task_name: str,
+    raw_args: Mapping[str, Any],
+    *,
+    job_id: str | None = None,
+    defer: float | None = None,
+    idempotency_key: str | None = None,
+    meta: dict[str, str] | None = None,
+) -> tuple[Enqueued, str]:
+    """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
+    replay of a dead letter. Returns the job and its queue; bad input raises a 4xx."""
+    try:
+        kwargs = prepare(TASKS, task_name, raw_args)
+    except UnknownTaskError as exc:
+        raise RequestValidationError(
+            [{"type": "unknown_task", "loc": ("body", "task"), "msg": str(exc), "input": task_name}]
+        ) from exc
+    except ValidationError as exc:
+        raise RequestValidationError(
+            [{**error, "loc": ("body", "args", *error["loc"])} for error in exc.errors()]
+        ) from exc
+    if defer is not None and defer > settings.job_retention:
+        # The job's record would expire before the job starts.
+        raise RequestValidationError(
+            [
+                {
+                    "type": "less_than_equal",
+                    "loc": ("body", "defer_seconds"),
+                    "msg": f"Input should be less than or equal to {settings.job_retention}",
+                    "input": defer,
+                }
+            ]
+        )
+    idempotency = None
+    if idempotency_key is not None:
+        canonical = json.dumps([task_name, kwargs, job_id, defer], sort_keys=True)
+        fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
+        idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
+    queue_name = settings.queue_for(TASKS[task_name].queue)
+    meta = meta or {}
+
+    try:
+        with enqueue_span(task_name, queue_name, meta):  # puts its trace context into meta
+            enqueued = await queue.enqueue(
+                task_name,
+                kwargs,
+                queue=queue_name,
+                job_id=job_id,
+                idempotency=idempotency,
+                defer=defer or 0,
+                meta=meta,
+            )
+    except (DuplicateJobError, IdempotencyConflictError) as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    if enqueued.created:
+        count_enqueued(task_name)
+    return enqueued, queue_name
+
+
+async def submit_batch(
+    queue: JobQueue, settings: Settings, items: Sequence[BatchItem], meta: dict[str, str]
+) -> tuple[list[str], list[NewJob]]:
+    """Validate every job of a batch and queue them all, or none if any is invalid (a 422 that
+    names each). Returns the new ids and the jobs, in order."""
+    jobs: list[NewJob] = []
+    errors: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            kwargs = prepare(TASKS, item.task, item.args)
+        except UnknownTaskError as exc:
+            loc = ("body", "jobs", index, "task")
+            errors.append({"type": "unknown_task", "loc": loc, "msg": str(exc), "input": item.task})
+            continue
+        except ValidationError as exc:
+            for error in exc.errors():
+                errors.append({**error, "loc": ("body", "jobs", index, "args", *error["loc"])})
+            continue
+        jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
+    if errors:
+        raise RequestValidationError(errors)
+    with enqueue_span("batch", ",".join(sorted({job.queue for job in jobs})), meta):
+        ids = await queue.enqueue_many(jobs, meta)
+    for job in jobs:
+        count_enqueued(job.task)
+    return ids, jobs
