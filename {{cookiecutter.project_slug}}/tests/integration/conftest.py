@@ -272,3 +272,39 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
         if worker.alive():
             worker.process.kill()
             worker.process.wait()
+
+
+class RedisServer:
+    """A redis-server of one test's own, with an append-only file, so that the test may stall,
+    fill, demote, stop and restart it."""
+
+    def __init__(self, directory: Path) -> None:
+        self.command = [require_server_binary(), "--port", str(free_port()), "--bind", "127.0.0.1"]
+        self.command += ["--dir", str(directory), "--save", "", "--appendonly", "yes"]
+        self.command += ["--appendfsync", "always"]
+        self.url = f"redis://127.0.0.1:{self.command[2]}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
+        if not answers(self.url, wait=10):
+            pytest.fail("redis-server did not start")
+
+    def stop(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)  # a stalled server would not hear SIGTERM
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A RedisServer of this test's own, stopped at the end (also when the test failed while
+    it stalled)."""
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = RedisServer(directory)
+    server.start()
+    yield server
+    if server.process is not None and server.process.poll() is None:
+        server.stop()

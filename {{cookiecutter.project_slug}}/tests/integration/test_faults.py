@@ -19,11 +19,11 @@ from typing import Any
 import httpx
 import pytest
 
-from {{ cookiecutter.package_name }}.dev import answers, free_port
+from {{ cookiecutter.package_name }}.dev import free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from ..auth import AUTH
-from .conftest import Process, SpawnWorker, StartWorkers, require_server_binary, service_env
+from .conftest import Process, RedisServer, SpawnWorker, StartWorkers, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -135,39 +135,9 @@ async def test_sigkill_mid_job_reruns_it_within_its_timeout_plus_a_bounded_margi
     assert recovered < bound
 
 
-class RedisServer:
-    """A redis-server of this test's own, with an append-only file, so it can be restarted."""
-
-    def __init__(self, directory: Path) -> None:
-        self.command = [require_server_binary(), "--port", str(free_port()), "--bind", "127.0.0.1"]
-        self.command += ["--dir", str(directory), "--save", "", "--appendonly", "yes"]
-        self.command += ["--appendfsync", "always"]
-        self.url = f"redis://127.0.0.1:{self.command[2]}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command, stdout=subprocess.DEVNULL)
-        if not answers(self.url, wait=10):
-            pytest.fail("redis-server did not start")
-
-    def stop(self) -> None:
-        assert self.process is not None
-        self.process.terminate()
-        self.process.wait(timeout=10)
-
-
-@pytest.fixture
-def restartable_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.stop()
-
-
 @pytest.fixture
 def web_process(
-    restartable_redis: RedisServer, settings: Settings, tmp_path: Path
+    own_redis: RedisServer, settings: Settings, tmp_path: Path
 ) -> Iterator[tuple[str, Process]]:
     """The web app as its own process (the Dockerfile's command), on the restartable Redis."""
     port = free_port()
@@ -181,7 +151,7 @@ def web_process(
         str(port),
     ]
     log = tmp_path / "web.log"
-    env = service_env(settings, redis_url=restartable_redis.url)
+    env = service_env(settings, redis_url=own_redis.url)
     with log.open("wb") as out:  # the child keeps its own copy of the descriptor
         process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
     web = Process("web", process, log)
@@ -202,13 +172,13 @@ def web_process(
 
 
 async def test_a_redis_restart_under_load_loses_no_accepted_job(
-    restartable_redis: RedisServer,
+    own_redis: RedisServer,
     web_process: tuple[str, Process],
     settings: Settings,
     spawn_worker: SpawnWorker,
 ) -> None:
     base, web = web_process
-    on_restartable = settings.model_copy(update={"redis_url": restartable_redis.url})
+    on_restartable = settings.model_copy(update={"redis_url": own_redis.url})
     worker = spawn_worker("default", settings=on_restartable)
     accepted: list[str] = []
     statuses: list[int] = []
@@ -229,13 +199,13 @@ async def test_a_redis_restart_under_load_loses_no_accepted_job(
 
     load = asyncio.create_task(enqueue_for(9))
     await asyncio.sleep(2)
-    await asyncio.to_thread(restartable_redis.stop)
+    await asyncio.to_thread(own_redis.stop)
     outage_started = time.monotonic()
     async with httpx.AsyncClient(base_url=base, timeout=30, headers=AUTH) as http:
         await asyncio.sleep(1)
         ready_during_outage.append((await http.get("/health/ready")).status_code)
         await asyncio.sleep(2)
-    await asyncio.to_thread(restartable_redis.start)
+    await asyncio.to_thread(own_redis.start)
     outage = time.monotonic() - outage_started
     await load
 

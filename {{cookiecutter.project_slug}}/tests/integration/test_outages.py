@@ -16,9 +16,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,8 +26,7 @@ from redis import Redis
 
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 
-from .conftest import Process, SpawnWorker, service_env
-from .test_faults import RedisServer
+from .conftest import Process, RedisServer, SpawnWorker, service_env
 
 pytestmark = pytest.mark.slow
 
@@ -40,20 +37,10 @@ SETTLE_WITHIN = 60  # seconds after the fault for every accepted job to succeed
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.process.send_signal(signal.SIGCONT)  # a test that failed mid-stall
-        server.stop()
-
-
-@pytest.fixture
-def settings(settings: Settings, redis_server: RedisServer) -> Settings:
+def settings(settings: Settings, own_redis: RedisServer) -> Settings:
     """The web (the `client` fixture) and the workers (`spawn_worker`) on the Redis these tests
     break."""
-    return settings.model_copy(update={"redis_url": RedisDsn(redis_server.url)})
+    return settings.model_copy(update={"redis_url": RedisDsn(own_redis.url)})
 
 
 async def start_workers(spawn_worker: SpawnWorker) -> list[Process]:
@@ -163,27 +150,27 @@ async def check_after(
 
 
 async def test_a_redis_stalled_past_every_timeout_stops_no_worker_and_loses_no_job(
-    client: httpx.AsyncClient, spawn_worker: SpawnWorker, redis_server: RedisServer
+    client: httpx.AsyncClient, spawn_worker: SpawnWorker, own_redis: RedisServer
 ) -> None:
     workers = await start_workers(spawn_worker)
-    assert redis_server.process is not None
+    assert own_redis.process is not None
     async with load_on(client) as load:
         await asyncio.sleep(3)
         # Stopped, not gone: connections open, commands sent, no reply. Longer than the web's and
         # the workers' socket timeouts and redis-py's retries.
-        redis_server.process.send_signal(signal.SIGSTOP)
+        own_redis.process.send_signal(signal.SIGSTOP)
         await asyncio.sleep(20)
-        redis_server.process.send_signal(signal.SIGCONT)
+        own_redis.process.send_signal(signal.SIGCONT)
         ended = time.monotonic()
         resumed = await first_job_after(client, ended)
     await check_after("Redis stalled 20 s", client, load, workers, ended, resumed)
 
 
 async def test_a_full_redis_stops_no_worker_and_every_accepted_job_succeeds_once_freed(
-    client: httpx.AsyncClient, spawn_worker: SpawnWorker, redis_server: RedisServer
+    client: httpx.AsyncClient, spawn_worker: SpawnWorker, own_redis: RedisServer
 ) -> None:
     workers = await start_workers(spawn_worker)
-    with Redis.from_url(redis_server.url) as redis:
+    with Redis.from_url(own_redis.url) as redis:
         async with load_on(client) as load:
             await asyncio.sleep(3)
             # Full: every write is refused (OutOfMemoryError), as with the README's advice of
@@ -219,7 +206,7 @@ def probe(
 async def test_workers_wait_out_a_long_outage_alive_for_their_probe_and_lose_no_job(
     client: httpx.AsyncClient,
     spawn_worker: SpawnWorker,
-    redis_server: RedisServer,
+    own_redis: RedisServer,
     settings: Settings,
 ) -> None:
     workers = await start_workers(spawn_worker)
@@ -231,7 +218,7 @@ async def test_workers_wait_out_a_long_outage_alive_for_their_probe_and_lose_no_
     live = workers[0]
     async with load_on(client) as load:
         await asyncio.sleep(3)
-        await asyncio.to_thread(redis_server.stop)  # its data stays in --dir (append-only file)
+        await asyncio.to_thread(own_redis.stop)  # its data stays in --dir (append-only file)
         started = time.monotonic()
         os.kill(wedged.process.pid, signal.SIGSTOP)
         await asyncio.sleep(50)  # past redis-py's retries (~15 s) and the workers' old limit
@@ -239,7 +226,7 @@ async def test_workers_wait_out_a_long_outage_alive_for_their_probe_and_lose_no_
         stuck = await asyncio.to_thread(probe, apart, wedged)
         os.kill(wedged.process.pid, signal.SIGCONT)
         await asyncio.sleep(max(0.0, 90 - (time.monotonic() - started)))
-        await asyncio.to_thread(redis_server.start)  # the same --dir and append-only file
+        await asyncio.to_thread(own_redis.start)  # the same --dir and append-only file
         ended = time.monotonic()
         resumed = await first_job_after(client, ended)
     print(f"\nprobe during the outage: live worker {during.returncode}, wedged {stuck.returncode}")

@@ -1,7 +1,7 @@
 """Redis faults as the web meets them: a stall past the socket timeout in the middle of an enqueue
 with an Idempotency-Key, a full Redis (noeviction) and a read-only one (a failover's old master).
 
-Each test runs a redis-server of its own (test_faults.RedisServer) and the web app with its real
+Each test runs a redis-server of its own (conftest.RedisServer) and the web app with its real
 lifespan on it; workers are real processes. Marked slow: they wait out real timeouts.
 """
 
@@ -10,7 +10,7 @@ import hashlib
 import signal
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
 from ..auth import AUTH
-from .conftest import SpawnWorker
-from .test_faults import RedisServer
+from .conftest import RedisServer, SpawnWorker
 
 pytestmark = pytest.mark.slow
 
@@ -41,18 +40,6 @@ STALL = WEB_SOCKET_TIMEOUT + 2.5
 LONG_STALL = 4 * WEB_SOCKET_TIMEOUT + 5
 # What Redis says when it refuses a write, which a readiness answer must not repeat.
 REDIS_WORDS = ("OOM", "maxmemory", "READONLY", "replica", "command not allowed")
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    directory = tmp_path / "redis"
-    directory.mkdir()
-    server = RedisServer(directory)
-    server.start()
-    yield server
-    if server.process is not None and server.process.poll() is None:
-        server.process.send_signal(signal.SIGCONT)  # a test that failed mid-stall
-        server.stop()
 
 
 @pytest.fixture
