@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from arq.worker import Retry
@@ -33,6 +33,7 @@ from ..tasks import Context, Task, scrub, secrets_of
 from .outage import REDIS_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class UnencodableResultError(Exception):
@@ -122,6 +123,18 @@ class RecordKeeper:
             else:
                 return
 
+    async def _soft(self, call: Awaitable[T], fallback: T, lost: str) -> T:
+        """For what may fail softly: wait for Redis at most SOFT_WAIT, then log `lost` and
+        answer `fallback` (an outage only; a bug raises)."""
+        try:
+            async with asyncio.timeout(SOFT_WAIT):
+                return await call
+        except REDIS_ERRORS as exc:
+            if not unavailable(exc):
+                raise
+            log.warning("%s (%s)", lost, exc)
+            return fallback
+
     async def started(
         self,
         job_id: str,
@@ -135,24 +148,13 @@ class RecordKeeper:
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         """For the task, mid-work: a progress report lost to an outage is dropped (the next one,
         or the outcome, replaces it) rather than failing the work."""
-        try:
-            async with asyncio.timeout(SOFT_WAIT):
-                await self.inner.progress(job_id, percent, message)
-        except REDIS_ERRORS as exc:
-            if not unavailable(exc):
-                raise
-            log.warning("progress not recorded (%s); the job goes on", exc)
+        call = self.inner.progress(job_id, percent, message)
+        await self._soft(call, None, "progress not recorded; the job goes on")
 
     async def cancel_requested(self, job_id: str) -> bool:
         """For the task: unknown while Redis is away, so no (a cancel is seen once it is back)."""
-        try:
-            async with asyncio.timeout(SOFT_WAIT):
-                return await self.inner.cancel_requested(job_id)
-        except REDIS_ERRORS as exc:
-            if not unavailable(exc):
-                raise
-            log.warning("could not read whether a cancel was requested (%s)", exc)
-            return False
+        call = self.inner.cancel_requested(job_id)
+        return await self._soft(call, False, "could not read whether a cancel was requested")
 
     async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
         await self._write(lambda: self.inner.retrying(job_id, error, delay))
@@ -178,13 +180,7 @@ class RecordKeeper:
     async def requeued(self, job_id: str, reason: JobError) -> None:
         """At shutdown: a note in the history, for at most SOFT_WAIT (the next start writes the
         record anyway), so a stopping worker never waits for Redis."""
-        try:
-            async with asyncio.timeout(SOFT_WAIT):
-                await self.inner.requeued(job_id, reason)
-        except REDIS_ERRORS as exc:
-            if not unavailable(exc):
-                raise
-            log.warning("the job's re-queue not recorded (%s)", exc)
+        await self._soft(self.inner.requeued(job_id, reason), None, "the re-queue not recorded")
 
 
 def max_tries(task: Task, settings: Settings) -> int:
