@@ -24,6 +24,8 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Context
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
+from {{ cookiecutter.package_name }}.worker.settings import worker_settings
+from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
 
 from .conftest import RunWorker, project_command, service_env
 
@@ -193,3 +195,39 @@ class NoContent(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: object) -> None:
         pass
+
+
+async def test_a_worker_told_to_stop_stops_even_when_the_cancel_is_lost(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Python 3.11's asyncio.wait_for, which redis-py sends every command through, drops a cancel
+    that lands as the command completes (CPython gh-86296). The worker then polled on after
+    SIGTERM or close(): here a poll step loses the cancel the same way, on any Python."""
+    worker = WakingWorker(**{**worker_settings(settings, "default"), "handle_signals": False})
+    inside, lost = asyncio.Event(), asyncio.Event()
+    heart_beat = worker.heart_beat
+
+    async def heart_beat_that_loses_a_cancel() -> None:
+        await heart_beat()
+        if lost.is_set():
+            return
+        inside.set()
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:  # as wait_for does when its call has just completed
+            lost.set()
+
+    monkeypatch.setattr(worker, "heart_beat", heart_beat_that_loses_a_cancel)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.wait_for(inside.wait(), 10)
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=5)
+
+        assert lost.is_set()
+        assert task in done, "the worker kept polling after it was told to stop"
+        assert task.cancelled()
+    finally:
+        if not task.done():
+            task.cancel()
+        await worker.close()

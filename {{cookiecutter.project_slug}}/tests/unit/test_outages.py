@@ -2,6 +2,8 @@
 written, and what the probe reads. The real faults, on real processes, are in
 tests/integration/test_outages.py."""
 
+import asyncio
+import contextlib
 import os
 import tempfile
 import time
@@ -21,6 +23,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from {{ cookiecutter.package_name }}.cancellation import raise_if_cancelled
 from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
 from {{ cookiecutter.package_name }}.queue.base import JobState, QueueUnavailableError
 from {{ cookiecutter.package_name }}.queue.unavailable import unavailable
@@ -210,3 +213,26 @@ def test_the_probe_passes_for_a_worker_that_waits_for_redis_and_fails_for_a_stuc
     assert fine == (0, f"healthy: {settings.queue_name}:worker:w1\n")
     assert stuck[0] == 1
     assert "stuck or gone" in stuck[1]
+
+
+async def test_a_cancel_lost_on_the_way_is_still_raised_by_the_loops_check() -> None:
+    """The check each long-lived worker loop makes once per turn (see cancellation.py)."""
+    turns = 0
+
+    async def loop() -> None:
+        nonlocal turns
+        while True:
+            raise_if_cancelled()
+            turns += 1
+            # Lost, as Python 3.11's wait_for may lose it:
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(0.01)
+
+    task = asyncio.create_task(loop())
+    await asyncio.sleep(0.03)
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=1)
+
+    assert task in done
+    assert task.cancelled()
+    assert turns >= 1

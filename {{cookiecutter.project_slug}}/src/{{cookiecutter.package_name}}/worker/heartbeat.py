@@ -24,6 +24,7 @@ from pathlib import Path
 from arq.cron import CronJob, next_cron
 from redis.asyncio import Redis
 
+from ..cancellation import raise_if_cancelled
 from ..queue.liveness import encode_beat, registry_key
 from ..queue.unavailable import unavailable
 from ..settings import QueueKey, Settings
@@ -111,6 +112,7 @@ async def beat_forever(
     redis_error: str | None = None
     try:
         while True:
+            raise_if_cancelled()  # the worker's shutdown cancels this task; 3.11 may lose that
             now = time.time()
             stuck = wedged()
             if stuck is not None:

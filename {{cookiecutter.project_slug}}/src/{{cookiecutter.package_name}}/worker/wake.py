@@ -26,6 +26,7 @@ from arq.constants import in_progress_key_prefix
 from arq.utils import to_seconds
 from arq.worker import Worker
 
+from ..cancellation import raise_if_cancelled
 from ..logs import configure_logging
 from ..queue.arq import ledger_for, settle
 from ..queue.unavailable import unavailable
@@ -153,6 +154,7 @@ class WakingWorker(Worker):
             if lasted is not None:
                 log.info("Redis answers again: polling resumed after %.1f s of errors", lasted)
         self._turned_at = time.monotonic()
+        raise_if_cancelled()  # SIGTERM or close() during the poll, lost by Python 3.11
         if wait > 0:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
@@ -289,12 +291,14 @@ class WakingWorker(Worker):
         channel = wake_channel(self.queue_name)
         backoff = Backoff()
         while True:
+            raise_if_cancelled()  # close() cancels this task; Python 3.11 may lose that
             pubsub = self.pool.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
                 backoff.succeeded()
                 self._wake.set()  # whatever was queued while nobody listened; ends a backoff
                 while True:
+                    raise_if_cancelled()
                     # A read with a timeout of its own: the connection's socket timeout would
                     # end an idle subscription every few seconds.
                     notice = await pubsub.get_message(
