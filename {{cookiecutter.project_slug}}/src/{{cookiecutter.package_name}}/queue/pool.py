@@ -16,6 +16,8 @@ from weakref import WeakKeyDictionary
 
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 
+from ..cancellation import raise_if_cancelled
+
 
 class BoundedPool(BlockingConnectionPool):
     def __init__(self, *, idle_timeout: float, **kwargs: Any) -> None:
@@ -55,3 +57,4 @@ class BoundedPool(BlockingConnectionPool):
         while True:
             await asyncio.sleep(max(0.5, min(self.idle_timeout / 2, 10)))
             await self.close_idle()
+            raise_if_cancelled()  # the lifespan's end cancels this; Python 3.11 may lose that
