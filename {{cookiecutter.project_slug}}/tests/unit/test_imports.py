@@ -44,3 +44,19 @@ def test_web_and_worker_never_import_each_other() -> None:
         assert not any(name.startswith(f"{NAME}.worker") for name in imports(path)), path
     for path in modules("worker"):
         assert not any(name.startswith(f"{NAME}.web") for name in imports(path)), path
+
+
+def test_nothing_the_project_runs_or_tests_imports_the_optional_benchmark() -> None:
+    root = PACKAGE.parent.parent  # src/<package> -> the project
+    for path in sorted(PACKAGE.rglob("*.py")) + sorted((root / "tests").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            assert not any(n == "bench" or n.startswith("bench.") for n in names), path
+    assert "bench" in (root / ".dockerignore").read_text().split()
