@@ -3,12 +3,13 @@
 import io
 import json
 import logging
+from datetime import UTC, datetime
 
 import httpx
 import pytest
 import structlog
 
-from {{ cookiecutter.package_name }}.logs import configure_logging
+from {{ cookiecutter.package_name }}.logs import JsonLines, configure_logging
 
 
 @pytest.fixture
@@ -36,6 +37,27 @@ def test_library_and_own_lines_are_json_with_the_bound_context(output: io.String
     assert second["event"] == "own line"
     assert (second["pages"], second["job_id"]) == (3, "j-1")
     assert "timestamp" in second
+
+
+def test_the_lean_json_line_says_what_structlogs_full_chain_says(output: io.StringIO) -> None:
+    """Plain logging calls (arq's lines, the tasks') skip structlog's chain for speed
+    (logs.JsonLines); the line must not change for it."""
+    configure_logging("INFO", "json", output)
+    [handler] = [h for h in logging.getLogger().handlers if h.get_name() == "structlog"]
+    lean = handler.formatter
+    assert isinstance(lean, JsonLines)
+    record = logging.LogRecord("arq.worker", logging.WARNING, __file__, 1, "%s → %s", None, None)
+    record.args = ("0.01s", "job\ud800 «1»")  # a lone surrogate and non-ASCII text
+
+    with structlog.contextvars.bound_contextvars(job_id="j-1", job_try=2, odd=object()):
+        fast, full = json.loads(lean.format(record)), json.loads(lean.fallback.format(record))
+
+    at, then = (datetime.fromisoformat(line.pop("timestamp")) for line in (fast, full))
+    assert at.tzinfo == then.tzinfo == UTC
+    assert abs((then - at).total_seconds()) < 1
+    assert fast == full
+    assert fast["event"] == "0.01s → job\ud800 «1»"
+    assert (fast["level"], fast["logger"], fast["job_try"]) == ("warning", "arq.worker", 2)
 
 
 def test_an_exception_is_one_json_line(output: io.StringIO) -> None:
