@@ -299,3 +299,27 @@ async def test_a_read_only_redis_after_a_failover_is_not_ready(
     assert refused.status_code == 503, refused.text
     assert refused.headers["retry-after"]
     assert recovered.status_code == 200, recovered.text
+
+
+async def test_a_redis_that_forgot_its_scripts_still_takes_every_enqueue_and_record_write(
+    own_redis: RedisServer,
+    own_settings: Settings,
+    web: httpx.AsyncClient,
+    spawn_worker: SpawnWorker,
+) -> None:
+    """Web and worker send their scripts by SHA (EVALSHA); a restarted or failed-over Redis,
+    or SCRIPT FLUSH, leaves it without them, and each must load its script again, not fail."""
+    with Redis.from_url(own_redis.url) as redis:
+        redis.script_flush()
+        accepted = await web.post("/jobs", json={"task": "word_count", "args": {"text": "a b"}})
+        assert accepted.status_code == 202, accepted.text
+        spawn_worker(settings=own_settings)
+        first = await finished(web, accepted.headers["location"], within=20)
+        redis.script_flush()  # the running worker's next record writes meet an empty cache
+        again = await web.post("/jobs", json={"task": "word_count", "args": {"text": "c d e"}})
+        second = await finished(web, again.headers["location"], within=20)
+        scripts_run = executed(redis, "evalsha")
+
+    assert (first["state"], first["result"]) == ("succeeded", {"words": 2, "characters": 3})
+    assert (second["state"], second["result"]) == ("succeeded", {"words": 3, "characters": 5})
+    assert scripts_run >= 4, "enqueues and record writes go by SHA"
