@@ -1,13 +1,17 @@
 """Enqueue through the API, a real arq Worker runs the job, the API reads the outcome from Redis."""
 
+import asyncio
 import uuid
+from typing import Any
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.dev import free_port
+from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -119,3 +123,43 @@ async def test_a_batch_lands_in_one_round_trip_and_every_job_runs(
     assert {record["state"] for record in records} == {"succeeded"}
     assert [record["result"]["words"] for record in records[:200]] == list(range(1, 201))
     assert {record["request_id"] for record in records} == {"batch-1"}
+
+
+async def test_concurrent_enqueues_share_round_trips_and_each_gets_its_own_answer(
+    client: httpx.AsyncClient,
+    settings: Settings,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls of the enqueue script made in one turn of the event loop leave as one pipeline
+    (queue/group_commit.py); each request still gets its own answer, errors included, and every
+    202 is a job in Redis."""
+    sizes: list[int] = []
+    send = GroupCommit._send
+
+    async def counted(self: GroupCommit, calls: list[Any]) -> None:
+        sizes.append(len(calls))
+        await send(self, calls)
+
+    monkeypatch.setattr(GroupCommit, "_send", counted)
+    taken = f"taken-{uuid.uuid4().hex}"
+    first = await client.post(
+        "/jobs", json={"task": "word_count", "args": {"text": "first"}, "job_id": taken}
+    )
+    assert first.status_code == 202
+    bodies: list[dict[str, Any]] = [
+        {"task": "word_count", "args": {"text": f"job {i}"}} for i in range(100)
+    ]
+    bodies.insert(50, {"task": "word_count", "args": {"text": "again"}, "job_id": taken})
+
+    answers = await asyncio.gather(*(client.post("/jobs", json=body) for body in bodies))
+
+    codes = [answer.status_code for answer in answers]
+    assert codes == [202] * 50 + [409] + [202] * 50
+    assert len({answer.json()["id"] for answer in answers if answer.status_code == 202}) == 100
+    assert max(sizes) > 1, "no two calls shared a round trip"
+    assert sum(sizes) == 102
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        assert await redis.zcard(settings.queue_name) == 101
+    worker = await run_worker()
+    assert (worker.jobs_complete, worker.jobs_failed) == (101, 0)

@@ -61,6 +61,7 @@ from .base import (
 )
 from .enqueue import ENQUEUE
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
+from .group_commit import GroupCommit
 from .ledger import Ledger, event_from, record_from
 from .liveness import decode_beat, registry_key
 from .pool import BoundedPool
@@ -226,7 +227,7 @@ class ArqJobQueue:
         self._ledger = ledger_for(redis, settings)
         self._hub = hub
         # EVALSHA, and the script's text only when Redis has forgotten it (a restart).
-        self._enqueue_script = redis.register_script(ENQUEUE)
+        self._enqueue_script = GroupCommit(redis, ENQUEUE)  # concurrent enqueues share trips
 
     @classmethod
     @asynccontextmanager
