@@ -42,6 +42,16 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
         "python_version": "3.11",
     },
     "py313-api-key-k8s": {"python_version": "3.13", "use_api_key": True, "use_kubernetes": True},
+    # The API key alone: its guard in web/app.py with every other option's stand-in around it
+    # (no metrics route, no dashboard, no tracing, no cron), on the default Python.
+    "api-key-only": {
+        "use_api_key": True,
+        "use_cron": False,
+        "use_metrics": False,
+        "use_tracing": False,
+        "use_dashboard": False,
+        "use_kubernetes": False,
+    },
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
         "project_slug": "cafe-2-dienst",
