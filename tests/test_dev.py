@@ -15,8 +15,7 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 
-from conftest import redis_server_program
-from support import clean_env, free_port, start_dev, wait_for
+from support import clean_env, free_port, redis_server_program, start_dev, wait_for
 
 pytestmark = pytest.mark.slow
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from conftest import Render
-from support import ROOT
+from support import ROOT, Render
 
 QUESTIONS = (
     "author_email",

@@ -3,8 +3,7 @@ set; the answers file aside, which each engine writes its own way (see test_hook
 
 import pytest
 
-from conftest import Render
-from support import OPTION_SETS, tree
+from support import OPTION_SETS, Render, tree
 
 ANSWERS_FILE = ".copier-answers.yml"
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Render
 from support import (
     API_KEY_FILES,
     CRON_FILES,
@@ -18,6 +17,7 @@ from support import (
     OPTION_SETS,
     TRACING_FILES,
     UV,
+    Render,
     clean_env,
     find_python,
     run,

@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from redis import Redis
 
-from support import OPTION_SETS, clean_env, free_port, run, wait_for
-from test_artifacts import BIN, final_stage
+from support import BIN, OPTION_SETS, clean_env, final_stage, free_port, run, wait_for
 
 pytestmark = pytest.mark.slow
 

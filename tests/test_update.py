@@ -20,12 +20,12 @@ import pytest
 import yaml
 from copier.errors import UnsafeTemplateError
 
-from conftest import bake
 from support import (
     CRON_FILES,
     ROOT,
     TREE_NAME,
     UV,
+    bake,
     clean_env,
     find_python,
     load_changelog,
