@@ -23,8 +23,8 @@ from typing import IO
 from arq.connections import ArqRedis, create_pool
 from arq.constants import health_check_key_suffix, result_key_prefix
 
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
-from {{ cookiecutter.package_name }}.queue.wake import wake_channel
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
+from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .common import Run, percentile, table

@@ -13,7 +13,7 @@ from typing import Any
 from arq.connections import ArqRedis, create_pool
 from fastapi import FastAPI
 
-from {{ cookiecutter.package_name }}.queue.arq import redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.settings import get_settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 

@@ -4,7 +4,7 @@ Both workers drain a queue pre-filled with no-op jobs, in burst mode, with the s
 (max_jobs, keep_result) and the same Redis, both polling every 10 ms: raw arq's fastest setting, so
 the ratio is the cost of our hooks, not the gain of waking on enqueue. The raw one is arq as its
 docs show it (pickle, arq's log line per job). Ours adds everything a real job goes through: the
-runner (ledger record, progress and cancel helpers, retry policy), msgpack, the log context and
+job wrapper (ledger record, progress and cancel helpers, retry policy), msgpack, the log context and
 filter{% if cookiecutter.use_metrics %}, the metrics{% endif %}. The figure to watch is the ratio, not the absolute rate, which moves with
 the machine.
 """
@@ -34,12 +34,12 @@ from arq.worker import Worker
 from pydantic import BaseModel
 
 from {{ cookiecutter.package_name }}.queue import NewJob
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Task
-from {{ cookiecutter.package_name }}.worker.runner import job_function
-from {{ cookiecutter.package_name }}.worker.settings import worker_settings
-from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+from {{ cookiecutter.package_name }}.worker.job_wrapper import job_function
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
 from .common import Run, median, table
 {% if cookiecutter.use_dashboard %}
@@ -105,7 +105,7 @@ async def run_ours(settings: Settings, jobs: int, ids: list[str]) -> float:
         for start in range(0, jobs, 1000):
             batch = [NewJob("noop", {}, settings.queue_name)] * min(1000, jobs - start)
             ids += await queue.enqueue_many(batch)
-    options: dict[str, Any] = worker_settings(settings)
+    options: dict[str, Any] = worker_options(settings)
     options["functions"] = [func(job_function(NOOP), name="noop", max_tries=3)]
     options.pop("cron_jobs", None)  # a cron run would be one more job in the count
     worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})

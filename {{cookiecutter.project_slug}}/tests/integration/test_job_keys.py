@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue import JobNotFoundError
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import RunWorker

@@ -8,7 +8,7 @@ import httpx
 from arq.connections import create_pool
 
 from {{ cookiecutter.package_name }}.queue import JobState
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
 from {{ cookiecutter.package_name }}.queue.ledger import RECENT_SCAN
 from {{ cookiecutter.package_name }}.settings import Settings
 

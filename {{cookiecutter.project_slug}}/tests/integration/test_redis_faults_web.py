@@ -22,7 +22,7 @@ from redis import Redis
 from redis.exceptions import OutOfMemoryError
 
 from {{ cookiecutter.package_name }}.queue import JobState
-from {{ cookiecutter.package_name }}.queue.arq import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.arq_queue import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from {{ cookiecutter.package_name }}.queue import JobState
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.queue.event_hub import BLOCK_SECONDS
 from {{ cookiecutter.package_name }}.settings import Settings
 

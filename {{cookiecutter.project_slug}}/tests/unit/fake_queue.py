@@ -1,9 +1,10 @@
 """The fast tier's fake queue backend: every port of queue.base (JobQueue, QueueAdmin,
 OperatorSessions) in memory, for tests only; it never ships in the package.
 
-It keeps jobs in dicts and is also the JobRecorder that the worker's real runner writes to: the
-fast tier's `run_jobs` fixture takes `ready()` jobs and runs them through `worker.runner`, so tests
-decide exactly when "the worker" acts. It has no persistence, no concurrency, no clock, no expiry.
+It keeps jobs in dicts and is also the JobRecorder that the worker's real job wrapper writes to:
+the fast tier's `run_jobs` fixture takes `ready()` jobs and runs them through `worker.job_wrapper`,
+so tests decide exactly when "the worker" acts. It has no persistence, no concurrency, no clock, no
+expiry.
 """
 
 import asyncio
@@ -179,7 +180,7 @@ class FakeQueue:
         """The job's try asked for another (arq's `Retry`): the next `ready()` includes it."""
         self.jobs[job_id].retry_due = True
 
-    # JobRecorder: what the worker's runner writes, so the fast tier runs the real runner.
+    # JobRecorder: what the worker's job wrapper writes, so the fast tier runs the real job wrapper.
 
     async def started(
         self,

@@ -1,4 +1,4 @@
-"""Redis outages in the fast tier: the backoff, what the runner does when the record cannot be
+"""Redis outages in the fast tier: the backoff, what the job wrapper does when the record cannot be
 written, and what the probe reads. The real faults, on real processes, are in
 tests/integration/test_outages.py."""
 
@@ -24,15 +24,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.cancellation import raise_if_cancelled
-from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
+from {{ cookiecutter.package_name }}.queue.arq_queue import unavailable_as_queue_error
 from {{ cookiecutter.package_name }}.queue.base import JobState, QueueUnavailableError
 from {{ cookiecutter.package_name }}.queue.unavailable import unavailable
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS
 from {{ cookiecutter.package_name }}.worker import probe
 from {{ cookiecutter.package_name }}.worker.heartbeat import key_ttl, proof_path, write_proof
+from {{ cookiecutter.package_name }}.worker.job_wrapper import OUTAGE_RETRY_DELAY, job_function
 from {{ cookiecutter.package_name }}.worker.outage import BACKOFF_CAP, Backoff, persist
-from {{ cookiecutter.package_name }}.worker.runner import OUTAGE_RETRY_DELAY, job_function
 
 from .fake_queue import FakeQueue
 
@@ -73,7 +73,7 @@ async def test_a_record_redis_refuses_ends_the_try_and_the_job_runs_again(
 ) -> None:
     ledger = OutOfReach(refuse={"started"})
     enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue="tests:queue")
-    # The runner tries again until the job's time is nearly up: a short timeout keeps this short.
+    # The job wrapper tries again until the job's time is nearly up: a short timeout keeps it short.
     quick = settings.model_copy(update={"job_timeout": 0.3})
     job_ctx = {
         **ctx,

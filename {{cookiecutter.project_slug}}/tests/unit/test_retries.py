@@ -1,4 +1,4 @@
-"""Retry policy and dead letters through the worker's real runner, on the in-memory queue."""
+"""Retry policy and dead letters through the worker's real job wrapper, on the in-memory queue."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -13,7 +13,7 @@ from arq.worker import Retry
 from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, RetryPolicy
-from {{ cookiecutter.package_name }}.worker.runner import UnencodableResultError, job_function, max_tries
+from {{ cookiecutter.package_name }}.worker.job_wrapper import UnencodableResultError, job_function, max_tries
 
 from .fake_queue import FakeQueue
 

@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
 from {{ cookiecutter.package_name }}.tasks import TASKS, Task, scrub, secrets_of
-from {{ cookiecutter.package_name }}.worker.runner import ScrubbedError, job_function
+from {{ cookiecutter.package_name }}.worker.job_wrapper import ScrubbedError, job_function
 
 {% if cookiecutter.use_dashboard -%}
 from ..auth import TEST_OPERATOR_KEY

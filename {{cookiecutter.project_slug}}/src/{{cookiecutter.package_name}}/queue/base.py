@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 JOB_META = "_meta"
 """The keyword that carries a job's metadata (request id, trace context if traced) next to its
-arguments; the worker's runner takes it out before the task sees them. Jobs from plain arq clients
-lack it."""
+arguments; the worker's job wrapper takes it out before the task sees them. Jobs from plain arq
+clients lack it."""
 
 
 def carried(meta: Mapping[str, str]) -> dict[str, Any]:
@@ -200,7 +200,8 @@ class JobFinishedError(Exception):
 
 
 class JobRecorder(Protocol):
-    """What the worker writes about the jobs it runs (worker.runner); the ledger implements it."""
+    """What the worker writes about the jobs it runs (worker.job_wrapper); the ledger implements
+    it."""
 
     async def started(
         self,
@@ -356,5 +357,5 @@ class OperatorSessions(Protocol):
 
 
 class QueueBackend(JobQueue, QueueAdmin, OperatorSessions, Protocol):
-    """Everything a backend implements (queue.arq's ArqJobQueue, the fast tier's fake): the web
-    opens one and each route sees it through the port it needs (web.deps)."""
+    """Everything a backend implements (queue.arq_queue's ArqJobQueue, the fast tier's fake): the
+    web opens one and each route sees it through the port it needs (web.deps)."""

@@ -1,5 +1,5 @@
 """What a worker's heartbeat says, and where it is found: shared by the worker that writes it
-(worker.heartbeat) and the web that lists workers (queue.arq), which never import each other.
+(worker.heartbeat) and the web that lists workers (queue.arq_queue), which never import each other.
 
 Each worker refreshes its own key `<queue>:worker:<id>` with a short TTL; a sorted set
 `<queue>:workers` lists those keys by last beat, so readers find the live workers with one bounded

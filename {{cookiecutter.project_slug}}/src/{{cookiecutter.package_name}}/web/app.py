@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
 from ..queue import QueueBackend, QueueUnavailableError
-from ..queue.arq import ArqJobQueue
+from ..queue.arq_queue import ArqJobQueue
 from ..settings import Settings, get_settings
 from ..spans import configure_tracing
 from .errors import invalid_request, queue_unavailable

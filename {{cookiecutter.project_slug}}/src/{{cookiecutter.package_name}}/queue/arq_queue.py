@@ -66,7 +66,7 @@ from .liveness import decode_beat, registry_key
 from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
 from .unavailable import unavailable, wrong_type
-from .wake import wake_channel
+from .wake_channel import wake_channel
 
 log = logging.getLogger(__name__)
 
@@ -180,11 +180,11 @@ def outcome(job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
 
 
 async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
-    """Finish the record of a job that arq ended without the runner recording it (arq's own
+    """Finish the record of a job that arq ended without the job wrapper recording it (arq's own
     timeout, an abort before the start), from the result arq stored, so that the outcome
-    outlives arq's result. A record the runner finished, or none, is left as it is."""
+    outlives arq's result. A record the job wrapper finished, or none, is left as it is."""
     if deserialize_result(raw, deserializer=deserialize).success:
-        return  # only the runner returns a success, and it recorded it: no read per job
+        return  # only the job wrapper returns a success, and it recorded it: no read per job
     found = ledger.redis.hgetall(ledger.key(job_id))
     try:
         fields = await cast("Awaitable[dict[bytes, bytes]]", found)
@@ -414,7 +414,7 @@ class ArqJobQueue:
             return None
         if ledger is not None:
             if state is JobState.IN_PROGRESS and ledger.state is not JobState.IN_PROGRESS:
-                # arq has claimed the job; the runner is about to record its start.
+                # arq has claimed the job; the job wrapper is about to record its start.
                 return replace(ledger, state=state, tries=ledger.tries + 1)
             return replace(ledger, state=state)
         if job is None:
