@@ -32,8 +32,10 @@ def create_bench_app() -> FastAPI:
     async def naive(body: dict[str, Any]) -> dict[str, str]:
         async with lock:
             if not pools:
-                queue = f"{settings.queue_name}:naive"
-                pools.append(await create_pool(redis_settings(settings), default_queue_name=queue))
+                queue_name = f"{settings.queue_name}:naive"
+                pools.append(
+                    await create_pool(redis_settings(settings), default_queue_name=queue_name)
+                )
         job = await pools[0].enqueue_job(body["task"], **body["args"])
         return {"id": job.job_id if job else ""}
 

@@ -58,13 +58,13 @@ async def noop(ctx: dict[str, Any]) -> None:
 NOOP = Task(name="noop", function=noop, args=NoArgs)
 
 
-async def fill_raw(pool: ArqRedis, queue: str, jobs: int) -> list[str]:
+async def fill_raw(pool: ArqRedis, queue_name: str, jobs: int) -> list[str]:
     now = int(time.time() * 1000)
     ids = [uuid.uuid4().hex for _ in range(jobs)]
     async with pool.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.psetex(f"arq:job:{job_id}", 600_000, serialize_job("noop", (), {}, None, now))
-            pipe.zadd(queue, {job_id: now})
+            pipe.zadd(queue_name, {job_id: now})
         await pipe.execute()
     return ids
 
@@ -82,12 +82,12 @@ def arq_cli_logging(sink: io.StringIO) -> None:
 async def run_raw(
     settings: Settings, pool: ArqRedis, jobs: int, ids: list[str], sink: io.StringIO
 ) -> float:
-    queue = f"{settings.queue_name}:raw"
-    ids += await fill_raw(pool, queue, jobs)
+    queue_name = f"{settings.queue_name}:raw"
+    ids += await fill_raw(pool, queue_name, jobs)
     arq_cli_logging(sink)
     worker = Worker(
         functions=[func(noop, name="noop")],
-        queue_name=queue,
+        queue_name=queue_name,
         redis_pool=pool,
         burst=True,
         handle_signals=False,
@@ -101,10 +101,10 @@ async def run_raw(
 
 
 async def run_ours(settings: Settings, jobs: int, ids: list[str]) -> float:
-    async with ArqJobQueue.connect(settings) as queue:
+    async with ArqJobQueue.connect(settings) as backend:
         for start in range(0, jobs, 1000):
             batch = [NewJob("noop", {}, settings.queue_name)] * min(1000, jobs - start)
-            ids += await queue.enqueue_many(batch)
+            ids += await backend.enqueue_many(batch)
     options: dict[str, Any] = worker_options(settings)
     options["functions"] = [func(job_function(NOOP), name="noop", max_tries=3)]
     options.pop("cron_jobs", None)  # a cron run would be one more job in the count

@@ -259,14 +259,14 @@ class ArqJobQueue:
             return Redis(connection_pool=ConnectionPool(max_connections=1, **options))
 
         hub = EventHub(redis, open_reader, settings.queue_name)
-        queue = cls(redis, settings, hub)
+        backend = cls(redis, settings, hub)
         try:
-            await queue.ping()
+            await backend.ping()
         except QueueUnavailableError as exc:
             log.warning("Redis is not answering yet (%s); readiness says 503 until it does", exc)
         trimming = asyncio.create_task(pool.close_idle_forever(), name="redis-idle")
         try:
-            yield queue
+            yield backend
         finally:
             trimming.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -34,7 +34,9 @@ class Context(TypedDict, total=False):
     # worker.options
     settings: Settings
     queue: QueueKey
+    """The queue's key, as the API and `worker --queue` name it: "default" or "bulk"."""
     queue_name: str
+    """The Redis name of that queue (arq's queue_name), the sorted set its jobs wait in."""
     cron_jobs: Sequence[Any]
     # worker.lifecycle: shared by every job of the worker
     http: httpx.AsyncClient
