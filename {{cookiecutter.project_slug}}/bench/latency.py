@@ -120,7 +120,9 @@ async def latencies(
         started = time.perf_counter()
         if backend is not None:
             job_id = (
-                await backend.enqueue("word_count", {"text": f"job {n}"}, queue=worker.queue_name)
+                await backend.enqueue(
+                    "word_count", {"text": f"job {n}"}, queue_name=worker.queue_name
+                )
             ).job_id
         else:
             job = await pool.enqueue_job("word_count", f"job {n}", _queue_name=worker.queue_name)

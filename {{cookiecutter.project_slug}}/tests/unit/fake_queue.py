@@ -93,7 +93,7 @@ class FakeQueue:
         task: str,
         kwargs: Mapping[str, Any],
         *,
-        queue: str,
+        queue_name: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
@@ -117,7 +117,7 @@ class FakeQueue:
             task=task,
             state=state,
             tries=0,
-            queue=queue,
+            queue=queue_name,
             enqueued_at=_now(),
             request_id=(meta or {}).get("request_id"),
         )
@@ -130,7 +130,7 @@ class FakeQueue:
     ) -> list[str]:
         self._check()
         return [
-            (await self.enqueue(job.task, job.kwargs, queue=job.queue, meta=meta)).job_id
+            (await self.enqueue(job.task, job.kwargs, queue_name=job.queue_name, meta=meta)).job_id
             for job in jobs
         ]
 
@@ -186,7 +186,7 @@ class FakeQueue:
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None:

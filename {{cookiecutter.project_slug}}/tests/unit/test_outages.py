@@ -72,7 +72,7 @@ async def test_a_record_redis_refuses_ends_the_try_and_the_job_runs_again(
     ctx: dict[str, Any], settings: Settings
 ) -> None:
     ledger = OutOfReach(refuse={"started"})
-    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue="tests:queue")
+    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue_name="tests:queue")
     # The job wrapper tries again until the job's time is nearly up: a short timeout keeps it short.
     quick = settings.model_copy(update={"job_timeout": 0.3})
     job_ctx = {
@@ -102,7 +102,7 @@ async def test_a_record_write_redis_rejects_as_a_bug_fails_the_job_at_once(
     ctx: dict[str, Any], settings: Settings
 ) -> None:
     ledger = WrongKey()
-    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue="tests:queue")
+    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue_name="tests:queue")
     job_ctx = {**ctx, "ledger": ledger, "job_id": enqueued.job_id, "queue_name": "tests:queue"}
     started = time.monotonic()
 
@@ -158,7 +158,7 @@ async def test_an_outage_is_waited_out_and_a_bug_raised_at_once_by_web_and_worke
 async def test_progress_redis_refuses_is_dropped_and_the_job_goes_on(ctx: dict[str, Any]) -> None:
     ledger = OutOfReach(refuse={"progress"})
     args = {"pages": 2, "seconds_per_page": 0}
-    enqueued = await ledger.enqueue("render_report", args, queue="tests:bulk")
+    enqueued = await ledger.enqueue("render_report", args, queue_name="tests:bulk")
     job_ctx = {**ctx, "ledger": ledger, "job_id": enqueued.job_id, "queue_name": "tests:bulk"}
 
     result = await job_function(TASKS["render_report"])(job_ctx, **args)

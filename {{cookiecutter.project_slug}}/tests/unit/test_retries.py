@@ -198,7 +198,7 @@ async def test_a_job_whose_every_start_was_cut_off_fails_with_a_dead_letter(
 ) -> None:
     """arq allows one start more than the task's tries; that start records the loss."""
     task = TASKS["word_count"]
-    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue="tests:queue")
+    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue_name="tests:queue")
     job_ctx = {
         **ctx,
         "ledger": memory_queue,
@@ -222,7 +222,7 @@ async def test_a_timeout_is_retried_when_the_policy_says_so(
         await asyncio.sleep(10)
 
     task = replace(TASKS["check_url"], function=slow, timeout=0.05)
-    enqueued = await memory_queue.enqueue("check_url", {"url": "x"}, queue="tests:queue")
+    enqueued = await memory_queue.enqueue("check_url", {"url": "x"}, queue_name="tests:queue")
     job_ctx = {
         **ctx,
         "ledger": memory_queue,
@@ -260,7 +260,7 @@ async def test_a_result_json_cannot_carry_fails_the_job_and_its_record_stays_rea
         return result
 
     task = replace(TASKS["word_count"], function=returns)
-    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue="tests:queue")
+    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue_name="tests:queue")
     job_ctx = {
         **ctx,
         "ledger": memory_queue,

@@ -128,11 +128,11 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """One job of a batch: its task, validated arguments, and queue."""
+    """One job of a batch: its task, validated arguments, and the Redis name of its queue."""
 
     task: str
     kwargs: Mapping[str, Any]
-    queue: str
+    queue_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +207,7 @@ class JobRecorder(Protocol):
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None: ...
@@ -246,16 +246,17 @@ class JobQueue(Protocol):
         task: str,
         kwargs: Mapping[str, Any],
         *,
-        queue: str,
+        queue_name: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
     ) -> Enqueued:
-        """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
-        `meta` travels with the job into the worker (never into the task's arguments): its
-        `request_id` goes onto the job's record and every log line of the job; in a traced
-        project, W3C trace context (`traceparent`) continues the caller's trace (see spans.py).
+        """Queue `task(**kwargs)` on the queue whose Redis name is `queue_name`, to start after
+        `defer` seconds, and return its id. `meta` travels with the job into the worker (never
+        into the task's arguments): its `request_id` goes onto the job's record and every log
+        line of the job; in a traced project, W3C trace context (`traceparent`) continues the
+        caller's trace (see spans.py).
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.

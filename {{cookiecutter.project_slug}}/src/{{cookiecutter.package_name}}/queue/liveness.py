@@ -18,10 +18,16 @@ def registry_key(queue_name: str) -> str:
 
 
 def encode_beat(
-    worker_id: str, queue: str, at: float, running: int, cron: Mapping[str, datetime]
+    worker_id: str, queue_name: str, at: float, running: int, cron: Mapping[str, datetime]
 ) -> str:
     next_runs = {name: moment.isoformat() for name, moment in cron.items()}
-    beat = {"worker": worker_id, "queue": queue, "at": at, "running": running, "cron": next_runs}
+    beat = {
+        "worker": worker_id,
+        "queue": queue_name,
+        "at": at,
+        "running": running,
+        "cron": next_runs,
+    }
     return json.dumps(beat)
 
 

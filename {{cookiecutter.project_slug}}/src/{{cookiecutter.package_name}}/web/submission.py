@@ -100,7 +100,7 @@ async def submit(
             enqueued = await job_queue.enqueue(
                 task_name,
                 kwargs,
-                queue=queue_name,
+                queue_name=queue_name,
                 job_id=job_id,
                 idempotency=idempotency,
                 defer=defer or 0,
@@ -134,7 +134,7 @@ async def submit_batch(
         jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
     if errors:
         raise RequestValidationError(errors)
-    with enqueue_span("batch", ",".join(sorted({job.queue for job in jobs})), meta):
+    with enqueue_span("batch", ",".join(sorted({job.queue_name for job in jobs})), meta):
         ids = await job_queue.enqueue_many(jobs, meta)
     for job in jobs:
         count_enqueued(job.task)

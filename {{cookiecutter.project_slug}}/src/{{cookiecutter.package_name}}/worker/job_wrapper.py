@@ -140,11 +140,13 @@ class RecordKeeper:
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None:
-        await self._write(lambda: self.inner.started(job_id, task, queue, job_try, enqueued_at))
+        await self._write(
+            lambda: self.inner.started(job_id, task, queue_name, job_try, enqueued_at)
+        )
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         """For the task, mid-work: a progress report lost to an outage is dropped (the next one,

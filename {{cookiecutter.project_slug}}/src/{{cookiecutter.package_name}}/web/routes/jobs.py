@@ -134,7 +134,7 @@ async def enqueue_batch(
                 id=job_id,
                 task=job.task,
                 state=JobState.QUEUED,
-                queue=job.queue,
+                queue=job.queue_name,
                 url=job_url(request, job_id),
             )
             for job_id, job in zip(ids, jobs, strict=True)
