@@ -223,13 +223,13 @@ def test_a_dead_letter_replayed_from_the_page_runs(
 ) -> None:
     base, project, env = service
     failed_id = f"failed-{uuid.uuid4().hex[:8]}"
-    # A job that failed for good, as the worker's runner records one.
+    # A job that failed for good, as the worker's job wrapper records one.
     plant = f"""
 import asyncio
 from datetime import UTC, datetime
 from redis.asyncio import Redis
 from my_service.queue import DeadLetter, JobError
-from my_service.queue.arq import ledger_for
+from my_service.queue.arq_queue import ledger_for
 from my_service.settings import Settings
 
 async def main():

@@ -68,7 +68,7 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
 
     src = ("src", package)
     use_cron = on("use_cron", CRON_FILES, True)
-    assert ("CRON_JOBS" in text(*src, "worker", "settings.py")) is use_cron
+    assert ("CRON_JOBS" in text(*src, "worker", "options.py")) is use_cron
     use_api_key = on("use_api_key", API_KEY_FILES, False)
     # Each option enters the code at one seam: its real part imported there, or a stand-in.
     assert ("from .auth import" in text(*src, "web", "app.py")) is use_api_key

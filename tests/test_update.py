@@ -255,7 +255,7 @@ def test_switching_an_option_adds_and_removes_exactly_its_files(
     update(project, data={"use_cron": False})
 
     assert not any((project / path).exists() for path in cron_files)
-    assert "CRON_JOBS" not in (project / "src/my_service/worker/settings.py").read_text()
+    assert "CRON_JOBS" not in (project / "src/my_service/worker/options.py").read_text()
     assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
     assert answers_of(project)["use_cron"] is False
     assert conflicts(project) == []
@@ -266,8 +266,8 @@ def test_switching_an_option_adds_and_removes_exactly_its_files(
 
     for path in cron_files:
         assert (project / path).read_bytes() == fresh[path][0], path
-    settings = "src/my_service/worker/settings.py"
-    assert (project / settings).read_bytes() == fresh[settings][0]
+    options = "src/my_service/worker/options.py"
+    assert (project / options).read_bytes() == fresh[options][0]
     assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
     assert conflicts(project) == []
     assert_fast_tier_passes(project)
@@ -297,17 +297,77 @@ def test_a_project_made_by_cookiecutter_adopts_updates(
     assert_fast_tier_passes(project)
 
 
+# v0.3.0's renames, in a default render's terms: the path before -> the path since.
+V0_3_0_RENAMES = {
+    "src/my_service/worker/wake.py": "src/my_service/worker/process.py",
+    "src/my_service/queue/wake.py": "src/my_service/queue/wake_channel.py",
+    "src/my_service/worker/runner.py": "src/my_service/worker/job_wrapper.py",
+    "src/my_service/worker/settings.py": "src/my_service/worker/options.py",
+    "src/my_service/worker/logs.py": "src/my_service/worker/log_redaction.py",
+    "src/my_service/queue/arq.py": "src/my_service/queue/arq_queue.py",
+    "tests/unit/test_worker_settings.py": "tests/unit/test_worker_options.py",
+    "tests/unit/test_logs.py": "tests/unit/test_log_redaction.py",
+}
+# How the code named them before v0.3.0: new -> old, in imports.
+V0_3_0_IMPORTS = {
+    ".worker.process import": ".worker.wake import",
+    ".queue.wake_channel import": ".queue.wake import",
+    ".job_wrapper import": ".runner import",
+    ".options import": ".settings import",
+    "worker_options": "worker_settings",
+    "worker import options as": "worker import settings as",
+    ".log_redaction import": ".logs import",
+    ".wake_channel import": ".wake import",
+    ".queue.arq_queue import": ".queue.arq import",
+    ".arq_queue import": ".arq import",
+}
+
+
+def release_before_v0_3_0(repo: TemplateRepo, tag: str) -> None:
+    """The working template with v0.3.0's renames undone: each module at its old path, imported
+    by its old name."""
+    for old, new in V0_3_0_RENAMES.items():
+        shutil.move(repo.file(new), repo.file(old))
+    for path in (repo.path / TREE_NAME).rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for new, old in V0_3_0_IMPORTS.items():
+            text = text.replace(new, old)
+        path.write_text(text, encoding="utf-8")
+    repo.release(tag)
+
+
+def release_current(repo: TemplateRepo, tmp_path: Path, tag: str) -> Path:
+    """The working template again, as release `tag`; returns the copy it came from."""
+    shutil.rmtree(repo.path / TREE_NAME)
+    current = template_copy(tmp_path / "current")
+    shutil.copytree(current / TREE_NAME, repo.path / TREE_NAME)
+    repo.release(tag)
+    return current
+
+
+def resolve_as_ours(path: Path) -> str:
+    """The file with each inline conflict resolved to the user's side."""
+    resolved = re.sub(
+        r"<<<<<<< before updating\n(.*?)=======\n.*?>>>>>>> after updating\n",
+        r"\1",
+        path.read_text(),
+        flags=re.DOTALL,
+    )
+    path.write_text(resolved)
+    return resolved
+
+
 @pytest.mark.slow
 def test_the_v0_2_0_migration_carries_edits_of_the_renamed_queue_module(
     template_repo: TemplateRepo, tmp_path: Path
 ) -> None:
     # Rebuild v0.1.0 as released: the arq adapter was queue/arq_backend.py then.
     old = template_repo.file("src/my_service/queue/arq_backend.py")
-    shutil.move(template_repo.file("src/my_service/queue/arq.py"), old)
-    for user in ("src/my_service/web/app.py", "src/my_service/worker/settings.py"):
-        template_repo.replace(user, "..queue.arq import", "..queue.arq_backend import")
+    shutil.move(template_repo.file("src/my_service/queue/arq_queue.py"), old)
+    for user in ("src/my_service/web/app.py", "src/my_service/worker/options.py"):
+        template_repo.replace(user, "..queue.arq_queue import", "..queue.arq_backend import")
     template_repo.replace(
-        "tests/unit/test_settings.py", ".queue.arq import", ".queue.arq_backend import"
+        "tests/unit/test_settings.py", ".queue.arq_queue import", ".queue.arq_backend import"
     )
     template_repo.release("v0.1.0")
     project = generate(template_repo, tmp_path / "my-service")
@@ -319,33 +379,58 @@ def test_the_v0_2_0_migration_carries_edits_of_the_renamed_queue_module(
     )
     commit_all(project, "our tuning")
 
-    shutil.rmtree(template_repo.path / TREE_NAME)
-    template_copy(tmp_path / "current")
-    shutil.copytree(tmp_path / "current" / TREE_NAME, template_repo.path / TREE_NAME)
-    template_repo.release("v0.2.0")
+    # The newest release: v0.2.0's migration moves the file to queue/arq.py, v0.3.0's on to
+    # queue/arq_queue.py.
+    current = release_current(template_repo, tmp_path, "v0.3.0")
 
     with pytest.raises(UnsafeTemplateError):
         update(project)  # migrations run only when the user trusts the template
     update(project, trust=True)
 
     # The user's file moved with its history; only the user's own lines are left to confirm.
-    moved = project / "src/my_service/queue/arq.py"
+    moved = project / "src/my_service/queue/arq_queue.py"
     assert not (project / "src/my_service/queue/arq_backend.py").exists()
-    assert conflicts(project) == ["src/my_service/queue/arq.py"]
+    assert not (project / "src/my_service/queue/arq.py").exists()
+    assert conflicts(project) == ["src/my_service/queue/arq_queue.py"]
     assert "<<<<<<< before updating\nOUR_TUNING = 42\n=======\n>>>>>>> after updating\n" in (
         moved.read_text()
     )
-    resolved = re.sub(
-        r"<<<<<<< before updating\n(.*?)=======\n.*?>>>>>>> after updating\n",
-        r"\1",
-        moved.read_text(),
-        flags=re.DOTALL,
-    )
-    moved.write_text(resolved)
-    fresh = tmp_path / "current" / TREE_NAME / "src/{{cookiecutter.package_name}}/queue/arq.py"
+    resolved = resolve_as_ours(moved)
+    fresh = current / TREE_NAME / "src/{{cookiecutter.package_name}}/queue/arq_queue.py"
     assert resolved == fresh.read_text().replace(
         "log = logging.getLogger(__name__)\n",
         "log = logging.getLogger(__name__)\nOUR_TUNING = 42\n",
+    )
+    assert_fast_tier_passes(project)
+
+
+@pytest.mark.slow
+def test_the_v0_3_0_migration_carries_edits_of_the_renamed_worker_modules(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    release_before_v0_3_0(template_repo, "v0.2.0")
+    project = generate(template_repo, tmp_path / "my-service")
+    ours = 'log = logging.getLogger(__name__)\nOUR_NOTE = "wrapped"\n'
+    edit(project, "src/my_service/worker/runner.py", "log = logging.getLogger(__name__)\n", ours)
+    commit_all(project, "our note")
+
+    current = release_current(template_repo, tmp_path, "v0.3.0")
+    update(project, trust=True)
+
+    # The edited module moved with its history, and only the user's own lines are left to
+    # confirm; the modules the user left alone were replaced, so nothing else conflicts.
+    for old, new in V0_3_0_RENAMES.items():
+        assert not (project / old).exists(), old
+        assert (project / new).is_file(), new
+    moved = project / "src/my_service/worker/job_wrapper.py"
+    assert conflicts(project) == ["src/my_service/worker/job_wrapper.py"]
+    assert (
+        '<<<<<<< before updating\nOUR_NOTE = "wrapped"\n=======\n>>>>>>> after updating\n'
+        in moved.read_text()
+    )
+    fresh = current / TREE_NAME / "src/{{cookiecutter.package_name}}/worker/job_wrapper.py"
+    assert resolve_as_ours(moved) == fresh.read_text().replace(
+        "log = logging.getLogger(__name__)\n", ours
     )
     assert_fast_tier_passes(project)
 

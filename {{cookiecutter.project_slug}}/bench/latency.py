@@ -23,8 +23,8 @@ from typing import IO
 from arq.connections import ArqRedis, create_pool
 from arq.constants import health_check_key_suffix, result_key_prefix
 
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
-from {{ cookiecutter.package_name }}.queue.wake import wake_channel
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
+from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .common import Run, percentile, table
@@ -35,7 +35,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 @dataclass
 class Worker:
     label: str
-    queue: str
+    queue_name: str
     process: "subprocess.Popen[bytes]"
     jobs: int
     poll_delay: float
@@ -54,17 +54,17 @@ class Worker:
 
 
 def start_raw(
-    settings: Settings, queue: str, poll_delay: float, label: str, jobs: int, log: IO[bytes]
+    settings: Settings, queue_name: str, poll_delay: float, label: str, jobs: int, log: IO[bytes]
 ) -> Worker:
     env = {
         **os.environ,
         "REDIS_URL": str(settings.redis_url),
-        "QUEUE_NAME": queue,
+        "QUEUE_NAME": queue_name,
         "POLL_DELAY": str(poll_delay),
     }
     command = [str(Path(sys.executable).with_name("arq")), "bench.raw_worker.WorkerSettings"]
     process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return Worker(label, queue, process, jobs, poll_delay, log)
+    return Worker(label, queue_name, process, jobs, poll_delay, log)
 
 
 def start_ours(settings: Settings, prefix: str, jobs: int, log: IO[bytes]) -> Worker:
@@ -86,8 +86,8 @@ async def ready(pool: ArqRedis, worker: Worker, ours: bool) -> None:
     """Until the worker polls (arq's health key is written at its first poll) and, for ours,
     listens on its wake channel."""
     deadline = time.monotonic() + 30
-    while not await pool.exists(worker.queue + health_check_key_suffix) or (
-        ours and not (await pool.pubsub_numsub(wake_channel(worker.queue)))[0][1]
+    while not await pool.exists(worker.queue_name + health_check_key_suffix) or (
+        ours and not (await pool.pubsub_numsub(wake_channel(worker.queue_name)))[0][1]
     ):
         if worker.process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"{worker.label} did not start")
@@ -110,7 +110,7 @@ async def visible(
 
 
 async def latencies(
-    pool: ArqRedis, queue: ArqJobQueue | None, worker: Worker, job_ids: list[str]
+    pool: ArqRedis, backend: ArqJobQueue | None, worker: Worker, job_ids: list[str]
 ) -> list[float]:
     samples = []
     for n in range(worker.jobs):
@@ -118,12 +118,14 @@ async def latencies(
         # lock onto the cycle (the last job ended just after a poll) and measure one phase only.
         await asyncio.sleep(0.02 + random.uniform(0, worker.poll_delay))
         started = time.perf_counter()
-        if queue is not None:
+        if backend is not None:
             job_id = (
-                await queue.enqueue("word_count", {"text": f"job {n}"}, queue=worker.queue)
+                await backend.enqueue(
+                    "word_count", {"text": f"job {n}"}, queue_name=worker.queue_name
+                )
             ).job_id
         else:
-            job = await pool.enqueue_job("word_count", f"job {n}", _queue_name=worker.queue)
+            job = await pool.enqueue_job("word_count", f"job {n}", _queue_name=worker.queue_name)
             if job is None:
                 raise RuntimeError("arq refused a new job id")
             job_id = job.job_id
@@ -148,12 +150,12 @@ async def measure(run: Run) -> str:
     rows: list[list[str]] = []
     pool = await create_pool(redis_settings(settings))
     try:
-        async with ArqJobQueue.connect(settings) as queue:
+        async with ArqJobQueue.connect(settings) as backend:
             for worker in workers:
                 await ready(pool, worker, worker is ours)
             samples = {
                 worker.label: await latencies(
-                    pool, queue if worker is ours else None, worker, run.job_ids
+                    pool, backend if worker is ours else None, worker, run.job_ids
                 )
                 for worker in workers
             }

@@ -13,7 +13,7 @@ from typing import Any
 from arq.connections import ArqRedis, create_pool
 from fastapi import FastAPI
 
-from {{ cookiecutter.package_name }}.queue.arq import redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.settings import get_settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -32,8 +32,10 @@ def create_bench_app() -> FastAPI:
     async def naive(body: dict[str, Any]) -> dict[str, str]:
         async with lock:
             if not pools:
-                queue = f"{settings.queue_name}:naive"
-                pools.append(await create_pool(redis_settings(settings), default_queue_name=queue))
+                queue_name = f"{settings.queue_name}:naive"
+                pools.append(
+                    await create_pool(redis_settings(settings), default_queue_name=queue_name)
+                )
         job = await pools[0].enqueue_job(body["task"], **body["args"])
         return {"id": job.job_id if job else ""}
 

@@ -4,7 +4,7 @@ Both workers drain a queue pre-filled with no-op jobs, in burst mode, with the s
 (max_jobs, keep_result) and the same Redis, both polling every 10 ms: raw arq's fastest setting, so
 the ratio is the cost of our hooks, not the gain of waking on enqueue. The raw one is arq as its
 docs show it (pickle, arq's log line per job). Ours adds everything a real job goes through: the
-runner (ledger record, progress and cancel helpers, retry policy), msgpack, the log context and
+job wrapper (ledger record, progress and cancel helpers, retry policy), msgpack, the log context and
 filter{% if cookiecutter.use_metrics %}, the metrics{% endif %}. The figure to watch is the ratio, not the absolute rate, which moves with
 the machine.
 """
@@ -34,12 +34,12 @@ from arq.worker import Worker
 from pydantic import BaseModel
 
 from {{ cookiecutter.package_name }}.queue import NewJob
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Task
-from {{ cookiecutter.package_name }}.worker.runner import job_function
-from {{ cookiecutter.package_name }}.worker.settings import worker_settings
-from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+from {{ cookiecutter.package_name }}.worker.job_wrapper import job_function
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
 from .common import Run, median, table
 {% if cookiecutter.use_dashboard %}
@@ -58,13 +58,13 @@ async def noop(ctx: dict[str, Any]) -> None:
 NOOP = Task(name="noop", function=noop, args=NoArgs)
 
 
-async def fill_raw(pool: ArqRedis, queue: str, jobs: int) -> list[str]:
+async def fill_raw(pool: ArqRedis, queue_name: str, jobs: int) -> list[str]:
     now = int(time.time() * 1000)
     ids = [uuid.uuid4().hex for _ in range(jobs)]
     async with pool.pipeline(transaction=False) as pipe:
         for job_id in ids:
             pipe.psetex(f"arq:job:{job_id}", 600_000, serialize_job("noop", (), {}, None, now))
-            pipe.zadd(queue, {job_id: now})
+            pipe.zadd(queue_name, {job_id: now})
         await pipe.execute()
     return ids
 
@@ -82,12 +82,12 @@ def arq_cli_logging(sink: io.StringIO) -> None:
 async def run_raw(
     settings: Settings, pool: ArqRedis, jobs: int, ids: list[str], sink: io.StringIO
 ) -> float:
-    queue = f"{settings.queue_name}:raw"
-    ids += await fill_raw(pool, queue, jobs)
+    queue_name = f"{settings.queue_name}:raw"
+    ids += await fill_raw(pool, queue_name, jobs)
     arq_cli_logging(sink)
     worker = Worker(
         functions=[func(noop, name="noop")],
-        queue_name=queue,
+        queue_name=queue_name,
         redis_pool=pool,
         burst=True,
         handle_signals=False,
@@ -101,11 +101,11 @@ async def run_raw(
 
 
 async def run_ours(settings: Settings, jobs: int, ids: list[str]) -> float:
-    async with ArqJobQueue.connect(settings) as queue:
+    async with ArqJobQueue.connect(settings) as backend:
         for start in range(0, jobs, 1000):
             batch = [NewJob("noop", {}, settings.queue_name)] * min(1000, jobs - start)
-            ids += await queue.enqueue_many(batch)
-    options: dict[str, Any] = worker_settings(settings)
+            ids += await backend.enqueue_many(batch)
+    options: dict[str, Any] = worker_options(settings)
     options["functions"] = [func(job_function(NOOP), name="noop", max_tries=3)]
     options.pop("cron_jobs", None)  # a cron run would be one more job in the count
     worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})

@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .dev import run_dev
 
         return run_dev(args.host, args.port)
-    from .worker.wake import run_worker
+    from .worker.process import run_worker
 
     run_worker(args.queue, burst=args.burst)
     return 0

@@ -6,7 +6,7 @@ Always a real server: the service never runs on a fake. The integration tests fi
 same way (`server_binary`).
 Web: uvicorn with --reload. Workers, one per queue: restarted when a source file changes.
 Ctrl-C (or SIGTERM, or SIGHUP when the terminal closes) stops the children and the Redis started
-here, and exits. If the runner itself dies without stopping them (kill -9, a crash), a watchdog
+here, and exits. If the job wrapper itself dies without stopping them (kill -9, a crash), a watchdog
 process stops them: nothing is left holding the port for the next `dev`.
 """
 
@@ -133,10 +133,10 @@ def stop(children: list["subprocess.Popen[bytes]"], timeout: float = 15) -> None
 
 
 def watch_groups() -> None:
-    """The watchdog's side (`python -c`): read the runner's process groups, one per line, from
-    stdin; at end of file, which the kernel gives however the runner ended, stop every group
+    """The watchdog's side (`python -c`): read the job wrapper's process groups, one per line, from
+    stdin; at end of file, which the kernel gives however the job wrapper ended, stop every group
     still there (SIGTERM, SIGKILL after WATCHDOG_GRACE seconds)."""
-    for ignored in (signal.SIGINT, signal.SIGHUP):  # the terminal's signals are the runner's
+    for ignored in (signal.SIGINT, signal.SIGHUP):  # the terminal's signals are the job wrapper's
         signal.signal(ignored, signal.SIG_IGN)
     groups = [int(line) for line in sys.stdin]
     for group in groups:
@@ -164,7 +164,7 @@ class Watchdog:
     """A process of its own, in a session of its own, holding the read end of a pipe from this
     runner. Every child's process group is written to it. A parent-death signal would reach
     only direct children (not uvicorn's or watchfiles' own) and exists on Linux only; a pipe's
-    end of file comes on every system, however the runner dies."""
+    end of file comes on every system, however the job wrapper dies."""
 
     def __init__(self) -> None:
         code = f"from {__name__} import watch_groups; watch_groups()"

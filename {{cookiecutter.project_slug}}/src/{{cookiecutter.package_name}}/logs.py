@@ -3,7 +3,7 @@ log shippers), readable lines in a terminal.
 
 Every line, ours or a library's (arq, uvicorn), goes through one structlog formatter on the root
 logger, so the context bound with `structlog.contextvars` appears on all of them: the request id of
-a web request, and job_id, task, try, queue and request_id of a job (see worker.runner).
+a web request, and job_id, task, try, queue and request_id of a job (see worker.job_wrapper).
 """
 
 import json

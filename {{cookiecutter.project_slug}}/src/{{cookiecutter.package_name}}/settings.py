@@ -34,7 +34,7 @@ SHUTDOWN_MARGIN = 5
 """Seconds a worker needs after its completion wait: cancel and re-queue jobs, shut down, exit."""
 
 QueueKey = Literal["default", "bulk"]
-"""`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.settings)."""
+"""`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.options)."""
 
 
 class Settings(BaseSettings):
@@ -106,8 +106,8 @@ class Settings(BaseSettings):
         description="Seconds a web process keeps an unused Redis connection open.",
     )
 
-    # Worker tuning. Workers wake on enqueue and when a slot frees (worker.wake), so the poll delay
-    # is only the fallback for jobs from plain arq clients: an idle worker costs a few Redis
+    # Worker tuning. Workers wake on enqueue and when a slot frees (worker.process), so the poll
+    # delay is only the fallback for jobs from plain arq clients: an idle worker costs a few Redis
     # commands per poll. 50 slots keep I/O-bound jobs flowing (arq's default is 10).
     worker_max_jobs: int = Field(
         default=50, ge=1, le=10_000, description="Jobs one worker runs at once."

@@ -32,7 +32,7 @@ def caller_context(headers: Mapping[str, str]) -> dict[str, str]:
 
 
 @contextmanager
-def enqueue_span(task: str, queue: str, meta: MutableMapping[str, str]) -> Iterator[None]:
+def enqueue_span(task: str, queue_name: str, meta: MutableMapping[str, str]) -> Iterator[None]:
     yield
 
 

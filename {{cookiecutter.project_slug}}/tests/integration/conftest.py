@@ -29,8 +29,8 @@ from {{ cookiecutter.package_name }}.dev import answers, free_port, local_redis,
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
-from {{ cookiecutter.package_name }}.worker.settings import worker_settings
-from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
 from ..auth import AUTH, {% if cookiecutter.use_api_key %}TEST_API_KEY, {% endif %}TEST_OPERATOR_KEY
 
@@ -121,7 +121,7 @@ async def run_worker(settings: Settings) -> AsyncIterator[RunWorker]:
 
     async def run(queue: QueueKey = "default") -> WakingWorker:
         # No cron: a run due during the test (every 5 minutes) would be one job more in the counts.
-        options = {**worker_settings(settings, queue), "cron_jobs": []}
+        options = {**worker_options(settings, queue), "cron_jobs": []}
         worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})
         workers.append(worker)
         await worker.main()
@@ -142,7 +142,7 @@ async def start_workers(settings: Settings) -> AsyncIterator[StartWorkers]:
 
     async def start() -> None:
         for queue in ("default", "bulk"):
-            worker = WakingWorker(**{**worker_settings(settings, queue), "handle_signals": False})
+            worker = WakingWorker(**{**worker_options(settings, queue), "handle_signals": False})
             running.append((worker, asyncio.create_task(worker.async_run())))
 
     yield start

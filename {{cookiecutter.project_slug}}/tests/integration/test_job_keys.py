@@ -13,7 +13,7 @@ import pytest
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue import JobNotFoundError
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import RunWorker
@@ -59,23 +59,23 @@ async def test_an_id_naming_another_jobs_events_is_no_job(
 
 
 async def test_a_key_of_another_type_ends_its_own_streams_only(settings: Settings) -> None:
-    async with ArqJobQueue.connect(settings) as queue:
-        ledger = ledger_for(queue._redis, settings)
+    async with ArqJobQueue.connect(settings) as backend:
+        ledger = ledger_for(backend._redis, settings)
         good, bad = uuid.uuid4().hex, uuid.uuid4().hex
         await ledger.created(good, "word_count", settings.queue_name)
         await ledger.created(bad, "word_count", settings.queue_name)
-        [created] = await queue.events(good)
+        [created] = await backend.events(good)
         # What a job with the id `<bad>:events` wrote before such ids were refused: its record
         # (a hash) where the events of `bad` were.
         async with Redis.from_url(str(settings.redis_url)) as redis:
             await redis.delete(ledger.events_key(bad))
             await redis.hset(ledger.events_key(bad), mapping={"task": "word_count"})
 
-        assert await queue.events(bad) == []  # not a 500
-        waiting = asyncio.create_task(queue.events(good, after=created.id, wait=10))
+        assert await backend.events(bad) == []  # not a 500
+        waiting = asyncio.create_task(backend.events(good, after=created.id, wait=10))
         await asyncio.sleep(0.2)  # the shared reader blocks on the good job's events
         with pytest.raises(JobNotFoundError):
-            await queue.events(bad, after="0-0", wait=10)  # its read is refused: WRONGTYPE
+            await backend.events(bad, after="0-0", wait=10)  # its read is refused: WRONGTYPE
         await asyncio.sleep(0.2)
         assert not waiting.done()  # the good job's stream was not ended with it
         await ledger.progress(good, 50)

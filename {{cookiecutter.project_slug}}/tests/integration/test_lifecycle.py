@@ -231,7 +231,8 @@ async def test_reading_a_job_writes_nothing(client: httpx.AsyncClient, settings:
 async def test_the_worker_records_a_job_aborted_before_its_start(
     client: httpx.AsyncClient, settings: Settings, run_worker: RunWorker
 ) -> None:
-    # A cancel that met the job already claimed: arq ends it unstarted, the runner never saw it.
+    # A cancel that met the job already claimed: arq ends it unstarted, never seen by the job
+    # wrapper.
     location = (await client.post("/jobs", json=report(pages=1))).headers["location"]
     job_id = location.rsplit("/", 1)[1]
     async with Redis.from_url(str(settings.redis_url)) as redis:

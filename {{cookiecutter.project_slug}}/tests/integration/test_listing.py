@@ -8,7 +8,7 @@ import httpx
 from arq.connections import create_pool
 
 from {{ cookiecutter.package_name }}.queue import JobState
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
 from {{ cookiecutter.package_name }}.queue.ledger import RECENT_SCAN
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -26,12 +26,12 @@ async def test_recent_jobs_newest_first_filtered_and_paged(
         ids.append((await client.post("/jobs", json=body)).json()["id"])
     await run_worker()  # the word counts run; the reports wait for the bulk queue's worker
 
-    async with ArqJobQueue.connect(settings) as queue:
-        first = await queue.recent_jobs(3)
-        second = await queue.recent_jobs(3, before=first.next_before)
-        third = await queue.recent_jobs(3, before=second.next_before)
-        done = await queue.recent_jobs(10, state=JobState.SUCCEEDED)
-        reports = await queue.recent_jobs(10, task="render_report")
+    async with ArqJobQueue.connect(settings) as backend:
+        first = await backend.recent_jobs(3)
+        second = await backend.recent_jobs(3, before=first.next_before)
+        third = await backend.recent_jobs(3, before=second.next_before)
+        done = await backend.recent_jobs(10, state=JobState.SUCCEEDED)
+        reports = await backend.recent_jobs(10, task="render_report")
 
     newest_first = list(reversed(ids))
     assert [job.id for job in first.jobs + second.jobs + third.jobs] == newest_first
@@ -48,8 +48,8 @@ async def test_a_rare_state_costs_a_bounded_walk(
     for _ in range(RECENT_SCAN // 1000 + 1):
         assert (await client.post("/jobs/batch", json={"jobs": jobs})).status_code == 202
 
-    async with ArqJobQueue.connect(settings) as queue:
-        page = await queue.recent_jobs(5, state=JobState.FAILED)
+    async with ArqJobQueue.connect(settings) as backend:
+        page = await backend.recent_jobs(5, state=JobState.FAILED)
 
     # None found within the walk: an empty page that says where to go on, not a full scan.
     assert page.jobs == []
@@ -60,9 +60,9 @@ async def test_live_workers_come_from_their_heartbeats(
     settings: Settings, start_workers: StartWorkers
 ) -> None:
     await start_workers()
-    async with ArqJobQueue.connect(settings) as queue:
+    async with ArqJobQueue.connect(settings) as backend:
         async with asyncio.timeout(10):
-            while len(workers := await queue.workers()) < 2:  # noqa: ASYNC110 - polled, as the page
+            while len(workers := await backend.workers()) < 2:  # noqa: ASYNC110 - polled, as the page
                 await asyncio.sleep(0.05)
 
     assert {worker.queue for worker in workers} == {settings.queue_name, settings.bulk_queue_name}
@@ -86,11 +86,11 @@ async def test_arguments_while_queued_after_the_run_and_of_a_plain_arq_job(
         await pool.aclose()
     assert plain is not None
 
-    async with ArqJobQueue.connect(settings) as queue:
-        queued = await queue.arguments(job_id)
+    async with ArqJobQueue.connect(settings) as backend:
+        queued = await backend.arguments(job_id)
         await run_worker()
-        finished = await queue.arguments(job_id)
-        unknown = await queue.arguments("no-such-job")
+        finished = await backend.arguments(job_id)
+        unknown = await backend.arguments("no-such-job")
 
     assert queued == {"text": "kept"}  # the request id that travels along is not an argument
     assert finished == {"text": "kept"}  # from the result, while it is kept

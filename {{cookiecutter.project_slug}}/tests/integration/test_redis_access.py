@@ -19,8 +19,8 @@ from pydantic import RedisDsn
 from {{ cookiecutter.package_name }}.dev import answers, free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
-from {{ cookiecutter.package_name }}.worker.settings import worker_settings
-from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
 from ..auth import AUTH
 from .conftest import require_server_binary
@@ -152,7 +152,7 @@ async def enqueue_and_run(settings: Settings) -> dict[str, object]:
             assert ready.status_code == 200, ready.text
             body = {"task": "word_count", "args": {"text": "over acl"}}
             location = (await http.post("/jobs", json=body)).headers["location"]
-            options = {**worker_settings(settings), "burst": True, "handle_signals": False}
+            options = {**worker_options(settings), "burst": True, "handle_signals": False}
             worker = WakingWorker(**options)
             try:
                 await worker.main()

@@ -22,7 +22,7 @@ from redis import Redis
 from redis.exceptions import OutOfMemoryError
 
 from {{ cookiecutter.package_name }}.queue import JobState
-from {{ cookiecutter.package_name }}.queue.arq import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.arq_queue import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -250,8 +250,8 @@ async def test_jobs_are_read_while_redis_is_full(
     accepted = await web.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
     location = accepted.headers["location"]
     done = (await web.post("/jobs", json={"task": "word_count", "args": {"text": "done"}})).json()
-    async with ArqJobQueue.connect(own_settings) as queue:  # ended: its stream ends too
-        await ledger_for(queue._redis, own_settings).finished(done["id"], JobState.SUCCEEDED)
+    async with ArqJobQueue.connect(own_settings) as backend:  # ended: its stream ends too
+        await ledger_for(backend._redis, own_settings).finished(done["id"], JobState.SUCCEEDED)
     with Redis.from_url(own_redis.url) as redis:
         redis.config_set("maxmemory-policy", "noeviction")
         used = int(redis.info("memory")["used_memory"])

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 import httpx
 
 from {{ cookiecutter.package_name }}.queue import JobState
-from {{ cookiecutter.package_name }}.queue.arq import ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.queue.event_hub import BLOCK_SECONDS
 from {{ cookiecutter.package_name }}.settings import Settings
 
@@ -67,31 +67,31 @@ async def test_late_and_resuming_streams_get_the_events_an_early_one_got(
 async def test_the_shared_reader_serves_waiters_behind_it_and_wakes_for_a_new_job(
     settings: Settings,
 ) -> None:
-    async with ArqJobQueue.connect(settings) as queue:
-        ledger = ledger_for(queue._redis, settings)
+    async with ArqJobQueue.connect(settings) as backend:
+        ledger = ledger_for(backend._redis, settings)
         job, other = uuid.uuid4().hex, uuid.uuid4().hex
         await ledger.created(job, "word_count", settings.queue_name)
         await ledger.created(other, "word_count", settings.queue_name)
-        [created] = await queue.events(job)
+        [created] = await backend.events(job)
 
-        ahead = asyncio.create_task(queue.events(job, after=created.id, wait=10))
+        ahead = asyncio.create_task(backend.events(job, after=created.id, wait=10))
         await asyncio.sleep(0.2)  # the reader blocks on the job's events now
         await ledger.progress(job, 50)
         [progress] = await ahead
 
         # A waiter behind what the reader has passed on catches up at once, not at a new event.
         started = time.monotonic()
-        behind = await queue.events(job, after=created.id, wait=10)
+        behind = await backend.events(job, after=created.id, wait=10)
         assert [event.id for event in behind] == [progress.id]
         assert time.monotonic() - started < 5
-        from_start = await queue.events(job, after="0-0", wait=10)
+        from_start = await backend.events(job, after="0-0", wait=10)
         assert [event.id for event in from_start] == [created.id, progress.id]
-        assert await queue.events(job, after=progress.id, wait=0.3) == []  # nothing new
+        assert await backend.events(job, after=progress.id, wait=0.3) == []  # nothing new
 
         # A job the blocked read does not cover yet: the reader is woken to add it.
-        waiting = asyncio.create_task(queue.events(job, after=progress.id, wait=10))
-        [other_created] = await queue.events(other)
-        joined = asyncio.create_task(queue.events(other, after=other_created.id, wait=10))
+        waiting = asyncio.create_task(backend.events(job, after=progress.id, wait=10))
+        [other_created] = await backend.events(other)
+        joined = asyncio.create_task(backend.events(other, after=other_created.id, wait=10))
         await asyncio.sleep(0.2)
         started = time.monotonic()
         await ledger.progress(other, 10)

@@ -14,12 +14,12 @@ import httpx
 import pytest
 from arq.connections import create_pool
 
-from {{ cookiecutter.package_name }}.queue.arq import redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
-from {{ cookiecutter.package_name }}.queue.wake import wake_channel
+from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.worker.settings import worker_settings
-from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
 from .conftest import stop_worker
 
@@ -35,7 +35,7 @@ async def start_worker(settings: Settings) -> AsyncIterator[StartWorker]:
 
     async def start(**overrides: object) -> WakingWorker:
         tuned = settings.model_copy(update={"worker_poll_delay": POLL, **overrides})
-        options = {**worker_settings(tuned), "cron_jobs": [], "handle_signals": False}
+        options = {**worker_options(tuned), "cron_jobs": [], "handle_signals": False}
         worker = WakingWorker(**options)
         running.append((worker, asyncio.create_task(worker.async_run())))
         # Ready once it listens: connected, first poll done, wake channel subscribed.

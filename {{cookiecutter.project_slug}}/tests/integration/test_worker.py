@@ -24,8 +24,8 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Context
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
-from {{ cookiecutter.package_name }}.worker.settings import worker_settings
-from {{ cookiecutter.package_name }}.worker.wake import WakingWorker
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
 from .conftest import RunWorker, project_command, service_env
 
@@ -203,7 +203,7 @@ async def test_a_worker_told_to_stop_stops_even_when_the_cancel_is_lost(
     """Python 3.11's asyncio.wait_for, which redis-py sends every command through, drops a cancel
     that lands as the command completes (CPython gh-86296). The worker then polled on after
     SIGTERM or close(): here a poll step loses the cancel the same way, on any Python."""
-    worker = WakingWorker(**{**worker_settings(settings, "default"), "handle_signals": False})
+    worker = WakingWorker(**{**worker_options(settings, "default"), "handle_signals": False})
     inside, lost = asyncio.Event(), asyncio.Event()
     heart_beat = worker.heart_beat
 

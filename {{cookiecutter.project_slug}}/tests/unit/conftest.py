@@ -12,7 +12,7 @@ from asgi_lifespan import LifespanManager
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, Context
 from {{ cookiecutter.package_name }}.web.app import create_app
-from {{ cookiecutter.package_name }}.worker.runner import job_function
+from {{ cookiecutter.package_name }}.worker.job_wrapper import job_function
 
 from ..auth import AUTH
 from .fake_queue import FakeQueue
@@ -61,8 +61,8 @@ async def ctx(
 
 @pytest.fixture
 def run_jobs(memory_queue: FakeQueue, ctx: dict[str, Any]) -> Callable[[], Any]:
-    """Run the queued jobs once, in order, through the worker's real runner, as arq would: a job
-    that asks for a retry runs again at the next call (the fake has no clock for its delay).
+    """Run the queued jobs once, in order, through the worker's real job wrapper, as arq would: a
+    job that asks for a retry runs again at the next call (the fake has no clock for its delay).
     Returns how many jobs started."""
 
     async def run() -> int:
@@ -80,7 +80,7 @@ def run_jobs(memory_queue: FakeQueue, ctx: dict[str, Any]) -> Callable[[], Any]:
                 await job_function(TASKS[record.task])(job_ctx, **kwargs)
             except Retry:
                 memory_queue.retry_later(record.id)
-            except Exception:  # noqa: S110 - the runner has recorded it, as arq's worker would
+            except Exception:  # noqa: S110 - the job wrapper has recorded it, as arq's worker would
                 pass
         return len(ready)
 

@@ -1,9 +1,10 @@
 """The fast tier's fake queue backend: every port of queue.base (JobQueue, QueueAdmin,
 OperatorSessions) in memory, for tests only; it never ships in the package.
 
-It keeps jobs in dicts and is also the JobRecorder that the worker's real runner writes to: the
-fast tier's `run_jobs` fixture takes `ready()` jobs and runs them through `worker.runner`, so tests
-decide exactly when "the worker" acts. It has no persistence, no concurrency, no clock, no expiry.
+It keeps jobs in dicts and is also the JobRecorder that the worker's real job wrapper writes to:
+the fast tier's `run_jobs` fixture takes `ready()` jobs and runs them through `worker.job_wrapper`,
+so tests decide exactly when "the worker" acts. It has no persistence, no concurrency, no clock, no
+expiry.
 """
 
 import asyncio
@@ -92,7 +93,7 @@ class FakeQueue:
         task: str,
         kwargs: Mapping[str, Any],
         *,
-        queue: str,
+        queue_name: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
@@ -116,7 +117,7 @@ class FakeQueue:
             task=task,
             state=state,
             tries=0,
-            queue=queue,
+            queue=queue_name,
             enqueued_at=_now(),
             request_id=(meta or {}).get("request_id"),
         )
@@ -129,7 +130,7 @@ class FakeQueue:
     ) -> list[str]:
         self._check()
         return [
-            (await self.enqueue(job.task, job.kwargs, queue=job.queue, meta=meta)).job_id
+            (await self.enqueue(job.task, job.kwargs, queue_name=job.queue_name, meta=meta)).job_id
             for job in jobs
         ]
 
@@ -179,13 +180,13 @@ class FakeQueue:
         """The job's try asked for another (arq's `Retry`): the next `ready()` includes it."""
         self.jobs[job_id].retry_due = True
 
-    # JobRecorder: what the worker's runner writes, so the fast tier runs the real runner.
+    # JobRecorder: what the worker's job wrapper writes, so the fast tier runs the real job wrapper.
 
     async def started(
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None:

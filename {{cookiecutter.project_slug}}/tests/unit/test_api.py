@@ -8,7 +8,7 @@ import pytest
 import redis.exceptions
 
 from {{ cookiecutter.package_name }}.queue import QueueUnavailableError
-from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
+from {{ cookiecutter.package_name }}.queue.arq_queue import unavailable_as_queue_error
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .fake_queue import FakeQueue

@@ -1,4 +1,4 @@
-"""Redis outages in the fast tier: the backoff, what the runner does when the record cannot be
+"""Redis outages in the fast tier: the backoff, what the job wrapper does when the record cannot be
 written, and what the probe reads. The real faults, on real processes, are in
 tests/integration/test_outages.py."""
 
@@ -24,15 +24,15 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.cancellation import raise_if_cancelled
-from {{ cookiecutter.package_name }}.queue.arq import unavailable_as_queue_error
+from {{ cookiecutter.package_name }}.queue.arq_queue import unavailable_as_queue_error
 from {{ cookiecutter.package_name }}.queue.base import JobState, QueueUnavailableError
 from {{ cookiecutter.package_name }}.queue.unavailable import unavailable
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS
 from {{ cookiecutter.package_name }}.worker import probe
 from {{ cookiecutter.package_name }}.worker.heartbeat import key_ttl, proof_path, write_proof
+from {{ cookiecutter.package_name }}.worker.job_wrapper import OUTAGE_RETRY_DELAY, job_function
 from {{ cookiecutter.package_name }}.worker.outage import BACKOFF_CAP, Backoff, persist
-from {{ cookiecutter.package_name }}.worker.runner import OUTAGE_RETRY_DELAY, job_function
 
 from .fake_queue import FakeQueue
 
@@ -72,8 +72,8 @@ async def test_a_record_redis_refuses_ends_the_try_and_the_job_runs_again(
     ctx: dict[str, Any], settings: Settings
 ) -> None:
     ledger = OutOfReach(refuse={"started"})
-    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue="tests:queue")
-    # The runner tries again until the job's time is nearly up: a short timeout keeps this short.
+    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue_name="tests:queue")
+    # The job wrapper tries again until the job's time is nearly up: a short timeout keeps it short.
     quick = settings.model_copy(update={"job_timeout": 0.3})
     job_ctx = {
         **ctx,
@@ -102,7 +102,7 @@ async def test_a_record_write_redis_rejects_as_a_bug_fails_the_job_at_once(
     ctx: dict[str, Any], settings: Settings
 ) -> None:
     ledger = WrongKey()
-    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue="tests:queue")
+    enqueued = await ledger.enqueue("word_count", {"text": "a b"}, queue_name="tests:queue")
     job_ctx = {**ctx, "ledger": ledger, "job_id": enqueued.job_id, "queue_name": "tests:queue"}
     started = time.monotonic()
 
@@ -158,7 +158,7 @@ async def test_an_outage_is_waited_out_and_a_bug_raised_at_once_by_web_and_worke
 async def test_progress_redis_refuses_is_dropped_and_the_job_goes_on(ctx: dict[str, Any]) -> None:
     ledger = OutOfReach(refuse={"progress"})
     args = {"pages": 2, "seconds_per_page": 0}
-    enqueued = await ledger.enqueue("render_report", args, queue="tests:bulk")
+    enqueued = await ledger.enqueue("render_report", args, queue_name="tests:bulk")
     job_ctx = {**ctx, "ledger": ledger, "job_id": enqueued.job_id, "queue_name": "tests:bulk"}
 
     result = await job_function(TASKS["render_report"])(job_ctx, **args)

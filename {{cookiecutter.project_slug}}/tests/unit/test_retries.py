@@ -1,4 +1,4 @@
-"""Retry policy and dead letters through the worker's real runner, on the in-memory queue."""
+"""Retry policy and dead letters through the worker's real job wrapper, on the in-memory queue."""
 
 import asyncio
 from collections.abc import Awaitable, Callable
@@ -13,7 +13,7 @@ from arq.worker import Retry
 from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, RetryPolicy
-from {{ cookiecutter.package_name }}.worker.runner import UnencodableResultError, job_function, max_tries
+from {{ cookiecutter.package_name }}.worker.job_wrapper import UnencodableResultError, job_function, max_tries
 
 from .fake_queue import FakeQueue
 
@@ -198,7 +198,7 @@ async def test_a_job_whose_every_start_was_cut_off_fails_with_a_dead_letter(
 ) -> None:
     """arq allows one start more than the task's tries; that start records the loss."""
     task = TASKS["word_count"]
-    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue="tests:queue")
+    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue_name="tests:queue")
     job_ctx = {
         **ctx,
         "ledger": memory_queue,
@@ -222,7 +222,7 @@ async def test_a_timeout_is_retried_when_the_policy_says_so(
         await asyncio.sleep(10)
 
     task = replace(TASKS["check_url"], function=slow, timeout=0.05)
-    enqueued = await memory_queue.enqueue("check_url", {"url": "x"}, queue="tests:queue")
+    enqueued = await memory_queue.enqueue("check_url", {"url": "x"}, queue_name="tests:queue")
     job_ctx = {
         **ctx,
         "ledger": memory_queue,
@@ -260,7 +260,7 @@ async def test_a_result_json_cannot_carry_fails_the_job_and_its_record_stays_rea
         return result
 
     task = replace(TASKS["word_count"], function=returns)
-    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue="tests:queue")
+    enqueued = await memory_queue.enqueue("word_count", {"text": "x"}, queue_name="tests:queue")
     job_ctx = {
         **ctx,
         "ledger": memory_queue,

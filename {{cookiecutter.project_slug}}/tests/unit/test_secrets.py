@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
 from {{ cookiecutter.package_name }}.tasks import TASKS, Task, scrub, secrets_of
-from {{ cookiecutter.package_name }}.worker.runner import ScrubbedError, job_function
+from {{ cookiecutter.package_name }}.worker.job_wrapper import ScrubbedError, job_function
 
 {% if cookiecutter.use_dashboard -%}
 from ..auth import TEST_OPERATOR_KEY
@@ -135,7 +135,7 @@ async def test_what_arq_stores_and_logs_is_the_scrubbed_error(
 ) -> None:
     http_handler.append(refuse_header)
     kwargs = {"url": "https://example.test/", "bearer_token": TOKEN}
-    job_id = (await memory_queue.enqueue("check_url", kwargs, queue="q")).job_id
+    job_id = (await memory_queue.enqueue("check_url", kwargs, queue_name="q")).job_id
     job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 3}
 
     with pytest.raises(ScrubbedError) as caught:
@@ -180,7 +180,7 @@ async def test_a_redis_outage_while_failing_the_job_chains_no_secret(
 
     monkeypatch.setattr(memory_queue, "add_dead_letter", redis_gone)
     task = Task("log_in", log_in, Login, timeout=0.1)  # the record's writes give up soon after
-    job_id = (await memory_queue.enqueue("log_in", {"password": TOKEN}, queue="q")).job_id
+    job_id = (await memory_queue.enqueue("log_in", {"password": TOKEN}, queue_name="q")).job_id
     job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 3}
 
     with pytest.raises(Exception) as caught:  # noqa: PT011 - whatever the worker makes of it
@@ -227,7 +227,7 @@ async def test_an_error_quoting_undecodable_bytes_is_recorded_and_shown(
     client: httpx.AsyncClient, ctx: dict[str, Any], memory_queue: FakeQueue
 ) -> None:
     task = Task("read_a_file", read_a_file, Login, max_tries=1)
-    job_id = (await memory_queue.enqueue("read_a_file", {"password": "x"}, queue="q")).job_id
+    job_id = (await memory_queue.enqueue("read_a_file", {"password": "x"}, queue_name="q")).job_id
     job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 1}
 
     with pytest.raises(ScrubbedError):
@@ -248,7 +248,7 @@ async def test_an_encoding_error_names_no_character_of_the_secret_nor_where(
 ) -> None:
     http_handler.append(lambda request: httpx.Response(204))
     kwargs = {"url": "https://example.test/", "bearer_token": token}
-    job_id = (await memory_queue.enqueue("check_url", kwargs, queue="q")).job_id
+    job_id = (await memory_queue.enqueue("check_url", kwargs, queue_name="q")).job_id
     job_ctx = {**ctx, "ledger": memory_queue, "queue_name": "q", "job_id": job_id, "job_try": 3}
 
     # httpx refuses a header that is not ASCII, naming the character and its position.

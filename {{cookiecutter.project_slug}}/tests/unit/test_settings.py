@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from {{ cookiecutter.package_name }}.queue.arq import redis_settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.settings import Settings
 
 

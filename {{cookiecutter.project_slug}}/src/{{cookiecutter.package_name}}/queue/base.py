@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 JOB_META = "_meta"
 """The keyword that carries a job's metadata (request id, trace context if traced) next to its
-arguments; the worker's runner takes it out before the task sees them. Jobs from plain arq clients
-lack it."""
+arguments; the worker's job wrapper takes it out before the task sees them. Jobs from plain arq
+clients lack it."""
 
 
 def carried(meta: Mapping[str, str]) -> dict[str, Any]:
@@ -128,11 +128,11 @@ class WorkerInfo:
 
 @dataclass(frozen=True, slots=True)
 class NewJob:
-    """One job of a batch: its task, validated arguments, and queue."""
+    """One job of a batch: its task, validated arguments, and the Redis name of its queue."""
 
     task: str
     kwargs: Mapping[str, Any]
-    queue: str
+    queue_name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,13 +200,14 @@ class JobFinishedError(Exception):
 
 
 class JobRecorder(Protocol):
-    """What the worker writes about the jobs it runs (worker.runner); the ledger implements it."""
+    """What the worker writes about the jobs it runs (worker.job_wrapper); the ledger implements
+    it."""
 
     async def started(
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None: ...
@@ -245,16 +246,17 @@ class JobQueue(Protocol):
         task: str,
         kwargs: Mapping[str, Any],
         *,
-        queue: str,
+        queue_name: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
     ) -> Enqueued:
-        """Queue `task(**kwargs)` on `queue`, to start after `defer` seconds, and return its id.
-        `meta` travels with the job into the worker (never into the task's arguments): its
-        `request_id` goes onto the job's record and every log line of the job; in a traced
-        project, W3C trace context (`traceparent`) continues the caller's trace (see spans.py).
+        """Queue `task(**kwargs)` on the queue whose Redis name is `queue_name`, to start after
+        `defer` seconds, and return its id. `meta` travels with the job into the worker (never
+        into the task's arguments): its `request_id` goes onto the job's record and every log
+        line of the job; in a traced project, W3C trace context (`traceparent`) continues the
+        caller's trace (see spans.py).
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
         was used for another request, QueueUnavailableError when the store is down.
@@ -356,5 +358,5 @@ class OperatorSessions(Protocol):
 
 
 class QueueBackend(JobQueue, QueueAdmin, OperatorSessions, Protocol):
-    """Everything a backend implements (queue.arq's ArqJobQueue, the fast tier's fake): the web
-    opens one and each route sees it through the port it needs (web.deps)."""
+    """Everything a backend implements (queue.arq_queue's ArqJobQueue, the fast tier's fake): the
+    web opens one and each route sees it through the port it needs (web.deps)."""

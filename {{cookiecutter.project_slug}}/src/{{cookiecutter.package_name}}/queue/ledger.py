@@ -121,7 +121,7 @@ class Ledger:
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -129,7 +129,13 @@ class Ledger:
         the earlier job: its old record and events go). Its `enqueued_at`, to the microsecond,
         also tells an enqueue's own earlier write from another request's (queue/enqueue.py)."""
         at = now().isoformat()
-        fields = {"task": task, "queue": queue, "state": state, "tries": "0", "enqueued_at": at}
+        fields = {
+            "task": task,
+            "queue": queue_name,
+            "state": state,
+            "tries": "0",
+            "enqueued_at": at,
+        }
         if request_id:
             fields["request_id"] = request_id
         event = {"kind": "state", "state": state, "at": at}
@@ -159,7 +165,7 @@ class Ledger:
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
         *,
@@ -167,7 +173,7 @@ class Ledger:
     ) -> None:
         """A fresh record (see `creation`); on `pipe` if given (queued there: the pipeline's
         caller executes it)."""
-        await self._run(*self.creation(job_id, task, queue, state, request_id), pipe=pipe)
+        await self._run(*self.creation(job_id, task, queue_name, state, request_id), pipe=pipe)
 
     async def recent(
         self,
@@ -212,12 +218,12 @@ class Ledger:
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None:
         at = now().isoformat()
-        fields = {"task": task, "queue": queue, "state": JobState.IN_PROGRESS}
+        fields = {"task": task, "queue": queue_name, "state": JobState.IN_PROGRESS}
         await self._write(
             job_id,
             {**fields, "tries": str(job_try), "started_at": at},

@@ -1,5 +1,5 @@
 """What a worker's heartbeat says, and where it is found: shared by the worker that writes it
-(worker.heartbeat) and the web that lists workers (queue.arq), which never import each other.
+(worker.heartbeat) and the web that lists workers (queue.arq_queue), which never import each other.
 
 Each worker refreshes its own key `<queue>:worker:<id>` with a short TTL; a sorted set
 `<queue>:workers` lists those keys by last beat, so readers find the live workers with one bounded
@@ -18,10 +18,16 @@ def registry_key(queue_name: str) -> str:
 
 
 def encode_beat(
-    worker_id: str, queue: str, at: float, running: int, cron: Mapping[str, datetime]
+    worker_id: str, queue_name: str, at: float, running: int, cron: Mapping[str, datetime]
 ) -> str:
     next_runs = {name: moment.isoformat() for name, moment in cron.items()}
-    beat = {"worker": worker_id, "queue": queue, "at": at, "running": running, "cron": next_runs}
+    beat = {
+        "worker": worker_id,
+        "queue": queue_name,
+        "at": at,
+        "running": running,
+        "cron": next_runs,
+    }
     return json.dumps(beat)
 
 

@@ -1,9 +1,9 @@
 """What a task gets as `ctx`: arq's per-job context, typed, so that mypy --strict checks every key
 a task reads (a misspelt key, or a call with the wrong arguments, fails the type check).
 
-arq puts `redis`, `job_id`, `job_try`, `enqueue_time` and `score` there; worker.settings the
-settings and the queue; worker.lifecycle what tasks share (`http`); worker.runner, for each try,
-`progress` and `cancel_requested`. The rest is the worker's own.
+arq puts `redis`, `job_id`, `job_try`, `enqueue_time` and `score` there; worker.options the
+settings and the queue; worker.lifecycle what tasks share (`http`); worker.job_wrapper, for each
+try, `progress` and `cancel_requested`. The rest is the worker's own.
 """
 
 import asyncio
@@ -31,10 +31,12 @@ class Context(TypedDict, total=False):
     job_try: int
     enqueue_time: datetime
     score: int
-    # worker.settings
+    # worker.options
     settings: Settings
     queue: QueueKey
+    """The queue's key, as the API and `worker --queue` name it: "default" or "bulk"."""
     queue_name: str
+    """The Redis name of that queue (arq's queue_name), the sorted set its jobs wait in."""
     cron_jobs: Sequence[Any]
     # worker.lifecycle: shared by every job of the worker
     http: httpx.AsyncClient
@@ -43,10 +45,10 @@ class Context(TypedDict, total=False):
     heartbeat: asyncio.Task[None]
     tracing: Any
     metrics_server: Callable[[], None] | None
-    # worker.wake
+    # worker.process
     running_jobs: Callable[[], int]
     loop_wedged: Callable[[], float | None]
-    # worker.runner, for each try
+    # worker.job_wrapper, for each try
     progress: ReportProgress
     cancel_requested: Callable[[], Awaitable[bool]]
     """Whether a cancel was requested: a task that sees yes raises JobCancelledError."""

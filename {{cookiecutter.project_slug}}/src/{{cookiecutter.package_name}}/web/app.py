@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
 from ..queue import QueueBackend, QueueUnavailableError
-from ..queue.arq import ArqJobQueue
+from ..queue.arq_queue import ArqJobQueue
 from ..settings import Settings, get_settings
 from ..spans import configure_tracing
 from .errors import invalid_request, queue_unavailable
@@ -54,9 +54,9 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Lifespan state reaches every request as `request.state`; see deps.py.
         tracing = configure_tracing(settings, f"{settings.app_name}-web")
-        async with open_queue(settings) as queue:
+        async with open_queue(settings) as backend:
             streams = StreamSlots(settings.max_streams)  # per process, as the cap is
-            yield {"queue": queue, "settings": settings, "streams": streams}
+            yield {"backend": backend, "settings": settings, "streams": streams}
         if tracing is not None:
             tracing.shutdown()  # sends the spans still buffered
 

@@ -12,15 +12,15 @@ from .streams import StreamSlots
 # `async`, though they await nothing: FastAPI runs a plain `def` dependency in a worker thread,
 # a hand-off that cost more than the whole enqueue (bench/web.py).
 async def get_queue(request: Request) -> JobQueue:
-    return cast("JobQueue", request.state.queue)
+    return cast("JobQueue", request.state.backend)
 
 
 async def get_admin(request: Request) -> QueueAdmin:
-    return cast("QueueAdmin", request.state.queue)  # the same backend, seen through another port
+    return cast("QueueAdmin", request.state.backend)  # the same backend, seen through another port
 
 
 async def get_sessions(request: Request) -> OperatorSessions:
-    return cast("OperatorSessions", request.state.queue)
+    return cast("OperatorSessions", request.state.backend)
 
 
 async def get_app_settings(request: Request) -> Settings:

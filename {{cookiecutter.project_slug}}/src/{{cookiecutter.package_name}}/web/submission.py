@@ -53,7 +53,7 @@ def job_meta(request: Request) -> dict[str, str]:
 
 
 async def submit(
-    queue: JobQueue,
+    job_queue: JobQueue,
     settings: Settings,
     task_name: str,
     raw_args: Mapping[str, Any],
@@ -97,10 +97,10 @@ async def submit(
 
     try:
         with enqueue_span(task_name, queue_name, meta):  # puts its trace context into meta
-            enqueued = await queue.enqueue(
+            enqueued = await job_queue.enqueue(
                 task_name,
                 kwargs,
-                queue=queue_name,
+                queue_name=queue_name,
                 job_id=job_id,
                 idempotency=idempotency,
                 defer=defer or 0,
@@ -114,7 +114,7 @@ async def submit(
 
 
 async def submit_batch(
-    queue: JobQueue, settings: Settings, items: Sequence[BatchItem], meta: dict[str, str]
+    job_queue: JobQueue, settings: Settings, items: Sequence[BatchItem], meta: dict[str, str]
 ) -> tuple[list[str], list[NewJob]]:
     """Validate every job of a batch and queue them all, or none if any is invalid (a 422 that
     names each). Returns the new ids and the jobs, in order."""
@@ -134,8 +134,8 @@ async def submit_batch(
         jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
     if errors:
         raise RequestValidationError(errors)
-    with enqueue_span("batch", ",".join(sorted({job.queue for job in jobs})), meta):
-        ids = await queue.enqueue_many(jobs, meta)
+    with enqueue_span("batch", ",".join(sorted({job.queue_name for job in jobs})), meta):
+        ids = await job_queue.enqueue_many(jobs, meta)
     for job in jobs:
         count_enqueued(job.task)
     return ids, jobs

@@ -4,7 +4,8 @@ the web lists) and into a local file, its proof of life (which the probe reads).
 arq's own `--check` key is shared by every worker of a queue (one stopping fails the check for all)
 and refreshed hourly. The key here names one worker. The proof of life needs no Redis: during a
 Redis outage a restart cannot help, so the probe must keep passing for a worker that waits it out,
-and fail only for one whose event loop or poll loop is stuck (worker.wake), which a restart fixes.
+and fail only for one whose event loop or poll loop is stuck (worker.process), which a restart
+fixes.
 """
 
 import asyncio

@@ -10,12 +10,12 @@ from redis.exceptions import RedisError
 
 from ..logs import configure_logging
 from ..meters import metered_recorder, serve_worker_metrics
-from ..queue.arq import ledger_for
+from ..queue.arq_queue import ledger_for
 from ..settings import Settings
 from ..spans import configure_tracing
 from ..tasks import Context
 from .heartbeat import beat_forever, worker_key
-from .logs import hide_job_arguments
+from .log_redaction import hide_job_arguments
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ async def startup(ctx: Context) -> None:
 
 async def job_started(ctx: Context) -> None:
     """arq calls this in the job's own asyncio task, before its "→" line: what is bound here is on
-    every log line of the job, arq's included (the runner adds the task and request id)."""
+    every log line of the job, arq's included (the job wrapper adds the task and request id)."""
     structlog.contextvars.bind_contextvars(
         job_id=ctx["job_id"], job_try=ctx["job_try"], queue=ctx["queue_name"]
     )

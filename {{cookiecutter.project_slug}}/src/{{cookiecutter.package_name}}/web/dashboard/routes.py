@@ -57,11 +57,13 @@ def same_site(request: Request) -> None:
         raise HTTPException(status.HTTP_403_FORBIDDEN, "cross-site request refused")
 
 
-async def require_session(request: Request, settings: SettingsDep, queue: SessionsDep) -> None:
+async def require_session(
+    request: Request, settings: SettingsDep, operator_sessions: SessionsDep
+) -> None:
     """Every page and action needs a session: without one, the login page."""
     token = request.cookies.get(COOKIE, "")
     key = settings.operator_key
-    if key is None or not await sessions.is_open(queue, key.get_secret_value(), token):
+    if key is None or not await sessions.is_open(operator_sessions, key.get_secret_value(), token):
         target = url("/login", next=request.url.path)
         raise HTTPException(status.HTTP_303_SEE_OTHER, headers={"Location": target})
 
@@ -81,10 +83,10 @@ def back(path: str, notice: str) -> RedirectResponse:
     return RedirectResponse(url(path, notice=notice), status.HTTP_303_SEE_OTHER)
 
 
-async def overview_html(queue: QueueAdmin) -> str:
-    stats = await queue.stats()
-    workers = await queue.workers()
-    failures = (await queue.dead_letters(5)).letters
+async def overview_html(admin: QueueAdmin) -> str:
+    stats = await admin.stats()
+    workers = await admin.workers()
+    failures = (await admin.dead_letters(5)).letters
     # The schedule as the freshest worker that runs cron reports it (workers are newest first);
     # no section while no worker reports one (a project without cron jobs never does).
     cron = next((dict(worker.cron) for worker in workers if worker.cron), None)
@@ -93,14 +95,14 @@ async def overview_html(queue: QueueAdmin) -> str:
 
 @router.get("")
 @router.get("/")
-async def overview(request: Request, queue: AdminDep) -> HTMLResponse:
-    body = pages.live(url("/fragments/overview"), await overview_html(queue), 2000)
+async def overview(request: Request, admin: AdminDep) -> HTMLResponse:
+    body = pages.live(url("/fragments/overview"), await overview_html(admin), 2000)
     return page("Overview", body, request, "overview")
 
 
 @router.get("/fragments/overview")
-async def overview_fragment(queue: AdminDep) -> HTMLResponse:
-    return HTMLResponse(await overview_html(queue))
+async def overview_fragment(admin: AdminDep) -> HTMLResponse:
+    return HTMLResponse(await overview_html(admin))
 
 
 JobFilters = tuple[JobState | None, str | None, float | None]
@@ -117,16 +119,16 @@ def job_filters(
 Filters = Annotated[JobFilters, Depends(job_filters)]
 
 
-async def jobs_html(queue: QueueAdmin, filters: JobFilters) -> str:
+async def jobs_html(admin: QueueAdmin, filters: JobFilters) -> str:
     state, task, before = filters
-    listing = await queue.recent_jobs(PAGE_SIZE, before=before, state=state, task=task)
+    listing = await admin.recent_jobs(PAGE_SIZE, before=before, state=state, task=task)
     return pages.jobs_table(listing, state, task)
 
 
 @router.get("/jobs")
-async def jobs(request: Request, queue: AdminDep, filters: Filters) -> HTMLResponse:
+async def jobs(request: Request, admin: AdminDep, filters: Filters) -> HTMLResponse:
     state, task, before = filters
-    listing = await jobs_html(queue, filters)
+    listing = await jobs_html(admin, filters)
     if before is None:  # the newest page follows new jobs live; older pages stay put
         fragment = url("/fragments/jobs", state=state.value if state else None, task=task)
         listing = pages.live(fragment, listing, 2000)
@@ -135,23 +137,25 @@ async def jobs(request: Request, queue: AdminDep, filters: Filters) -> HTMLRespo
 
 
 @router.get("/fragments/jobs")
-async def jobs_fragment(queue: AdminDep, filters: Filters) -> HTMLResponse:
-    return HTMLResponse(await jobs_html(queue, filters))
+async def jobs_fragment(admin: AdminDep, filters: Filters) -> HTMLResponse:
+    return HTMLResponse(await jobs_html(admin, filters))
 
 
-async def job_html(queue: JobQueue, record: JobRecord) -> str:
-    return pages.job_fragment(record, await queue.events(record.id))
+async def job_html(job_queue: JobQueue, record: JobRecord) -> str:
+    return pages.job_fragment(record, await job_queue.events(record.id))
 
 
 @router.get("/jobs/{job_id}")
-async def job(request: Request, queue: QueueDep, admin: AdminDep, job_id: JobId) -> HTMLResponse:
-    record = await queue.get(job_id)
+async def job(
+    request: Request, job_queue: QueueDep, admin: AdminDep, job_id: JobId
+) -> HTMLResponse:
+    record = await job_queue.get(job_id)
     if record is None:
         gone = "<p>No such job: the id is unknown, or its record has expired.</p>"
         response = page(f"Job {job_id}", gone, request, "jobs")
         response.status_code = status.HTTP_404_NOT_FOUND
         return response
-    live_part = await job_html(queue, record)
+    live_part = await job_html(job_queue, record)
     arguments = await admin.arguments(job_id)
     shown = (
         "not kept any more"
@@ -174,17 +178,17 @@ async def job(request: Request, queue: QueueDep, admin: AdminDep, job_id: JobId)
 
 
 @router.get("/fragments/jobs/{job_id}")
-async def job_fragment(queue: QueueDep, job_id: JobId) -> HTMLResponse:
-    record = await queue.get(job_id)
+async def job_fragment(job_queue: QueueDep, job_id: JobId) -> HTMLResponse:
+    record = await job_queue.get(job_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
-    return HTMLResponse(await job_html(queue, record))
+    return HTMLResponse(await job_html(job_queue, record))
 
 
 @router.post("/jobs/{job_id}/cancel")
-async def cancel(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectResponse:
+async def cancel(job_queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectResponse:
     try:
-        record = await queue.cancel(job_id)
+        record = await job_queue.cancel(job_id)
     except JobNotFoundError:
         return back("/jobs", f"Job {job_id} is unknown.")
     except JobFinishedError as exc:
@@ -196,9 +200,9 @@ async def cancel(queue: QueueDep, job_id: JobId, _: SameSite) -> RedirectRespons
 
 @router.get("/dead-letters")
 async def dead_letters(
-    request: Request, queue: AdminDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
+    request: Request, admin: AdminDep, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0
 ) -> HTMLResponse:
-    letters = await queue.dead_letters(PAGE_SIZE, offset)
+    letters = await admin.dead_letters(PAGE_SIZE, offset)
     rows = (
         [
             pages.job_link(letter.job_id),
@@ -239,7 +243,7 @@ async def dead_letters(
 @router.post("/dead-letters/{job_id}/replay")
 async def replay(
     request: Request,
-    queue: QueueDep,
+    job_queue: QueueDep,
     admin: AdminDep,
     settings: SettingsDep,
     job_id: JobId,
@@ -250,7 +254,7 @@ async def replay(
         return back("/dead-letters", f"No dead letter for job {job_id}.")
     try:
         enqueued, _queue_name = await submit(
-            queue, settings, letter.task, letter.kwargs, meta=job_meta(request)
+            job_queue, settings, letter.task, letter.kwargs, meta=job_meta(request)
         )
     except RequestValidationError as exc:
         reason = "; ".join(str(error.get("msg")) for error in exc.errors())
@@ -260,15 +264,15 @@ async def replay(
 
 
 @router.post("/dead-letters/{job_id}/delete")
-async def delete(queue: AdminDep, job_id: JobId, _: SameSite) -> RedirectResponse:
-    removed = await queue.remove_dead_letter(job_id)
+async def delete(admin: AdminDep, job_id: JobId, _: SameSite) -> RedirectResponse:
+    removed = await admin.remove_dead_letter(job_id)
     notice = f"Deleted the dead letter of job {job_id}." if removed else "Nothing to delete."
     return back("/dead-letters", notice)
 
 
 @router.post("/dead-letters/purge")
-async def purge(queue: AdminDep, _: SameSite) -> RedirectResponse:
-    return back("/dead-letters", f"Purged {await queue.purge_dead_letters()} dead letters.")
+async def purge(admin: AdminDep, _: SameSite) -> RedirectResponse:
+    return back("/dead-letters", f"Purged {await admin.purge_dead_letters()} dead letters.")
 
 
 LOGIN_FORM = """<form method="post" class="login">
@@ -297,7 +301,7 @@ async def login_page(request: Request, settings: SettingsDep, next: str = PREFIX
 
 @public.post("/login")
 async def login(
-    request: Request, settings: SettingsDep, queue: SessionsDep, _: SameSite
+    request: Request, settings: SettingsDep, operator_sessions: SessionsDep, _: SameSite
 ) -> RedirectResponse:
     key = operator_key(settings)  # 403 naming OPERATOR_KEY while it is unset
     form = parse_qs((await request.body()).decode(errors="replace"))
@@ -310,7 +314,7 @@ async def login(
     response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
     response.set_cookie(
         COOKIE,
-        await sessions.start(queue, key, lifetime),
+        await sessions.start(operator_sessions, key, lifetime),
         max_age=lifetime,
         path=PREFIX,
         httponly=True,
@@ -324,11 +328,11 @@ async def login(
 
 @public.post("/logout")
 async def logout(
-    request: Request, settings: SettingsDep, queue: SessionsDep, _: SameSite
+    request: Request, settings: SettingsDep, operator_sessions: SessionsDep, _: SameSite
 ) -> RedirectResponse:
     if settings.operator_key is not None:  # ends the session for every copy of the cookie
         key = settings.operator_key.get_secret_value()
-        await sessions.end(queue, key, request.cookies.get(COOKIE, ""))
+        await sessions.end(operator_sessions, key, request.cookies.get(COOKIE, ""))
     response = back("/login", "Logged out.")
     response.delete_cookie(COOKIE, path=PREFIX)
     return response

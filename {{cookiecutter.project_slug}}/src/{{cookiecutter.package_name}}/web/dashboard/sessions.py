@@ -21,19 +21,19 @@ def digest(key: str, token: str) -> str:
     return hmac.new(key.encode(), token.encode(), hashlib.sha256).hexdigest()
 
 
-async def start(queue: OperatorSessions, key: str, lifetime: int) -> str:
+async def start(sessions: OperatorSessions, key: str, lifetime: int) -> str:
     """A new session's token, valid for `lifetime` seconds."""
     token = secrets.token_urlsafe(TOKEN_BYTES)
-    await queue.open_session(digest(key, token), lifetime)
+    await sessions.open_session(digest(key, token), lifetime)
     return token
 
 
-async def is_open(queue: OperatorSessions, key: str, token: str) -> bool:
+async def is_open(sessions: OperatorSessions, key: str, token: str) -> bool:
     if not token or len(token) > LONGEST_TOKEN:
         return False
-    return await queue.session_open(digest(key, token))
+    return await sessions.session_open(digest(key, token))
 
 
-async def end(queue: OperatorSessions, key: str, token: str) -> None:
+async def end(sessions: OperatorSessions, key: str, token: str) -> None:
     if token and len(token) <= LONGEST_TOKEN:
-        await queue.close_session(digest(key, token))
+        await sessions.close_session(digest(key, token))

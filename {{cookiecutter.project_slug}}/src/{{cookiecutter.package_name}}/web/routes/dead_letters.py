@@ -27,12 +27,12 @@ NOT_FOUND = {"description": "No dead letter for this job"}
 
 @router.get("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
 async def list_dead_letters(
-    queue: AdminDep,
+    admin: AdminDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> DeadLetterPageOut:
     """Newest first; `total` counts every letter kept."""
-    page = await queue.dead_letters(limit, offset)
+    page = await admin.dead_letters(limit, offset)
     return DeadLetterPageOut(
         total=page.total, letters=[DeadLetterOut.from_letter(letter) for letter in page.letters]
     )
@@ -45,8 +45,8 @@ async def list_dead_letters(
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def get_dead_letter(job_id: LetterId, queue: AdminDep) -> DeadLetterOut:
-    letter = await queue.dead_letter(job_id)
+async def get_dead_letter(job_id: LetterId, admin: AdminDep) -> DeadLetterOut:
+    letter = await admin.dead_letter(job_id)
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
     return DeadLetterOut.from_letter(letter)
@@ -66,7 +66,7 @@ async def get_dead_letter(job_id: LetterId, queue: AdminDep) -> DeadLetterOut:
 async def replay_dead_letter(
     job_id: LetterId,
     admin: AdminDep,
-    queue: QueueDep,
+    job_queue: QueueDep,
     settings: SettingsDep,
     request: Request,
     response: Response,
@@ -80,7 +80,7 @@ async def replay_dead_letter(
     if letter is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
     enqueued, queue_name = await submit(
-        queue,
+        job_queue,
         settings,
         letter.task,
         letter.kwargs,
@@ -103,13 +103,13 @@ async def replay_dead_letter(
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def delete_dead_letter(job_id: LetterId, queue: AdminDep) -> None:
-    removed = await queue.remove_dead_letter(job_id)
+async def delete_dead_letter(job_id: LetterId, admin: AdminDep) -> None:
+    removed = await admin.remove_dead_letter(job_id)
     if not removed:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no dead letter for job {job_id!r}")
 
 
 @router.delete("", responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE})
-async def purge_dead_letters(queue: AdminDep) -> PurgedOut:
+async def purge_dead_letters(admin: AdminDep) -> PurgedOut:
     """Forget every dead letter."""
-    return PurgedOut(purged=await queue.purge_dead_letters())
+    return PurgedOut(purged=await admin.purge_dead_letters())

@@ -36,12 +36,12 @@ async def live() -> HealthOut:
         }
     },
 )
-async def ready(queue: QueueDep, response: Response) -> HealthOut:
+async def ready(job_queue: QueueDep, response: Response) -> HealthOut:
     """200 when a job could be queued now: Redis answers and takes a write (a full Redis or a
     read-only replica answers PING but refuses every job)."""
     try:
         async with asyncio.timeout(READY_TIMEOUT):
-            await queue.ping()
+            await job_queue.ping()
     except (QueueUnavailableError, TimeoutError) as exc:
         # Redis's own words go to the log only: they name servers, limits and configuration,
         # none of which a caller of an unauthenticated probe needs.

@@ -68,8 +68,8 @@ LastEventId = Annotated[
 NOT_FOUND = {"description": "Unknown job, or its record has expired"}
 
 
-async def found(queue: JobQueue, job_id: str) -> JobOut:
-    record = await queue.get(job_id)
+async def found(job_queue: JobQueue, job_id: str) -> JobOut:
+    record = await job_queue.get(job_id)
     if record is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job_id!r} not found")
     return JobOut.from_record(record)
@@ -86,7 +86,7 @@ async def found(queue: JobQueue, job_id: str) -> JobOut:
 )
 async def enqueue(
     body: EnqueueRequest,
-    queue: QueueDep,
+    job_queue: QueueDep,
     settings: SettingsDep,
     request: Request,
     response: Response,
@@ -94,7 +94,7 @@ async def enqueue(
 ) -> JobAccepted:
     """Validate the task's arguments, queue the job, and point to it (`Location`)."""
     enqueued, queue_name = await submit(
-        queue,
+        job_queue,
         settings,
         body.task,
         body.args,
@@ -109,7 +109,7 @@ async def enqueue(
     if not enqueued.created:
         response.status_code = status.HTTP_200_OK
         response.headers["Idempotent-Replayed"] = "true"
-        state = (await found(queue, enqueued.job_id)).state  # where the earlier job is now
+        state = (await found(job_queue, enqueued.job_id)).state  # where the earlier job is now
     return JobAccepted(id=enqueued.job_id, task=body.task, state=state, queue=queue_name, url=url)
 
 
@@ -119,7 +119,7 @@ async def enqueue(
     responses={status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE},
 )
 async def enqueue_batch(
-    body: BatchRequest, queue: QueueDep, settings: SettingsDep, request: Request
+    body: BatchRequest, job_queue: QueueDep, settings: SettingsDep, request: Request
 ) -> BatchAccepted:
     """Queue up to 1,000 jobs in one request and one Redis round trip: all of them or, if any
     job's task or arguments are invalid (a 422 naming it), none.
@@ -127,14 +127,14 @@ async def enqueue_batch(
     Every job gets a new id: a batch is not deduplicated, and sending it twice queues it twice.
     Where each job must run once, use POST /jobs with an Idempotency-Key or your own job_id.
     """
-    ids, jobs = await submit_batch(queue, settings, body.jobs, job_meta(request))
+    ids, jobs = await submit_batch(job_queue, settings, body.jobs, job_meta(request))
     return BatchAccepted(
         jobs=[
             JobAccepted(
                 id=job_id,
                 task=job.task,
                 state=JobState.QUEUED,
-                queue=job.queue,
+                queue=job.queue_name,
                 url=job_url(request, job_id),
             )
             for job_id, job in zip(ids, jobs, strict=True)
@@ -149,8 +149,8 @@ async def enqueue_batch(
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def get_job(job_id: JobId, queue: QueueDep) -> JobOut:
-    return await found(queue, job_id)
+async def get_job(job_id: JobId, job_queue: QueueDep) -> JobOut:
+    return await found(job_queue, job_id)
 
 
 @router.post(
@@ -162,10 +162,10 @@ async def get_job(job_id: JobId, queue: QueueDep) -> JobOut:
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def cancel_job(job_id: JobId, queue: QueueDep, response: Response) -> JobOut:
+async def cancel_job(job_id: JobId, job_queue: QueueDep, response: Response) -> JobOut:
     """A queued job never starts (200, cancelled); a running one is stopped by its worker (202)."""
     try:
-        record = await queue.cancel(job_id)
+        record = await job_queue.cancel(job_id)
     except JobNotFoundError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from exc
     except JobFinishedError as exc:
@@ -182,10 +182,10 @@ async def cancel_job(job_id: JobId, queue: QueueDep, response: Response) -> JobO
         status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
     },
 )
-async def list_events(job_id: JobId, queue: QueueDep) -> list[EventOut]:
+async def list_events(job_id: JobId, job_queue: QueueDep) -> list[EventOut]:
     """The job's state changes and progress reports so far, oldest first."""
-    await found(queue, job_id)
-    return [EventOut.from_event(event) for event in await queue.events(job_id)]
+    await found(job_queue, job_id)
+    return [EventOut.from_event(event) for event in await job_queue.events(job_id)]
 
 
 def sse(event: JobEvent) -> str:
@@ -207,7 +207,7 @@ def sse(event: JobEvent) -> str:
 )
 async def stream_events(
     job_id: JobId,
-    queue: QueueDep,
+    job_queue: QueueDep,
     settings: SettingsDep,
     slots: StreamSlotsDep,
     request: Request,
@@ -220,7 +220,7 @@ async def stream_events(
     """
     slot = slots.take()  # first: a refused stream costs Redis nothing
     try:
-        await found(queue, job_id)
+        await found(job_queue, job_id)
     except BaseException:
         slot.release()
         raise
@@ -228,7 +228,7 @@ async def stream_events(
     async def events() -> AsyncIterator[str]:
         after = last_event_id or "0-0"
         try:
-            batch = await queue.events(job_id, after=last_event_id)
+            batch = await job_queue.events(job_id, after=last_event_id)
             while True:
                 for event in batch:
                     yield sse(event)
@@ -237,12 +237,14 @@ async def stream_events(
                         return
                 if await request.is_disconnected():
                     return
-                batch = await queue.events(job_id, after=after, wait=settings.stream_ping_interval)
+                batch = await job_queue.events(
+                    job_id, after=after, wait=settings.stream_ping_interval
+                )
                 if not batch:
-                    record = await queue.get(job_id)
+                    record = await job_queue.get(job_id)
                     if record is None or record.state.finished:
                         # Finished without a new event here (e.g. a timeout): one last look.
-                        batch = await queue.events(job_id, after=after)
+                        batch = await job_queue.events(job_id, after=after)
                         for event in batch:
                             yield sse(event)
                         return

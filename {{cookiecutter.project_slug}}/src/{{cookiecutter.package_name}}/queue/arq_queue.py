@@ -67,7 +67,7 @@ from .liveness import decode_beat, registry_key
 from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
 from .unavailable import unavailable, wrong_type
-from .wake import wake_channel
+from .wake_channel import wake_channel
 
 log = logging.getLogger(__name__)
 
@@ -181,11 +181,11 @@ def outcome(job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
 
 
 async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
-    """Finish the record of a job that arq ended without the runner recording it (arq's own
+    """Finish the record of a job that arq ended without the job wrapper recording it (arq's own
     timeout, an abort before the start), from the result arq stored, so that the outcome
-    outlives arq's result. A record the runner finished, or none, is left as it is."""
+    outlives arq's result. A record the job wrapper finished, or none, is left as it is."""
     if deserialize_result(raw, deserializer=deserialize).success:
-        return  # only the runner returns a success, and it recorded it: no read per job
+        return  # only the job wrapper returns a success, and it recorded it: no read per job
     found = ledger.redis.hgetall(ledger.key(job_id))
     try:
         fields = await cast("Awaitable[dict[bytes, bytes]]", found)
@@ -260,14 +260,14 @@ class ArqJobQueue:
             return Redis(connection_pool=ConnectionPool(max_connections=1, **options))
 
         hub = EventHub(redis, open_reader, settings.queue_name)
-        queue = cls(redis, settings, hub)
+        backend = cls(redis, settings, hub)
         try:
-            await queue.ping()
+            await backend.ping()
         except QueueUnavailableError as exc:
             log.warning("Redis is not answering yet (%s); readiness says 503 until it does", exc)
         trimming = asyncio.create_task(pool.close_idle_forever(), name="redis-idle")
         try:
-            yield queue
+            yield backend
         finally:
             trimming.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -281,20 +281,22 @@ class ArqJobQueue:
         task: str,
         kwargs: Mapping[str, Any],
         *,
-        queue: str,
+        queue_name: str,
         job_id: str | None = None,
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
     ) -> Enqueued:
         with unavailable_as_queue_error():
-            return await self._enqueue(task, kwargs, queue, job_id, idempotency, defer, meta or {})
+            return await self._enqueue(
+                task, kwargs, queue_name, job_id, idempotency, defer, meta or {}
+            )
 
     async def _enqueue(
         self,
         task: str,
         kwargs: Mapping[str, Any],
-        queue: str,
+        queue_name: str,
         job_id: str | None,
         idempotency: Idempotency | None,
         defer: float,
@@ -305,11 +307,17 @@ class ArqJobQueue:
         (queue/enqueue.py says why, and how a retried command recognises its own first try)."""
         chosen = job_id or uuid.uuid4().hex
         state = first_state(defer)
-        keys, args = self._ledger.creation(chosen, task, queue, state, meta.get("request_id"))
+        keys, args = self._ledger.creation(chosen, task, queue_name, state, meta.get("request_id"))
         payload, ttl_ms, score = self._job(task, kwargs, meta, defer)
-        keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue, abort_jobs_ss)
+        keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue_name, abort_jobs_ss)
         given = "1" if job_id else "0"
-        more: tuple[bytes | int | str, ...] = (payload, ttl_ms, score, wake_channel(queue), given)
+        more: tuple[bytes | int | str, ...] = (
+            payload,
+            ttl_ms,
+            score,
+            wake_channel(queue_name),
+            given,
+        )
         if idempotency is not None:
             digest = hashlib.sha256(idempotency.key.encode()).hexdigest()
             keys += (f"{self._settings.queue_name}:idempotency:{digest}",)
@@ -342,16 +350,16 @@ class ArqJobQueue:
         job_id: str,
         task: str,
         kwargs: Mapping[str, Any],
-        queue: str,
+        queue_name: str,
         meta: Mapping[str, str],
     ) -> None:
         """Queue on `pipe` what a new job of a batch is: its record, then the job and its place
         in the queue."""
         request_id = meta.get("request_id")
-        await self._ledger.created(job_id, task, queue, JobState.QUEUED, request_id, pipe=pipe)
+        await self._ledger.created(job_id, task, queue_name, JobState.QUEUED, request_id, pipe=pipe)
         payload, ttl_ms, score = self._job(task, kwargs, meta, 0)
         pipe.psetex(job_key_prefix + job_id, ttl_ms, payload)
-        pipe.zadd(queue, {job_id: score})
+        pipe.zadd(queue_name, {job_id: score})
 
     async def enqueue_many(
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
@@ -361,9 +369,11 @@ class ArqJobQueue:
         with unavailable_as_queue_error():
             async with self._redis.pipeline(transaction=True) as pipe:
                 for job_id, job in zip(ids, jobs, strict=True):
-                    await self._queue_new_job(pipe, job_id, job.task, job.kwargs, job.queue, meta)
-                for queue in {job.queue for job in jobs}:
-                    pipe.publish(wake_channel(queue), b"")
+                    await self._queue_new_job(
+                        pipe, job_id, job.task, job.kwargs, job.queue_name, meta
+                    )
+                for queue_name in {job.queue_name for job in jobs}:
+                    pipe.publish(wake_channel(queue_name), b"")
                 await pipe.execute()
         return ids
 
@@ -381,8 +391,8 @@ class ArqJobQueue:
             pipe.get(result_key_prefix + job_id)
             pipe.get(job_key_prefix + job_id)
             pipe.exists(in_progress_key_prefix + job_id)
-            for queue in self._queues:
-                pipe.zscore(queue, job_id)
+            for queue_name in self._queues:
+                pipe.zscore(queue_name, job_id)
             replies = await pipe.execute(raise_on_error=False)
         raw_fields, result_raw, job_raw, in_progress, *scores = map(_no_job_if_wrong_type, replies)
         fields = {k.decode(): v.decode() for k, v in (raw_fields or {}).items()}
@@ -415,7 +425,7 @@ class ArqJobQueue:
             return None
         if ledger is not None:
             if state is JobState.IN_PROGRESS and ledger.state is not JobState.IN_PROGRESS:
-                # arq has claimed the job; the runner is about to record its start.
+                # arq has claimed the job; the job wrapper is about to record its start.
                 return replace(ledger, state=state, tries=ledger.tries + 1)
             return replace(ledger, state=state)
         if job is None:
@@ -441,8 +451,8 @@ class ArqJobQueue:
             raise JobFinishedError(job_id, record.state)
         if record.state in (JobState.QUEUED, JobState.DEFERRED):
             removed = 0
-            for queue in self._queues:
-                removed += await self._redis.zrem(queue, job_id)
+            for queue_name in self._queues:
+                removed += await self._redis.zrem(queue_name, job_id)
             if removed:  # taken off the queue before any worker claimed it: it never starts
                 await self._redis.delete(job_key_prefix + job_id)
                 await self._ledger.finished(job_id, JobState.CANCELLED)
@@ -501,17 +511,17 @@ class ArqJobQueue:
         with unavailable_as_queue_error():
             now_ms = time.time() * 1000
             async with self._redis.pipeline(transaction=False) as pipe:
-                for queue in self._queues:
-                    pipe.zcount(queue, "-inf", now_ms)
-                    pipe.zcard(queue)
-                    pipe.zrangebyscore(queue, "-inf", now_ms, start=0, num=1, withscores=True)
+                for queue_name in self._queues:
+                    pipe.zcount(queue_name, "-inf", now_ms)
+                    pipe.zcard(queue_name)
+                    pipe.zrangebyscore(queue_name, "-inf", now_ms, start=0, num=1, withscores=True)
                 pipe.zcard(self._ledger.dead_letters.index)
                 *per_queue, dead = await pipe.execute()
             depths = []
-            for index, queue in enumerate(self._queues):
+            for index, queue_name in enumerate(self._queues):
                 ready, total, oldest = per_queue[3 * index : 3 * index + 3]
                 age = max(0.0, (now_ms - oldest[0][1]) / 1000) if oldest else 0.0
-                depths.append(QueueDepth(queue, int(ready), int(total) - int(ready), age))
+                depths.append(QueueDepth(queue_name, int(ready), int(total) - int(ready), age))
             return QueueStats(depths, int(dead))
 
     async def recent_jobs(
@@ -547,8 +557,8 @@ class ArqJobQueue:
     async def workers(self) -> list[WorkerInfo]:
         with unavailable_as_queue_error():
             keys: list[bytes] = []
-            for queue in self._queues:
-                keys += await self._redis.zrevrange(registry_key(queue), 0, 99)
+            for queue_name in self._queues:
+                keys += await self._redis.zrevrange(registry_key(queue_name), 0, 99)
             beats = await self._redis.mget(keys) if keys else []
         alive = [info for raw in beats if raw and (info := decode_beat(raw)) is not None]
         return sorted(alive, key=lambda info: info.last_beat, reverse=True)[:100]

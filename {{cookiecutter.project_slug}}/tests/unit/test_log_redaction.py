@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from {{ cookiecutter.package_name }}.worker.logs import JOB_START, hide_job_arguments
+from {{ cookiecutter.package_name }}.worker.log_redaction import JOB_START, hide_job_arguments
 
 
 def test_the_job_start_line_keeps_the_job_and_drops_its_arguments(

@@ -4,7 +4,7 @@ cancellation helpers in ctx, the task's retry policy, and a dead letter when a j
 arq itself retries only on `Retry`: a plain exception or a timeout fails the job at once, and a job
 whose every start was cut off (crash, shutdown) ends as a bare "max retries exceeded" that never
 reaches the task. So the worker registers each task with one start more than its tries (see
-worker.settings), and this wrapper decides: retry with backoff, or fail and keep a dead letter.
+worker.options), and this wrapper decides: retry with backoff, or fail and keep a dead letter.
 
 When Redis fails a write of the record (an outage past redis-py's retries, a full memory), the
 try ends and arq runs the job again once Redis is back: at least once, never lost, never left
@@ -76,11 +76,12 @@ def scrubbed(exc: BaseException, message: str, secrets: tuple[str, ...]) -> Scru
 
 
 TIMEOUT_BACKSTOP = 1.0
-"""arq's timeout is the runner's deadline plus this: the runner's fires first and can retry."""
+"""arq's timeout is the job wrapper's deadline plus this: the wrapper's fires first, and can
+retry."""
 
 OUTAGE_RETRY_DELAY = 1.0
 """Seconds after Redis takes its re-queue that a job cut off by an outage runs again. Not zero:
-re-queueing then writes the queue (ZINCRBY), which waits for the outage's end (worker.wake), so
+re-queueing then writes the queue (ZINCRBY), which waits for the outage's end (worker.process), so
 a full Redis, which still lets a job go back (DEL), cannot spin it through all its tries."""
 
 SOFT_WAIT = 1.0
@@ -139,11 +140,13 @@ class RecordKeeper:
         self,
         job_id: str,
         task: str,
-        queue: str,
+        queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
     ) -> None:
-        await self._write(lambda: self.inner.started(job_id, task, queue, job_try, enqueued_at))
+        await self._write(
+            lambda: self.inner.started(job_id, task, queue_name, job_try, enqueued_at)
+        )
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         """For the task, mid-work: a progress report lost to an outage is dropped (the next one,
@@ -211,7 +214,7 @@ def job_function(task: Task) -> Any:
                 return await execute(ctx, kwargs)
             except RecordUnavailableError as exc:
                 # arq re-queues the job (its end is written once Redis takes it, see
-                # worker.wake) and it runs again: the try counts, like one cut off by a deploy.
+                # worker.process) and it runs again: the try counts, like one cut off by a deploy.
                 log.warning("the job's record could not be written (%s); it will run again", exc)
                 raise Retry(defer=OUTAGE_RETRY_DELAY) from exc
 

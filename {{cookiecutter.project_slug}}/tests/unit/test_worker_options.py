@@ -8,19 +8,19 @@ import pytest
 from {{ cookiecutter.package_name }}.queue.serializer import deserialize, serialize
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import TASKS, QueueKey
-from {{ cookiecutter.package_name }}.worker import settings as worker_module
-from {{ cookiecutter.package_name }}.worker.runner import max_tries, timeout
-from {{ cookiecutter.package_name }}.worker.settings import (
+from {{ cookiecutter.package_name }}.worker import options as worker_module
+from {{ cookiecutter.package_name }}.worker.job_wrapper import max_tries, timeout
+from {{ cookiecutter.package_name }}.worker.options import (
     TIMEOUT_BACKSTOP,
     serialize_stored,
-    worker_settings,
+    worker_options,
 )
 
 
 def test_every_task_the_web_can_enqueue_is_served_on_its_queue(settings: Settings) -> None:
     served = {}
     for key in get_args(QueueKey):
-        options = worker_settings(settings, key)
+        options = worker_options(settings, key)
         for function in options["functions"]:
             assert function.name not in served, f"{function.name} is served by two queues"
             served[function.name] = options["queue_name"]
@@ -31,22 +31,22 @@ def test_every_task_the_web_can_enqueue_is_served_on_its_queue(settings: Setting
 
 def test_the_two_queues_are_distinct(settings: Settings) -> None:
     assert settings.queue_for("default") != settings.queue_for("bulk")
-    bulk = worker_settings(settings, "bulk")
-    assert worker_settings(settings)["queue_name"] != bulk["queue_name"]
+    bulk = worker_options(settings, "bulk")
+    assert worker_options(settings)["queue_name"] != bulk["queue_name"]
 
 
 def test_task_limits_come_from_the_registry(settings: Settings) -> None:
     functions = [
         function
         for key in get_args(QueueKey)
-        for function in worker_settings(settings, key)["functions"]
+        for function in worker_options(settings, key)["functions"]
     ]
 
     for function in functions:
         task = TASKS[function.name]
-        # arq's deadline is a backstop just behind the runner's, which can retry a timeout.
+        # arq's deadline is a backstop just behind the job wrapper's, which can retry a timeout.
         assert function.timeout_s == timeout(task, settings) + TIMEOUT_BACKSTOP
-        # One start more than the task's tries, so the runner records a job lost to crashes.
+        # One start more than the task's tries, so the job wrapper records a job lost to crashes.
         assert function.max_tries == max_tries(task, settings) + 1
         assert function.keep_result_s == task.keep_result
 
@@ -64,11 +64,11 @@ def test_a_task_with_a_single_try_is_refused(
     monkeypatch.setitem(worker_module.__dict__, "TASKS", {**TASKS, "word_count": fragile})
 
     with pytest.raises(ValueError, match="'word_count': max_tries must be at least 2"):
-        worker_settings(settings)
+        worker_options(settings)
 
 
 def test_jobs_and_results_are_never_pickled(settings: Settings) -> None:
-    for options in (worker_settings(settings), worker_settings(settings, "bulk")):
+    for options in (worker_options(settings), worker_options(settings, "bulk")):
         assert options["job_serializer"] is serialize_stored  # msgpack (serialize), see below
         assert options["job_deserializer"] is deserialize
         assert options["log_results"] is False
@@ -88,20 +88,20 @@ def test_tuning_comes_from_settings(settings: Settings) -> None:
         update={"worker_max_jobs": 7, "worker_poll_delay": 0.2, "job_completion_wait": 9}
     )
 
-    options = worker_settings(tuned)
+    options = worker_options(tuned)
 
     assert options["queue_name"] == "tests:queue"
     assert options["max_jobs"] == 7
     assert options["poll_delay"] == 0.2
     assert options["job_completion_wait"] == 9
     assert options["ctx"]["settings"] is tuned
-    assert worker_settings(tuned, "bulk")["max_jobs"] == tuned.bulk_worker_max_jobs
+    assert worker_options(tuned, "bulk")["max_jobs"] == tuned.bulk_worker_max_jobs
 
 
 def test_the_defaults_are_not_arqs_throughput_trap() -> None:
-    options = worker_settings(Settings())
+    options = worker_options(Settings())
     # arq's 10 slots, refilled once per poll, cap I/O-bound jobs near 20 jobs/s per worker; the
-    # worker refills a slot when it frees (worker.wake), so the poll delay is only a fallback.
+    # worker refills a slot when it frees (worker.process), so the poll delay is only a fallback.
     assert options["max_jobs"] >= 50
     assert options["poll_delay"] <= 1
     # Every start counts as a try: one try would fail running jobs for good on a deploy.

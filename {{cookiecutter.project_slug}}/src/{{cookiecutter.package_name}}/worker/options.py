@@ -13,13 +13,13 @@ from typing import Any
 from arq import func
 from arq.cron import CronJob
 
-from ..queue.arq import redis_settings
+from ..queue.arq_queue import redis_settings
 from ..queue.serializer import deserialize, serialize
 from ..settings import Settings
 from ..tasks import TASKS, QueueKey, redact
+from .job_wrapper import TIMEOUT_BACKSTOP as TIMEOUT_BACKSTOP  # where tests and tools look for it
+from .job_wrapper import job_function, max_tries, timeout
 from .lifecycle import job_started, shutdown, startup
-from .runner import TIMEOUT_BACKSTOP as TIMEOUT_BACKSTOP  # where tests and tools look for it
-from .runner import job_function, max_tries, timeout
 
 # isort: split
 # Where cron enters the code (the template's use_cron): the cron jobs of worker/cron.py, or none.
@@ -40,7 +40,7 @@ def serialize_stored(value: Any) -> bytes:
     return serialize(value)
 
 
-def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str, Any]:
+def worker_options(settings: Settings, queue: QueueKey = "default") -> dict[str, Any]:
     """The keyword arguments of `arq.Worker` for one queue's workers."""
     queue_name = settings.queue_for(queue)
     tasks = [task for task in TASKS.values() if task.queue == queue]
@@ -61,7 +61,7 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
                 name=task.name,
                 timeout=timeout(task, settings) + TIMEOUT_BACKSTOP,
                 # One start more than the task's tries: a job whose every start was cut off
-                # still reaches the runner, which fails it with a dead letter (see runner).
+                # still reaches the job wrapper, which fails it with a dead letter.
                 max_tries=max_tries(task, settings) + 1,
                 keep_result=task.keep_result,
             )
@@ -75,10 +75,10 @@ def worker_settings(settings: Settings, queue: QueueKey = "default") -> dict[str
         ),
         "poll_delay": settings.worker_poll_delay,
         "keep_result": settings.job_keep_result,
-        # No pickle: jobs and results are msgpack, read the same way by the web (queue.arq).
+        # No pickle: jobs and results are msgpack, read the same way by the web (queue.arq_queue).
         "job_serializer": serialize_stored,
         "job_deserializer": deserialize,
-        # Results may hold what the arguments held; neither is logged (see worker.logs).
+        # Results may hold what the arguments held; neither is logged (see worker.log_redaction).
         "log_results": False,
         # On SIGTERM: take no new jobs, let running ones finish this long, then re-queue them.
         "job_completion_wait": settings.completion_wait,

@@ -3,9 +3,9 @@
 arq sleeps `poll_delay` between polls of the queue, so a job queued on an idle worker starts up to
 `poll_delay` late, and a short delay costs CPU and Redis commands around the clock. This worker
 waits between polls for whichever comes first: a notice on the queue's wake channel (published by
-every enqueue of the web, see queue.wake), a finished job (a free slot), the next deferred job or
-retry coming due, or `poll_delay` (the fallback that keeps plain arq clients' jobs running). The
-polls themselves are arq's: claiming, aborts, health checks and cron behave as in arq.
+every enqueue of the web, see queue.wake_channel), a finished job (a free slot), the next deferred
+job or retry coming due, or `poll_delay` (the fallback that keeps plain arq clients' jobs running).
+The polls themselves are arq's: claiming, aborts, health checks and cron behave as in arq.
 
 Unlike arq's, this worker never exits on a Redis error (a stall, a full memory, an outage of any
 length): the poll logs it, backs off and tries again, finished jobs wait to be recorded, and the
@@ -28,13 +28,13 @@ from arq.worker import Worker
 
 from ..cancellation import raise_if_cancelled
 from ..logs import configure_logging
-from ..queue.arq import ledger_for, settle
+from ..queue.arq_queue import ledger_for, settle
 from ..queue.unavailable import unavailable
-from ..queue.wake import wake_channel
+from ..queue.wake_channel import wake_channel
 from ..settings import QueueKey, Settings
 from .heartbeat import proof_path, write_proof
+from .options import worker_options
 from .outage import BACKOFF_CAP, REDIS_ERRORS, Backoff, persist
-from .settings import worker_settings
 
 log = logging.getLogger(__name__)
 
@@ -252,8 +252,9 @@ class WakingWorker(Worker):
             await self._settle(job_id, result_data)
 
     async def _settle(self, job_id: str, result_data: bytes) -> None:
-        """The job's record finished as arq ended it, where the runner could not (arq's timeout,
-        an abort before the start): the worker writes records, reads of the web never do."""
+        """The job's record finished as arq ended it, where the job wrapper could not (arq's
+        timeout, an abort before the start): the worker writes records, reads of the web never
+        do."""
         settings: Settings | None = self.ctx.get("settings")
         if settings is None:
             return
@@ -338,4 +339,4 @@ def run_worker(queue: QueueKey = "default", *, burst: bool = False) -> None:
     configure_logging(settings.log_level, settings.log_format)
     # uvloop, as uvicorn uses for the web: arq's Worker takes the loop set here (bench/ measures).
     asyncio.set_event_loop(uvloop.new_event_loop())
-    WakingWorker(**worker_settings(settings, queue), burst=burst).run()
+    WakingWorker(**worker_options(settings, queue), burst=burst).run()
