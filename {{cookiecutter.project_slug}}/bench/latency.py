@@ -1,15 +1,15 @@
 """End-to-end latency on an idle worker, and what an idle worker costs, in one run: this
 service (web and worker, woken by enqueue, polling every 0.5 s as a fallback) vs raw arq polling
-at its default 0.5 s and at 10 ms.
+at its default 0.5 s and at 10 ms, and saq (woken by enqueue) where it is installed.
 
-Each is a process of its own, as deployed: ours is the web under uvicorn and `{{ cookiecutter.project_slug }} worker`,
-the raw ones run `arq bench.raw_worker.WorkerSettings`. Jobs go one at a time with an idle pause
-before each (the workers take turns): ours by POST /jobs to the web, the raw ones by arq's
-`enqueue_job`. A job's latency runs from the send until its result key exists (polled every
-0.5 ms for all), in three parts: the request (until the 202, or until `enqueue_job` returns), the
-wake (until the job's start: `started_at` of its record, for raw arq the start time arq stores
-in the result, to the millisecond) and the run with its record (until the result). Then all idle
-together while their CPU time is read from /proc (Linux).
+Each is a process of its own, as deployed: ours is the web under uvicorn and
+`{{ cookiecutter.project_slug }} worker`, the raw ones run `arq bench.raw_worker.WorkerSettings`. After a warm-up
+job each, jobs go one at a time with an idle pause before each (the workers take turns): ours by
+POST /jobs to the web, the others by their client's enqueue. A job's latency runs from the send
+until its result exists (polled every 0.5 ms for all), in three parts: the request (until the
+202, or until the enqueue returns), the wake (until the job's start: `started_at` of its record;
+for raw arq and saq the start they store, to the millisecond) and the run with its record (until
+the result). Then all idle together while their CPU time is read from /proc (Linux).
 """
 
 import asyncio

@@ -4,7 +4,9 @@ Each worker is a process of its own, as deployed, on a queue of its own: ours is
 `{{ cookiecutter.project_slug }} worker` with every hook as shipped (job record and events, retry policy, msgpack, log
 context, wake on enqueue{% if cookiecutter.use_metrics %}, metrics{% endif %}); the yardsticks run `arq bench.raw_worker.WorkerSettings`:
 tuned (ours' max_jobs, polling every 10 ms), at the project's settings (its max_jobs and poll
-delay), and at arq's defaults (10 jobs, 0.5 s). A round fills each worker's queue while the worker
+delay), and at arq's defaults (10 jobs, 0.5 s); where saq is installed, a saq worker of as many
+slots is a peer row{% if cookiecutter.use_dashboard %}, and a last row drains ours again while a dashboard is polled{% endif %}. After a
+warm-up drain each, a round fills each worker's queue while the worker
 is stopped (SIGSTOP; the others stay stopped too, so Redis's counters are the measured one's),
 resumes it and times the drain until its queue is empty. Rounds alternate the workers; figures are
 medians. Per job: the worker's CPU time, and Redis's (INFO cpu) and commands (INFO commandstats,
@@ -68,12 +70,11 @@ class Line:
     raw_task: str
     raw_kwargs: dict[str, Any]
     jobs: int
-    slow_share: float
-    """Of `jobs`, what the yardsticks polling every 0.5 s drain: enough to time, in seconds."""
-
-    @property
-    def slow_jobs(self) -> int:
-        return max(1, round(self.jobs * self.slow_share))
+    shares: tuple[float, float]
+    """Of `jobs`, what raw arq at the project's settings and at arq's defaults drain: polling
+    every 0.5 s they would take minutes for all. Not fewer than a few polls' worth, or the
+    figure would time one poll: arq reads max(100, 5 x max_jobs) ids a poll, and starts jobs
+    while slots free up, or (10 ms jobs on 4 slots) only max_jobs a poll."""
 
 
 @dataclass
@@ -186,8 +187,10 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
     if SAQ:
         name = f"{run.prefix}:saq-{line.queue}"
         workers.append(start_saq(run, f"saq (concurrency {max_jobs})", name, max_jobs))
-    # Polling every 0.5 s, a worker of 10 ms jobs runs max_jobs jobs a poll: a few, to time.
-    slow = {defaults.label} | ({project.label} if poll >= 0.1 else set())
+    sizes = {
+        project.label: line.jobs if poll < 0.1 else round(line.jobs * line.shares[0]),
+        defaults.label: round(line.jobs * line.shares[1]),
+    }
     rounds = 1 if run.quick else 3
     figures = {worker.label: Figures([], [], [], []) for worker in workers}
 {%- if cookiecutter.use_dashboard %}
@@ -201,11 +204,11 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
             for worker in workers:
                 worker.pause()
             for worker in workers:  # warm-up: connections, imports, first-call caches
-                await drain(run, redis, client, worker, line, min(50, line.slow_jobs))
+                await drain(run, redis, client, worker, line, min(50, *sizes.values()))
             for n in range(rounds):
                 # Alternated: each round starts with the next worker, so drift hits all alike.
                 for worker in workers[n % len(workers) :] + workers[: n % len(workers)]:
-                    jobs = line.slow_jobs if worker.label in slow else line.jobs
+                    jobs = sizes.get(worker.label, line.jobs)
                     seconds, cpu, redis_cpu, commands = await drain(
                         run, redis, client, worker, line, jobs
                     )
@@ -242,6 +245,7 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
         rows.append(
             [
                 label,
+                str(sizes.get(label, line.jobs)),
                 f"{rate:.0f}",
                 ratio(rate, base["rates"]),
                 f"{cpu * 1e6:.0f}",
@@ -273,20 +277,20 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
             ),
         ]
     text = table(
-        f"Worker throughput, {line.title}: {line.jobs} jobs a drain ({line.slow_jobs} for those "
-        f"polling every 0.5 s), median of {rounds} rounds; ratios to raw arq tuned",
-        ["worker", "jobs/s", "ratio", "CPU us/job", "ratio", "Redis us/job", "ratio", "cmds/job"],
+        f"Worker throughput, {line.title}: jobs a drain; per job the worker's CPU, Redis's CPU and "
+        f"commands; medians of {rounds} rounds, ratios to raw arq tuned",
+        ["worker", "jobs", "jobs/s", "ratio", "CPU us", "ratio", "Redis us", "ratio", "commands"],
         rows,
     )
     return text, goals
 
 
 async def measure(run: Run) -> str:
-    words = {"text": TEXT}
-    report = {"pages": 1, "seconds_per_page": 0.01}
+    count, words = "word_count", {"text": TEXT}
+    report, sleep = {"pages": 1, "seconds_per_page": 0.01}, {"seconds": 0.01}
     lines = [
-        Line("word_count", "default", "word_count", words, "word_count", words, 3000, 0.2),
-        Line("10 ms I/O", "bulk", "render_report", report, "sleep", {"seconds": 0.01}, 400, 0.1),
+        Line(count, "default", count, words, count, words, 3000, (0.2, 0.2)),
+        Line("10 ms I/O", "bulk", "render_report", report, "sleep", sleep, 400, (0.1, 1)),
     ]
     if run.quick:
         lines = [replace(line, jobs=line.jobs // 10) for line in lines]
