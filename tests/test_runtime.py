@@ -247,7 +247,7 @@ def test_schemathesis_finds_no_server_error_in_the_running_service(stack: Stack)
 
 
 @pytest.mark.parametrize("option_set", ["defaults"])
-def test_the_benchmark_runs_and_reports_its_ratio(
+def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
     synced: Callable[[str], Path], redis_url: str, option_set: str
 ) -> None:
     """A smoke run of the generated project's benchmarks (tiny, so no figure is judged here): they
@@ -268,17 +268,32 @@ def test_the_benchmark_runs_and_reports_its_ratio(
         env=clean_env(),
     )
 
-    # One table per part, each with the ratio it measured in this run.
+    # One table per part, each row a yardstick with the ratios measured in this run, then the
+    # goals and whether they hold (figures are not judged: a smoke run is too short for them).
     for row in (
-        r"^ratio \(goal >= 0\.90\)\s+([0-9.]+)$",
-        r"^uvloop \+ httptools: ratio \(goal >= 0\.60\)\s+([0-9.]+)",
-        r"^asyncio \+ h11: ratio \(goal >= 0\.60\)\s+([0-9.]+)",
-        r"^this service \(wakes on enqueue, poll 0\.5 s\)\s+20\s+([0-9.]+)",
-        r"^raw arq, poll 0\.5 s\s+4\s+([0-9.]+)",
+        r"^Worker throughput, word_count: .*ratios to raw arq tuned$",
+        r"^this service \(max_jobs 50, wakes on enqueue\)\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^raw arq tuned \(max_jobs 50, poll 0\.01 s\)\s+\d+\s+\d+\s+1\.00x\s",
+        r"^raw arq, project settings \(max_jobs 50, poll 0\.5 s\)\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^raw arq defaults \(max_jobs 10, poll 0\.5 s\)\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^Worker throughput, 10 ms I/O: ",
+        r"^HTTP \(uvloop \+ httptools\): ",
+        r"^POST /jobs \(this service\)\s+\d+\s+[0-9.]+x\s+[0-9.]+x\s",
+        r"^naive enqueue \(lifespan pool \+ arq's enqueue_job\)\s+\d+\s+1\.00x\s",
+        r"^End-to-end latency on an idle worker ",
+        r"^this service \(wakes on enqueue, poll 0\.5 s\)\s+20\s+[0-9.]+\s",
+        r"^raw arq, poll 0\.5 s\s+4\s+[0-9.]+\s",
+        r"^saq: ",
+        r"^Goals$",
+        r"^word_count: jobs/s >= 0\.90x raw tuned\s+[0-9.]+x\s+(yes|no)$",
+        r"^word_count: worker CPU/job <= 1\.2x raw tuned\s+[0-9.]+x\s+(yes|no)$",
+        r"^word_count: Redis CPU/job <= 1\.5x raw tuned\s+[0-9.]+x\s+(yes|no)$",
+        r"^10 ms I/O: jobs/s >= 0\.90x raw tuned\s+[0-9.]+x\s+(yes|no)$",
+        r"^HTTP: POST /jobs >= 1\.2x the naive arq enqueue\s+[0-9.]+x\s+(yes|no)$",
+        r"^latency at idle: this service's p50 <= 3 ms\s+[0-9.]+ ms\s+(yes|no)$",
+        r"^idle worker CPU <= 0\.1 %\s+[0-9.]+ %\s+(yes|no)$",
     ):
-        found = re.search(row, result.stdout, re.MULTILINE)
-        assert found, (row, result.stdout)
-        assert float(found.group(1)) > 0
+        assert re.search(row, result.stdout, re.MULTILINE), (row, result.stdout)
     # Nothing left behind: no key under its run's prefix, and no arq job, result or retry counter
     # more than before (other tests' keys may expire meanwhile, so the count may drop).
     with Redis.from_url(redis_url) as redis:

@@ -1,189 +1,210 @@
 """End-to-end latency on an idle worker, and what an idle worker costs, in one run: this
-service's worker (woken by enqueue, polling every 0.5 s as a fallback) vs raw arq polling at its
-default 0.5 s and at 10 ms.
+service (web and worker, woken by enqueue, polling every 0.5 s as a fallback) vs raw arq polling
+at its default 0.5 s and at 10 ms, and saq (woken by enqueue) where it is installed.
 
-Each worker is a process of its own, as deployed: ours is `{{ cookiecutter.project_slug }} worker`, the raw ones run
-`arq bench.raw_worker.WorkerSettings`. Jobs are enqueued one at a time with an idle pause between
-them (ours through the web's own enqueue code, the raw ones through arq's `enqueue_job`), and the
-latency runs until arq's result key exists, polled every 0.5 ms for all three. Then all three
-idle together while their CPU time is read from /proc (Linux).
+Each is a process of its own, as deployed: ours is the web under uvicorn and
+`{{ cookiecutter.project_slug }} worker`, the raw ones run `arq bench.raw_worker.WorkerSettings`. After a warm-up
+job each, jobs go one at a time with an idle pause before each (the workers take turns): ours by
+POST /jobs to the web, the others by their client's enqueue. A job's latency runs from the send
+until its result exists (polled every 0.5 ms for all), in three parts: the request (until the
+202, or until the enqueue returns), the wake (until the job's start: `started_at` of its record;
+for raw arq and saq the start they store, to the millisecond) and the run with its record (until
+the result). Then all idle together while their CPU time is read from /proc (Linux).
 """
 
 import asyncio
-import os
+import json
 import random
-import subprocess
-import sys
-import tempfile
 import time
-from dataclasses import dataclass
-from pathlib import Path
-from typing import IO
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
 
 from arq.connections import ArqRedis, create_pool
-from arq.constants import health_check_key_suffix, result_key_prefix
+from arq.constants import result_key_prefix
+from arq.jobs import deserialize_result
 
-from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
-from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for, redis_settings
+from {{ cookiecutter.package_name }}.queue.ledger import Ledger
 
-from .common import Run, percentile, table
-
-PROJECT = Path(__file__).resolve().parent.parent
+from . import saq_worker
+from .common import (
+    SAQ,
+    Goal,
+    Run,
+    Worker,
+    percentile,
+    ready,
+    start_ours,
+    start_raw,
+    start_saq,
+    table,
+)
+from .web import exchange, request, serve
 
 
 @dataclass
-class Worker:
-    label: str
-    queue_name: str
-    process: "subprocess.Popen[bytes]"
+class Samples:
+    worker: Worker
     jobs: int
     poll_delay: float
-    log: IO[bytes]
-    """The worker's output: shown when a job of it never finishes."""
+    total: list[float] = field(default_factory=list)
+    request: list[float] = field(default_factory=list)
+    wake: list[float] = field(default_factory=list)
+    run: list[float] = field(default_factory=list)
+    peer: Any = None
+    """saq's client queue, for a saq worker."""
 
-    def output(self, lines: int = 30) -> str:
-        self.log.flush()
-        self.log.seek(0)
-        return b"".join(self.log.readlines()[-lines:]).decode(errors="replace")
-
-    def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user, system = int(fields[11]), int(fields[12])  # utime, stime (fields 14, 15)
-        return (user + system) / os.sysconf("SC_CLK_TCK")
-
-
-def start_raw(
-    settings: Settings, queue_name: str, poll_delay: float, label: str, jobs: int, log: IO[bytes]
-) -> Worker:
-    env = {
-        **os.environ,
-        "REDIS_URL": str(settings.redis_url),
-        "QUEUE_NAME": queue_name,
-        "POLL_DELAY": str(poll_delay),
-    }
-    command = [str(Path(sys.executable).with_name("arq")), "bench.raw_worker.WorkerSettings"]
-    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    return Worker(label, queue_name, process, jobs, poll_delay, log)
+    def add(self, sent: float, accepted: float, started: float, done: float) -> None:
+        self.total.append(done - sent)
+        self.request.append(accepted - sent)
+        self.wake.append(started - accepted)
+        self.run.append(done - started)
 
 
-def start_ours(settings: Settings, prefix: str, jobs: int, log: IO[bytes]) -> Worker:
-    env = {
-        **os.environ,
-        "REDIS_URL": str(settings.redis_url),
-        "QUEUE_NAME": settings.queue_name,
-        "BULK_QUEUE_NAME": settings.bulk_queue_name,
-        "JOB_KEEP_RESULT": str(settings.job_keep_result),
-        "WORKER_ID": prefix,
-    }
-    command = [str(Path(sys.executable).with_name("{{ cookiecutter.project_slug }}")), "worker"]
-    process = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    label = f"this service (wakes on enqueue, poll {settings.worker_poll_delay:g} s)"
-    return Worker(label, settings.queue_name, process, jobs, settings.worker_poll_delay, log)
-
-
-async def ready(pool: ArqRedis, worker: Worker, ours: bool) -> None:
-    """Until the worker polls (arq's health key is written at its first poll) and, for ours,
-    listens on its wake channel."""
-    deadline = time.monotonic() + 30
-    while not await pool.exists(worker.queue_name + health_check_key_suffix) or (
-        ours and not (await pool.pubsub_numsub(wake_channel(worker.queue_name)))[0][1]
-    ):
-        if worker.process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"{worker.label} did not start")
-        await asyncio.sleep(0.05)
-
-
-async def visible(
-    pool: ArqRedis, worker: Worker, job_id: str, started: float, limit: float = 10
-) -> float:
+async def result_seen(pool: ArqRedis, worker: Worker, job_id: str, sent: float) -> float:
+    """The wall-clock time the job's result key was first seen."""
     key = result_key_prefix + job_id
     while not await pool.exists(key):
-        if time.perf_counter() - started > limit:
-            raise RuntimeError(
-                f"{worker.label}: job {job_id} had no result after {limit} s "
-                f"(worker {'running' if worker.process.poll() is None else 'exited'}); "
-                f"its output ends:\n{worker.output()}"
-            )
+        if time.time() - sent > 10:
+            raise worker.failed(f"job {job_id} had no result after 10 s")
         await asyncio.sleep(0.0005)
-    return time.perf_counter() - started
+    return time.time()
 
 
-async def latencies(
-    pool: ArqRedis, backend: ArqJobQueue | None, worker: Worker, job_ids: list[str]
-) -> list[float]:
-    samples = []
-    for n in range(worker.jobs):
-        # Idle, then enqueue at a random point of the worker's poll cycle: a fixed pause would
-        # lock onto the cycle (the last job ended just after a poll) and measure one phase only.
-        await asyncio.sleep(0.02 + random.uniform(0, worker.poll_delay))
-        started = time.perf_counter()
-        if backend is not None:
-            job_id = (
-                await backend.enqueue(
-                    "word_count", {"text": f"job {n}"}, queue_name=worker.queue_name
-                )
-            ).job_id
-        else:
-            job = await pool.enqueue_job("word_count", f"job {n}", _queue_name=worker.queue_name)
-            if job is None:
-                raise RuntimeError("arq refused a new job id")
-            job_id = job.job_id
-        job_ids.append(job_id)
-        samples.append(await visible(pool, worker, job_id, started))
-    return samples
+async def saq_job(
+    pool: ArqRedis, worker: Worker, peer: Any, text: str, sent: float
+) -> tuple[float, float, float, float]:
+    """One job through saq: its job key holds its state and start (milliseconds)."""
+    job = await peer.enqueue("word_count", text=text)
+    accepted = time.time()
+    while True:
+        stored = json.loads(await pool.get(job.id) or b"{}")
+        if stored.get("status") == "complete":
+            return sent, accepted, stored["started"] / 1000, time.time()
+        if time.time() - sent > 10:
+            raise worker.failed(f"job {job.id} not complete after 10 s")
+        await asyncio.sleep(0.0005)
+
+
+async def one_job(
+    run: Run,
+    pool: ArqRedis,
+    ledger: Ledger,
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    samples: Samples,
+) -> tuple[float, float, float, float]:
+    """One job through an idle worker (ours by the web): when it was sent, accepted, started
+    and done."""
+    worker, text = samples.worker, f"job {uuid.uuid4().hex[:8]}"
+    sent = time.time()
+    if worker.ours:
+        body = json.dumps({"task": "word_count", "args": {"text": text}}).encode()
+        status, answer = await exchange(reader, writer, request("/jobs", body))
+        accepted = time.time()
+        if status != "202":
+            raise RuntimeError(f"POST /jobs answered {status}: {answer!r}")
+        job_id = json.loads(answer)["id"]
+    elif worker.kind == "saq":
+        return await saq_job(pool, worker, samples.peer, text, sent)
+    else:
+        job = await pool.enqueue_job("word_count", text=text, _queue_name=worker.queue_name)
+        accepted = time.time()
+        if job is None:
+            raise RuntimeError("arq refused a new job id")
+        job_id = job.job_id
+    run.job_ids.append(job_id)
+    done = await result_seen(pool, worker, job_id, sent)
+    if worker.ours:
+        # redis-py types its commands as sync or async at once.
+        at = await pool.hget(ledger.key(job_id), "started_at")  # type: ignore[misc]
+        started = datetime.fromisoformat((at or b"").decode()).timestamp()
+    else:
+        stored = await pool.get(result_key_prefix + job_id)
+        started = deserialize_result(stored or b"").start_time.timestamp()
+    return sent, accepted, started, done
 
 
 async def measure(run: Run) -> str:
     settings = run.settings
     idle = 3.0 if run.quick else 15.0
     few, many = (4, 20) if run.quick else (30, 200)
-    logs = [tempfile.TemporaryFile() for _ in range(3)]  # noqa: SIM115 - closed below
-    ours = start_ours(settings, run.prefix, many, logs[0])
-    raw_default = start_raw(
-        settings, f"{run.prefix}:raw-0.5", 0.5, "raw arq, poll 0.5 s", few, logs[1]
-    )
-    raw_fast = start_raw(
-        settings, f"{run.prefix}:raw-0.01", 0.01, "raw arq, poll 10 ms", many, logs[2]
-    )
-    workers = [raw_default, raw_fast, ours]
-    rows: list[list[str]] = []
+    poll = settings.worker_poll_delay
+    ours = Samples(start_ours(run, f"this service (wakes on enqueue, poll {poll:g} s)"), many, poll)
+    raw = [
+        Samples(start_raw(run, "raw arq, poll 0.5 s", f"{run.prefix}:raw-0.5", 10, 0.5), few, 0.5),
+        Samples(
+            start_raw(run, "raw arq, poll 10 ms", f"{run.prefix}:raw-0.01", 10, 0.01), many, 0.01
+        ),
+    ]
+    if SAQ:
+        name = f"{run.prefix}:saq"
+        raw.append(Samples(start_saq(run, "saq (wakes on enqueue)", name, 10), many, 0.5))
+        raw[-1].peer = saq_worker.queue(str(settings.redis_url), name)
+    everyone = [*raw, ours]
+    web, port = await serve(run, "{{ cookiecutter.package_name }}.web.app:create_app")
     pool = await create_pool(redis_settings(settings))
+    ledger = ledger_for(pool, settings)
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
-        async with ArqJobQueue.connect(settings) as backend:
-            for worker in workers:
-                await ready(pool, worker, worker is ours)
-            samples = {
-                worker.label: await latencies(
-                    pool, backend if worker is ours else None, worker, run.job_ids
-                )
-                for worker in workers
-            }
+        await ready(pool, [samples.worker for samples in everyone])
+        for samples in everyone:  # warm-up: connections, imports, first-call caches
+            await one_job(run, pool, ledger, reader, writer, samples)
+        for n in range(many):
+            for samples in everyone:
+                if n >= samples.jobs:
+                    continue
+                # Idle, then enqueue at a random point of the worker's poll cycle: a fixed pause
+                # would lock onto the cycle and measure one phase of it only.
+                await asyncio.sleep(0.02 + random.uniform(0, samples.poll_delay))
+                times = await one_job(run, pool, ledger, reader, writer, samples)
+                samples.add(*times)
         await asyncio.sleep(1)  # let the last jobs' bookkeeping settle
-        before = {worker.label: worker.cpu_seconds() for worker in workers}
+        before = [samples.worker.cpu_seconds() for samples in everyone]
         await asyncio.sleep(idle)
-        for worker in workers:
-            cpu = (worker.cpu_seconds() - before[worker.label]) / idle * 100
-            times = samples[worker.label]
-            rows.append(
-                [
-                    worker.label,
-                    str(len(times)),
-                    f"{percentile(times, 0.50) * 1000:.1f}",
-                    f"{percentile(times, 0.99) * 1000:.1f}",
-                    f"{cpu:.2f}",
-                ]
-            )
+        cpu = [
+            (samples.worker.cpu_seconds() - spent) / idle * 100
+            for samples, spent in zip(everyone, before, strict=True)
+        ]
     finally:
-        for worker in workers:
-            worker.process.terminate()
-        for worker in workers:
-            worker.process.wait(timeout=30)
-            worker.log.close()
+        writer.close()
+        for samples in everyone:
+            samples.worker.stop()
+        web.terminate()
+        web.wait(timeout=30)
         await pool.aclose()
+        for samples in everyone:
+            if samples.peer is not None:
+                await samples.peer.disconnect()
+
+    def ms(values: list[float], share: float = 0.5) -> str:
+        return f"{percentile(values, share) * 1000:.1f}"
+
+    rows = [
+        [
+            samples.worker.label,
+            str(samples.jobs),
+            ms(samples.total),
+            ms(samples.total, 0.99),
+            ms(samples.request),
+            ms(samples.wake),
+            ms(samples.run),
+            f"{spent:.2f}",
+        ]
+        for samples, spent in zip(everyone, cpu, strict=True)
+    ]
+    p50, idle_cpu = percentile(ours.total, 0.5) * 1000, cpu[-1]
+    run.goals.extend(
+        [
+            Goal("latency at idle: this service's p50 <= 3 ms", f"{p50:.1f} ms", p50 <= 3),
+            Goal("idle worker CPU <= 0.1 %", f"{idle_cpu:.2f} %", idle_cpu <= 0.1),
+        ]
+    )
     return table(
-        f"End-to-end latency on an idle worker (enqueue -> result), and idle CPU over {idle:g} s"
-        " (goal: p50 <= 5 ms at <= 0.5 % CPU)",
-        ["worker", "jobs", "p50 ms", "p99 ms", "idle CPU %"],
+        f"End-to-end latency on an idle worker (send -> result, and its parts: p50s), and idle "
+        f"CPU over {idle:g} s",
+        ["worker", "jobs", "p50 ms", "p99 ms", "request", "wake", "run+record", "idle CPU %"],
         rows,
     )

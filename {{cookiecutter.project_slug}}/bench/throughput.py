@@ -1,19 +1,23 @@
-"""Worker throughput: raw arq vs this service's worker with all its hooks, in one run.
+"""Worker throughput and cost per job: this service's worker vs raw arq, in one run.
 
-Both workers drain a queue pre-filled with no-op jobs, in burst mode, with the same arq settings
-(max_jobs, keep_result) and the same Redis, both polling every 10 ms: raw arq's fastest setting, so
-the ratio is the cost of our hooks, not the gain of waking on enqueue. The raw one is arq as its
-docs show it (pickle, arq's log line per job). Ours adds everything a real job goes through: the
-job wrapper (ledger record, progress and cancel helpers, retry policy), msgpack, the log context and
-filter{% if cookiecutter.use_metrics %}, the metrics{% endif %}. The figure to watch is the ratio, not the absolute rate, which moves with
-the machine.
+Each worker is a process of its own, as deployed, on a queue of its own: ours is
+`{{ cookiecutter.project_slug }} worker` with every hook as shipped (job record and events, retry policy, msgpack, log
+context, wake on enqueue{% if cookiecutter.use_metrics %}, metrics{% endif %}); the yardsticks run `arq bench.raw_worker.WorkerSettings`:
+tuned (ours' max_jobs, polling every 10 ms), at the project's settings (its max_jobs and poll
+delay), and at arq's defaults (10 jobs, 0.5 s); where saq is installed, a saq worker of as many
+slots is a peer row{% if cookiecutter.use_dashboard %}, and a last row drains ours again while a dashboard is polled{% endif %}. After a
+warm-up drain each, a round fills each worker's queue while the worker
+is stopped (SIGSTOP; the others stay stopped too, so Redis's counters are the measured one's),
+resumes it and times the drain until its queue is empty. Rounds alternate the workers; figures are
+medians. Per job: the worker's CPU time, and Redis's (INFO cpu) and commands (INFO commandstats,
+those run inside scripts included) over the drain.
+
+Two lines: `word_count` jobs (the example task: CPU-light, so the hooks' cost shows at its
+largest), and 10 ms of I/O a job (`render_report` of one page of 10 ms on the bulk queue, with its
+progress and cancel checks; raw arq sleeps 10 ms) at the bulk worker's max_jobs.
 """
-{% if cookiecutter.use_dashboard %}
+
 import asyncio
-{%- endif %}
-import contextlib
-import io
-import logging.config
 {%- if cookiecutter.use_dashboard %}
 import os
 import subprocess
@@ -21,106 +25,128 @@ import sys
 {%- endif %}
 import time
 import uuid
-{%- if cookiecutter.use_dashboard %}
-from pathlib import Path
-{%- endif %}
+from dataclasses import dataclass, replace
 from typing import Any
 
-from arq import func
-from arq.connections import ArqRedis, create_pool
+from arq.constants import result_key_prefix
 from arq.jobs import serialize_job
-from arq.logs import default_log_config
-from arq.worker import Worker
-from pydantic import BaseModel
+from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue import NewJob
-from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, redis_settings
-from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.tasks import Task
-from {{ cookiecutter.package_name }}.worker.job_wrapper import job_function
-from {{ cookiecutter.package_name }}.worker.options import worker_options
-from {{ cookiecutter.package_name }}.worker.process import WakingWorker
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
+from {{ cookiecutter.package_name }}.settings import QueueKey
 
-from .common import Run, median, table
+from . import saq_worker
+from .common import (
+{%- if cookiecutter.use_dashboard %}
+    PROJECT,
+{%- endif %}
+    SAQ,
+    Goal,
+    Run,
+    Worker,
+    median,
+    ratio,
+    ready,
+    start_ours,
+    start_raw,
+    start_saq,
+    table,
+    usage,
+)
 {% if cookiecutter.use_dashboard %}
 DASHBOARD_POLL = 0.5
 """Seconds between the poller's fetches: four times the overview page's own refresh."""
 {% endif %}
-
-class NoArgs(BaseModel):
-    pass
+TEXT = "the quick brown fox jumps over the lazy dog " * 4
 
 
-async def noop(ctx: dict[str, Any]) -> None:
-    return None
+@dataclass(frozen=True)
+class Line:
+    title: str
+    queue: QueueKey
+    task: str
+    kwargs: dict[str, Any]
+    raw_task: str
+    raw_kwargs: dict[str, Any]
+    jobs: int
+    shares: tuple[float, float]
+    """Of `jobs`, what raw arq at the project's settings and at arq's defaults drain: polling
+    every 0.5 s they would take minutes for all. Not fewer than a few polls' worth, or the
+    figure would time one poll: arq reads max(100, 5 x max_jobs) ids a poll, and starts jobs
+    while slots free up, or (10 ms jobs on 4 slots) only max_jobs a poll."""
 
 
-NOOP = Task(name="noop", function=noop, args=NoArgs)
+@dataclass
+class Figures:
+    rates: list[float]
+    cpu: list[float]
+    redis_cpu: list[float]
+    commands: list[float]
 
 
-async def fill_raw(pool: ArqRedis, queue_name: str, jobs: int) -> list[str]:
-    now = int(time.time() * 1000)
-    ids = [uuid.uuid4().hex for _ in range(jobs)]
-    async with pool.pipeline(transaction=False) as pipe:
-        for job_id in ids:
-            pipe.psetex(f"arq:job:{job_id}", 600_000, serialize_job("noop", (), {}, None, now))
-            pipe.zadd(queue_name, {job_id: now})
-        await pipe.execute()
+async def fill(
+    run: Run, redis: Redis, backend: ArqJobQueue, worker: Worker, line: Line, jobs: int
+) -> list[str]:
+    """`jobs` jobs on the worker's queue: ours through the project's batch enqueue (records and
+    all), raw arq's as arq's `enqueue_job` writes them (pickle), saq's by its `enqueue`."""
+    ids: list[str] = []
+    if worker.kind == "saq":
+        name = worker.queue_name.removeprefix("saq:").removesuffix(":incomplete")
+        peer = saq_worker.queue(str(run.settings.redis_url), name)
+        try:
+            for _ in range(jobs):
+                await peer.enqueue(line.raw_task, **line.raw_kwargs)
+        finally:
+            await peer.disconnect()
+        return ids
+    if worker.ours:
+        for start in range(0, jobs, 1000):
+            batch = [NewJob(line.task, line.kwargs, worker.queue_name)] * min(1000, jobs - start)
+            ids += await backend.enqueue_many(batch)
+    else:
+        now = int(time.time() * 1000)
+        ids = [uuid.uuid4().hex for _ in range(jobs)]
+        job = serialize_job(line.raw_task, (), line.raw_kwargs, None, now)
+        async with redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.psetex(f"arq:job:{job_id}", 600_000, job)
+                pipe.zadd(worker.queue_name, {job_id: now})
+            await pipe.execute()
+    run.job_ids.extend(ids)
     return ids
 
 
-def arq_cli_logging(sink: io.StringIO) -> None:
-    """Logging as the `arq` command sets it up (a line per job start and end), into `sink`."""
-    logging.config.dictConfig(default_log_config(verbose=False))
-    arq_logger = logging.getLogger("arq")
-    arq_logger.propagate = False
-    for handler in arq_logger.handlers:
-        if isinstance(handler, logging.StreamHandler):
-            handler.setStream(sink)
-
-
-async def run_raw(
-    settings: Settings, pool: ArqRedis, jobs: int, ids: list[str], sink: io.StringIO
-) -> float:
-    queue_name = f"{settings.queue_name}:raw"
-    ids += await fill_raw(pool, queue_name, jobs)
-    arq_cli_logging(sink)
-    worker = Worker(
-        functions=[func(noop, name="noop")],
-        queue_name=queue_name,
-        redis_pool=pool,
-        burst=True,
-        handle_signals=False,
-        max_jobs=settings.worker_max_jobs,
-        poll_delay=settings.worker_poll_delay,
-        keep_result=settings.job_keep_result,
-    )
+async def drain(
+    run: Run, redis: Redis, backend: ArqJobQueue, worker: Worker, line: Line, jobs: int
+) -> tuple[float, float, float, int]:
+    """One round of one worker: seconds to drain `jobs`, its CPU seconds, Redis's CPU seconds
+    and commands."""
+    ids = await fill(run, redis, backend, worker, line, jobs)
+    before, cpu = await usage(redis), worker.cpu_seconds()
     started = time.perf_counter()
-    await worker.main()
-    return jobs / (time.perf_counter() - started)
-
-
-async def run_ours(settings: Settings, jobs: int, ids: list[str]) -> float:
-    async with ArqJobQueue.connect(settings) as backend:
-        for start in range(0, jobs, 1000):
-            batch = [NewJob("noop", {}, settings.queue_name)] * min(1000, jobs - start)
-            ids += await backend.enqueue_many(batch)
-    options: dict[str, Any] = worker_options(settings)
-    options["functions"] = [func(job_function(NOOP), name="noop", max_tries=3)]
-    options.pop("cron_jobs", None)  # a cron run would be one more job in the count
-    worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})
-    started = time.perf_counter()
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
-    return jobs / (time.perf_counter() - started)
-
-
+    worker.resume()
+    # arq removes a job from its queue in the transaction that stores its result (saq from its
+    # zset of incomplete jobs, as it stores the job's end).
+    while await redis.zcard(worker.queue_name):
+        if worker.process.poll() is not None or time.perf_counter() - started > 300:
+            raise worker.failed("did not drain its queue")
+        await asyncio.sleep(0.005)
+    seconds = time.perf_counter() - started
+    worker.pause()
+    after, cpu = await usage(redis), worker.cpu_seconds() - cpu
+    found = 0
+    for n in range(0, len(ids), 500):
+        found += await redis.exists(*(result_key_prefix + job_id for job_id in ids[n : n + 500]))
+    if found != len(ids):
+        raise worker.failed(f"{jobs - found} of {jobs} jobs left no result")
+    return seconds, cpu, after.cpu - before.cpu, after.commands_since(before)
 {%- if cookiecutter.use_dashboard %}
 
 
-def start_poller(settings: Settings) -> "subprocess.Popen[bytes]":
+def start_poller(run: Run) -> "subprocess.Popen[bytes]":
+    """An operator with the dashboard open (bench/dashboard_poller.py) on ours' queues."""
+    settings = run.settings
     env = {
         **os.environ,
         "REDIS_URL": str(settings.redis_url),
@@ -132,67 +158,148 @@ def start_poller(settings: Settings) -> "subprocess.Popen[bytes]":
         "API_KEY": "bench-" + "k" * 32,
 {%- endif %}
     }
-    return subprocess.Popen(
-        [sys.executable, "-m", "bench.dashboard_poller", str(DASHBOARD_POLL)],
-        cwd=Path(__file__).resolve().parent.parent,
-        env=env,
-    )
-
-
-async def run_ours_watched(settings: Settings, jobs: int, ids: list[str]) -> float:
-    """Ours again, while a dashboard is open and polled (bench/dashboard_poller.py)."""
-    poller = start_poller(settings)
-    try:
-        await asyncio.sleep(1)  # the poller is up and polling
-        if poller.poll() is not None:
-            raise RuntimeError("the dashboard poller did not start")
-        return await run_ours(settings, jobs, ids)
-    finally:
-        poller.terminate()
-        poller.wait(timeout=30)
+    command = [sys.executable, "-m", "bench.dashboard_poller", str(DASHBOARD_POLL)]
+    return subprocess.Popen(command, cwd=PROJECT, env=env)
 {%- endif %}
+
+
+async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Goal]]:
+    settings = run.settings
+    if line.queue == "default":
+        max_jobs = settings.worker_max_jobs
+    else:
+        max_jobs = settings.bulk_worker_max_jobs
+    poll = settings.worker_poll_delay
+    raw_name = f"{run.prefix}:raw-{line.queue}"
+    ours = start_ours(run, f"this service (max_jobs {max_jobs}, wakes on enqueue)", line.queue)
+    tuned = start_raw(
+        run, f"raw arq tuned (max_jobs {max_jobs}, poll 0.01 s)", f"{raw_name}-t", max_jobs, 0.01
+    )
+    project = start_raw(
+        run,
+        f"raw arq, project settings (max_jobs {max_jobs}, poll {poll:g} s)",
+        f"{raw_name}-p",
+        max_jobs,
+        poll,
+    )
+    defaults = start_raw(
+        run, "raw arq defaults (max_jobs 10, poll 0.5 s)", f"{raw_name}-d", 10, 0.5
+    )
+    workers = [ours, tuned, project, defaults]
+    if SAQ:
+        name = f"{run.prefix}:saq-{line.queue}"
+        workers.append(start_saq(run, f"saq (concurrency {max_jobs})", name, max_jobs))
+    sizes = {
+        project.label: line.jobs if poll < 0.1 else round(line.jobs * line.shares[0]),
+        defaults.label: round(line.jobs * line.shares[1]),
+    }
+    rounds = 1 if run.quick else 3
+    figures = {worker.label: Figures([], [], [], []) for worker in workers}
+{%- if cookiecutter.use_dashboard %}
+    watched = f"this service, dashboard polled every {DASHBOARD_POLL:g} s"
+    if line.queue == "default":
+        figures[watched] = Figures([], [], [], [])
+{%- endif %}
+    try:
+        async with ArqJobQueue.connect(settings) as client:
+            await ready(redis, workers)
+            for worker in workers:
+                worker.pause()
+            for worker in workers:  # warm-up: connections, imports, first-call caches
+                await drain(run, redis, client, worker, line, min(50, *sizes.values()))
+            for n in range(rounds):
+                # Alternated: each round starts with the next worker, so drift hits all alike.
+                for worker in workers[n % len(workers) :] + workers[: n % len(workers)]:
+                    jobs = sizes.get(worker.label, line.jobs)
+                    seconds, cpu, redis_cpu, commands = await drain(
+                        run, redis, client, worker, line, jobs
+                    )
+                    row = figures[worker.label]
+                    row.rates.append(jobs / seconds)
+                    row.cpu.append(cpu / jobs)
+                    row.redis_cpu.append(redis_cpu / jobs)
+                    row.commands.append(commands / jobs)
+{%- if cookiecutter.use_dashboard %}
+                    if worker is ours and watched in figures:
+                        poller = start_poller(run)
+                        try:
+                            await asyncio.sleep(2)  # the poller is up and polling
+                            if poller.poll() is not None:
+                                raise RuntimeError("the dashboard poller did not start")
+                            seconds, cpu, redis_cpu, commands = await drain(
+                                run, redis, client, worker, line, jobs
+                            )
+                        finally:
+                            poller.terminate()
+                            poller.wait(timeout=30)
+                        figures[watched].rates.append(jobs / seconds)
+                        figures[watched].cpu.append(cpu / jobs)
+                        figures[watched].redis_cpu.append(redis_cpu / jobs)
+                        figures[watched].commands.append(commands / jobs)
+{%- endif %}
+    finally:
+        for worker in workers:
+            worker.stop()
+    base = {name: median(values) for name, values in vars(figures[tuned.label]).items()}
+    rows = []
+    for label, row in figures.items():
+        rate, cpu, redis_cpu = median(row.rates), median(row.cpu), median(row.redis_cpu)
+        rows.append(
+            [
+                label,
+                str(sizes.get(label, line.jobs)),
+                f"{rate:.0f}",
+                ratio(rate, base["rates"]),
+                f"{cpu * 1e6:.0f}",
+                ratio(cpu, base["cpu"]),
+                f"{redis_cpu * 1e6:.0f}",
+                ratio(redis_cpu, base["redis_cpu"]),
+                f"{median(row.commands):.1f}",
+            ]
+        )
+    mine = {name: median(values) for name, values in vars(figures[ours.label]).items()}
+    goals = [
+        Goal(
+            f"{line.title}: jobs/s >= 0.90x raw tuned",
+            ratio(mine["rates"], base["rates"]),
+            mine["rates"] >= 0.9 * base["rates"],
+        )
+    ]
+    if line.queue == "default":
+        goals += [
+            Goal(
+                f"{line.title}: worker CPU/job <= 1.2x raw tuned",
+                ratio(mine["cpu"], base["cpu"]),
+                mine["cpu"] <= 1.2 * base["cpu"],
+            ),
+            Goal(
+                f"{line.title}: Redis CPU/job <= 1.5x raw tuned",
+                ratio(mine["redis_cpu"], base["redis_cpu"]),
+                mine["redis_cpu"] <= 1.5 * base["redis_cpu"],
+            ),
+        ]
+    text = table(
+        f"Worker throughput, {line.title}: jobs a drain; per job the worker's CPU, Redis's CPU and "
+        f"commands; medians of {rounds} rounds, ratios to raw arq tuned",
+        ["worker", "jobs", "jobs/s", "ratio", "CPU us", "ratio", "Redis us", "ratio", "commands"],
+        rows,
+    )
+    return text, goals
 
 
 async def measure(run: Run) -> str:
-    """Raw arq vs ours, interleaved rounds (drift hits all alike); the table with the ratios."""
-    jobs, rounds = (300, 1) if run.quick else (5000, 3)
-    settings = run.settings.model_copy(update={"log_level": "INFO", "worker_poll_delay": 0.01})
-    # Both log every job, each its own way (arq's text lines; our JSON with context), to a sink.
-    sink = io.StringIO()
-    pool = await create_pool(redis_settings(settings))
-    rates: dict[str, list[float]] = {"raw": [], "ours": [], "watched": []}
-    try:
-        with contextlib.redirect_stderr(sink):
-            for _ in range(rounds):
-                rates["raw"].append(await run_raw(settings, pool, jobs, run.job_ids, sink))
-                sink.seek(0)
-                sink.truncate()
-                rates["ours"].append(await run_ours(settings, jobs, run.job_ids))
-                sink.seek(0)
-                sink.truncate()
-{%- if cookiecutter.use_dashboard %}
-                rates["watched"].append(await run_ours_watched(settings, jobs, run.job_ids))
-                sink.seek(0)
-                sink.truncate()
-{%- endif %}
-    finally:
-        await pool.aclose()
-        logging.getLogger("arq").handlers.clear()
-    raw, ours = median(rates["raw"]), median(rates["ours"])
-    rows = [
-        ["raw arq Worker", f"{raw:.0f}"],
-        ["this service (all hooks)", f"{ours:.0f}"],
-        ["ratio (goal >= 0.90)", f"{ours / raw:.2f}"],
+    count, words = "word_count", {"text": TEXT}
+    report, sleep = {"pages": 1, "seconds_per_page": 0.01}, {"seconds": 0.01}
+    lines = [
+        Line(count, "default", count, words, count, words, 3000, (0.2, 0.2)),
+        Line("10 ms I/O", "bulk", "render_report", report, "sleep", sleep, 400, (0.1, 1)),
     ]
-{%- if cookiecutter.use_dashboard %}
-    watched = median(rates["watched"])
-    rows += [
-        [f"this service, dashboard polled every {DASHBOARD_POLL:g} s", f"{watched:.0f}"],
-        ["dashboard open / closed", f"{watched / ours:.2f}"],
-    ]
-{%- endif %}
-    return table(
-        f"Worker throughput: no-op jobs, {jobs} per round, median of {rounds} rounds",
-        ["worker", "jobs/s"],
-        rows,
-    )
+    if run.quick:
+        lines = [replace(line, jobs=line.jobs // 10) for line in lines]
+    texts = []
+    async with Redis.from_url(str(run.settings.redis_url)) as redis:
+        for line in lines:
+            text, goals = await measure_line(run, redis, line)
+            texts.append(text)
+            run.goals.extend(goals)
+    return "\n\n".join(texts)
