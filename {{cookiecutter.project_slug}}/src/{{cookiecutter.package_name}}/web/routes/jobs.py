@@ -78,6 +78,7 @@ async def found(job_queue: JobQueue, job_id: str) -> JobOut:
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
     responses={
         status.HTTP_200_OK: {"description": "Replayed: this Idempotency-Key's earlier job"},
         status.HTTP_409_CONFLICT: {"description": "job_id taken, or Idempotency-Key reused"},
@@ -89,9 +90,8 @@ async def enqueue(
     job_queue: QueueDep,
     settings: SettingsDep,
     request: Request,
-    response: Response,
     idempotency_key: IdempotencyKey = None,
-) -> JobAccepted:
+) -> Response:
     """Validate the task's arguments, queue the job, and point to it (`Location`)."""
     enqueued, queue_name = await submit(
         job_queue,
@@ -104,13 +104,20 @@ async def enqueue(
         meta=job_meta(request),
     )
     url = job_url(request, enqueued.job_id)
-    response.headers["Location"] = url
-    state = first_state(body.defer_seconds)
+    headers = {"Location": url}
+    code, state = status.HTTP_202_ACCEPTED, first_state(body.defer_seconds)
     if not enqueued.created:
-        response.status_code = status.HTTP_200_OK
-        response.headers["Idempotent-Replayed"] = "true"
+        code = status.HTTP_200_OK
+        headers["Idempotent-Replayed"] = "true"
         state = (await found(job_queue, enqueued.job_id)).state  # where the earlier job is now
-    return JobAccepted(id=enqueued.job_id, task=body.task, state=state, queue=queue_name, url=url)
+    accepted = JobAccepted(
+        id=enqueued.job_id, task=body.task, state=state, queue=queue_name, url=url
+    )
+    # The answer built here, not returned as the model: FastAPI would validate and encode again
+    # the model it was just given, on the path every job takes (response_model keeps the docs).
+    return Response(
+        accepted.model_dump_json(), code, headers=headers, media_type="application/json"
+    )
 
 
 @router.post(
