@@ -1,10 +1,10 @@
 """`uv run python -m bench [worker] [http] [latency] [--quick] [--redis-url URL]`
 
 Runs the benchmarks against a Redis of their own (a `redis-server` or `valkey-server` started on a
-free port, as `{{ cookiecutter.project_slug }} dev` finds one), or the one at --redis-url, and prints one table per part,
-each row a yardstick measured in this run, then the goals and whether they hold: quote ratios,
-not absolute rates, which move with the machine. Everything is written under a prefix of its own
-and deleted at the end.
+free port, found as the project's `dev` command finds one), or the one at --redis-url, and prints
+one table per part, each row a yardstick measured in this run, then the goals and whether they
+hold: quote ratios, not absolute rates, which move with the machine. Everything is written under
+a prefix of its own and deleted at the end.
 """
 
 import argparse

@@ -126,7 +126,7 @@ def start_worker(
 
 
 def start_ours(run: Run, label: str, queue: QueueKey = "default") -> Worker:
-    """`{{ cookiecutter.project_slug }} worker`, every hook as shipped, on the run's queues."""
+    """The project's `worker` command, every hook as shipped, on the run's queues."""
     settings = run.settings
     env = {
         "REDIS_URL": str(settings.redis_url),

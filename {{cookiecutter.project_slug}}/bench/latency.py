@@ -2,8 +2,8 @@
 service (web and worker, woken by enqueue, polling every 0.5 s as a fallback) vs raw arq polling
 at its default 0.5 s and at 10 ms, and saq (woken by enqueue) where it is installed.
 
-Each is a process of its own, as deployed: ours is the web under uvicorn and
-`{{ cookiecutter.project_slug }} worker`, the raw ones run `arq bench.raw_worker.WorkerSettings`. After a warm-up
+Each is a process of its own, as deployed: ours is the web under uvicorn and the project's
+`worker` command, the raw ones run `arq bench.raw_worker.WorkerSettings`. After a warm-up
 job each, jobs go one at a time with an idle pause before each (the workers take turns): ours by
 POST /jobs to the web, the others by their client's enqueue. A job's latency runs from the send
 until its result exists (polled every 0.5 ms for all), in three parts: the request (until the

@@ -1,7 +1,7 @@
 """Worker throughput and cost per job: this service's worker vs raw arq, in one run.
 
-Each worker is a process of its own, as deployed, on a queue of its own: ours is
-`{{ cookiecutter.project_slug }} worker` with every hook as shipped (job record and events, retry policy, msgpack, log
+Each worker is a process of its own, as deployed, on a queue of its own: ours is the project's
+`worker` command with every hook as shipped (job record and events, retry policy, msgpack, log
 context, wake on enqueue{% if cookiecutter.use_metrics %}, metrics{% endif %}); the yardsticks run `arq bench.raw_worker.WorkerSettings`:
 tuned (ours' max_jobs, polling every 10 ms), at the project's settings (its max_jobs and poll
 delay), and at arq's defaults (10 jobs, 0.5 s); where saq is installed, a saq worker of as many
