@@ -245,7 +245,7 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {
         k: v for k, v in os.environ.items() if k not in {"VIRTUAL_ENV", "PYTHONPATH", "REDIS_URL"}
     }
-    env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", **extra)
+    env.update(UV_PYTHON_DOWNLOADS="never", NO_COLOR="1", COLUMNS="200", **extra)
     return env
 
 

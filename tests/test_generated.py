@@ -63,6 +63,9 @@ def test_the_generated_suite_passes_with_real_redis(
     slow_tier = option_set in RUNS_SLOW_TIER
     result = run(
         [UV, "run", "--locked", "--no-sync", "pytest", "-v", "-p", "no:cacheprovider"]
+        # A failure's report is its traceback and message, not pages of captured log lines
+        # (the tail of the output is what the assertion below shows).
+        + ["--show-capture=no", "-rfE"]
         + ([] if slow_tier else ["-m", "not slow"]),
         cwd=project,
         env=env,
