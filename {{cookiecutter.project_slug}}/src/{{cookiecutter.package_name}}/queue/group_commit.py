@@ -14,7 +14,7 @@ pipeline; the enqueue script recognises its own earlier execution, as it does wh
 
 import asyncio
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
@@ -30,11 +30,7 @@ Args = Sequence[bytes | int | str | float]
 class _Call:
     keys: Sequence[str]
     args: Args
-    reply: "asyncio.Future[Any]" = field(default_factory=lambda: _loop().create_future())
-
-
-def _loop() -> asyncio.AbstractEventLoop:
-    return asyncio.get_running_loop()
+    reply: "asyncio.Future[Any]"
 
 
 class GroupCommit:
@@ -45,14 +41,14 @@ class GroupCommit:
         self._script = redis.register_script(script)  # the SHA, and loading on NOSCRIPT
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
-        self.calls = self.round_trips = 0  # what grouping saved, for tests and the benchmark
 
     async def __call__(self, keys: Sequence[str], args: Args) -> Any:
-        call = _Call(keys, args)
+        loop = asyncio.get_running_loop()
+        call = _Call(keys, args, loop.create_future())
         self._waiting.append(call)
         if len(self._waiting) == 1:
             # After the other callbacks ready in this turn: the requests being handled now join.
-            asyncio.get_running_loop().call_soon(self._send_waiting)
+            loop.call_soon(self._send_waiting)
         elif len(self._waiting) >= MAX_CALLS:
             self._send_waiting()
         return await call.reply
@@ -62,8 +58,6 @@ class GroupCommit:
         calls = [call for call in calls if not call.reply.done()]  # a caller gone: not sent
         if not calls:
             return
-        self.calls += len(calls)
-        self.round_trips += 1
         task = asyncio.create_task(self._send(calls))
         # Held until done (the loop keeps only weak references to tasks).
         self._sending.add(task)
