@@ -23,6 +23,7 @@ from redis.exceptions import OutOfMemoryError
 
 from {{ cookiecutter.package_name }}.queue import JobState
 from {{ cookiecutter.package_name }}.queue.arq_queue import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
+from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -327,3 +328,86 @@ async def test_a_redis_that_forgot_its_scripts_still_takes_every_enqueue_and_rec
     outcome = ("succeeded", {"words": 2, "characters": 3})
     assert [(job["state"], job["result"]) for job in jobs] == [outcome] * 21
     assert scripts_run >= 2 * len(jobs), "enqueues and record writes go by SHA"
+
+
+async def test_concurrent_keyed_enqueues_during_a_stall_each_run_once_or_get_a_503(
+    own_redis: RedisServer,
+    own_settings: Settings,
+    web: httpx.AsyncClient,
+    spawn_worker: SpawnWorker,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Enqueues that share a round trip (queue/group_commit.py) meet a stall together: redis-py
+    sends their pipeline again, the first one still runs when Redis resumes, and each request
+    must still get its own job, once, or a 503 whose retry gets it."""
+    sizes: list[int] = []
+    send = GroupCommit._send
+
+    async def counted(self: GroupCommit, calls: list[Any]) -> None:
+        sizes.append(len(calls))
+        await send(self, calls)
+
+    monkeypatch.setattr(GroupCommit, "_send", counted)
+    assert own_redis.process is not None
+    warm = await web.post("/jobs", json={"task": "word_count", "args": {"text": "warm"}})
+    assert warm.status_code == 202, warm.text
+    requests = [
+        ({"task": "word_count", "args": {"text": f"job {i}"}}, {"Idempotency-Key": f"k{i}-{uid}"})
+        for i, uid in enumerate(uuid.uuid4().hex for _ in range(10))
+    ]
+
+    own_redis.process.send_signal(signal.SIGSTOP)
+    try:
+        answers = asyncio.gather(*(web.post("/jobs", json=b, headers=h) for b, h in requests))
+        await asyncio.sleep(STALL)
+    finally:
+        own_redis.process.send_signal(signal.SIGCONT)
+    firsts = await answers
+
+    assert max(sizes) > 1, "the enqueues did not share a round trip: the fault was not met"
+    locations = []
+    for (body, headers), first in zip(requests, firsts, strict=True):
+        assert first.status_code in (202, 503), first.text  # never 404, 409 or 500
+        if first.status_code == 503:
+            first = await web.post("/jobs", json=body, headers=headers)  # the client's retry
+            assert first.status_code in (200, 202), first.text
+        assert claimed_job(own_settings, headers["Idempotency-Key"]) == first.json()["id"]
+        locations.append(first.headers["location"])
+    assert len(set(locations)) == len(requests)
+
+    spawn_worker("default", settings=own_settings)
+    for location in locations:
+        job = await finished(web, location, within=60)
+        assert (job["state"], job["result"]["words"]) == ("succeeded", 2), job
+        events = (await web.get(f"{location}/events")).json()
+        assert [e["state"] for e in events if e["kind"] == "state"].count("in_progress") == 1
+
+
+async def test_a_full_redis_refuses_concurrent_enqueues_each_with_a_503_and_no_trace(
+    own_redis: RedisServer, own_settings: Settings, web: httpx.AsyncClient
+) -> None:
+    """Enqueues sharing one pipeline each meet the full Redis alone: each its own 503, none
+    half-written, and the keys are free afterwards."""
+    keys = [f"full-{i}-{uuid.uuid4().hex}" for i in range(10)]
+    body = {"task": "word_count", "args": {"text": "no room"}}
+    with Redis.from_url(own_redis.url) as redis:
+        redis.config_set("maxmemory-policy", "noeviction")
+        used = int(redis.info("memory")["used_memory"])
+        redis.config_set("maxmemory", used + 1_500_000)
+        filler = fill(redis)
+        try:
+            refused = await asyncio.gather(
+                *(web.post("/jobs", json=body, headers={"Idempotency-Key": k}) for k in keys)
+            )
+            queued = redis.zcard(own_settings.queue_name)
+        finally:
+            redis.delete(*filler)
+
+    assert [answer.status_code for answer in refused] == [503] * len(keys)
+    assert all(answer.headers["retry-after"] for answer in refused)
+    assert queued == 0
+    assert [claimed_job(own_settings, key) for key in keys] == [None] * len(keys)
+    accepted = await asyncio.gather(
+        *(web.post("/jobs", json=body, headers={"Idempotency-Key": k}) for k in keys)
+    )
+    assert [answer.status_code for answer in accepted] == [202] * len(keys)
