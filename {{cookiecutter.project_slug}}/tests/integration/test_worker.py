@@ -2,6 +2,7 @@
 the `{{ cookiecutter.project_slug }} worker --burst` command that drains a queue and exits."""
 
 import asyncio
+import contextlib
 import http.server
 import io
 import json
@@ -231,3 +232,35 @@ async def test_a_worker_told_to_stop_stops_even_when_the_cancel_is_lost(
         if not task.done():
             task.cancel()
         await worker.close()
+
+
+async def test_a_worker_closed_while_a_job_ends_still_shuts_down(
+    settings: Settings, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """arq awaits a job's end write in a shield: a stop that lands there cancels the job's task,
+    and arq's close, which waits for those tasks, stopped at that CancelledError before running
+    on_shutdown (the liveness key stayed) and before closing its pool."""
+    worker = WakingWorker(**{**worker_options(settings, "default"), "handle_signals": False})
+    ending = asyncio.Event()
+    finish_job = worker.finish_job
+
+    async def slow_finish_job(*args: object, **kwargs: object) -> None:
+        ending.set()
+        await asyncio.sleep(0.5)
+        await finish_job(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker, "finish_job", slow_finish_job)
+    await client.post("/jobs", json={"task": "word_count", "args": {"text": "last words"}})
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.wait_for(ending.wait(), 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.close()  # raised CancelledError before the fix
+
+        async with Redis.from_url(str(settings.redis_url)) as redis:
+            assert not await redis.exists(worker_key(settings))  # on_shutdown ran
+    finally:
+        if not task.done():
+            task.cancel()

@@ -17,6 +17,7 @@ arq's `arq` command cannot run a Worker subclass, hence `{{ cookiecutter.project
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from typing import Any
 
@@ -329,7 +330,21 @@ class WakingWorker(Worker):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
-        await super().close()
+        # arq's own close, but its wait for the job tasks takes their exceptions as results: a
+        # job cancelled while its end is being written (arq awaits that write in a shield) ends
+        # with CancelledError, and arq's close would stop there, before on_shutdown (the liveness
+        # key, buffered spans, the HTTP client) and before closing the pool.
+        if not self._handle_signals:
+            self.handle_sig(signal.SIGUSR1)
+        if self._pool is None:
+            return
+        await asyncio.gather(*self.tasks.values(), return_exceptions=True)
+        with contextlib.suppress(*REDIS_ERRORS):  # a stop during an outage still shuts down
+            await self.pool.delete(self.health_check_key)
+        if self.on_shutdown:
+            await self.on_shutdown(self.ctx)
+        await self.pool.aclose(close_connection_pool=True)
+        self._pool = None
 
 
 def run_worker(queue: QueueKey = "default", *, burst: bool = False) -> None:
