@@ -5,7 +5,8 @@ arq sleeps `poll_delay` between polls of the queue, so a job queued on an idle w
 waits between polls for whichever comes first: a notice on the queue's wake channel (published by
 every enqueue of the web, see queue.wake_channel), a finished job (a free slot), the next deferred
 job or retry coming due, or `poll_delay` (the fallback that keeps plain arq clients' jobs running).
-The polls themselves are arq's: claiming, aborts, health checks and cron behave as in arq.
+The polls themselves are arq's (aborts, health checks and cron behave as in arq), except that
+due jobs are claimed many at a time in one script (worker.claim).
 
 Unlike arq's, this worker never exits on a Redis error (a stall, a full memory, an outage of any
 length): the poll logs it, backs off and tries again, finished jobs wait to be recorded, and the
@@ -19,12 +20,13 @@ import contextlib
 import logging
 import signal
 import time
+import uuid
 from typing import Any
 
 import uvloop
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import in_progress_key_prefix
-from arq.utils import to_seconds
+from arq.utils import timestamp_ms, to_seconds
 from arq.worker import Worker
 
 from ..cancellation import raise_if_cancelled
@@ -33,6 +35,7 @@ from ..queue.arq_queue import ledger_for, settle
 from ..queue.unavailable import unavailable
 from ..queue.wake_channel import wake_channel
 from ..settings import QueueKey, Settings
+from .claim import Claimer
 from .heartbeat import proof_path, write_proof
 from .options import worker_options
 from .outage import BACKOFF_CAP, REDIS_ERRORS, Backoff, persist
@@ -63,6 +66,7 @@ class WakingWorker(Worker):
         self._listener: asyncio.Task[None] | None = None
         self._read = self._started = self._left = 0
         self._backlog = False
+        self._claimer: Claimer | None = None
         self._outage = Backoff()
         self._turned_at = time.monotonic()
         # The longest a healthy poll loop goes without ending a turn: a poll, then its wait.
@@ -181,29 +185,27 @@ class WakingWorker(Worker):
         return await self._until_next_poll()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        """Start the due jobs among `job_ids`, as many as there are free slots, claimed in one
+        round trip (worker.claim) where arq's own start_jobs takes four per job."""
         self._read = len(job_ids)
-        running = len(self.tasks)
         # arq would spend a Redis round trip on each of this worker's own running jobs to find
         # it in progress.
-        new = [job_id for job_id in job_ids if job_id.decode() not in self.tasks]
-        try:
-            # One job per call to arq's claim: if Redis fails mid-claim, arq has counted the job
-            # and taken a slot for it without starting it; give both back, or every outage
-            # would shrink the worker by a slot. (A slot is checked free first, so arq's
-            # semaphore never waits: nothing else can be interrupted before it counts.)
-            for job_id in new:
-                if self.job_counter >= self.max_jobs:
-                    break
-                try:
-                    await super().start_jobs([job_id])
-                except BaseException:
-                    if job_id.decode() not in self.tasks:
-                        self.job_counter -= 1
-                        self.sem.release()
-                    raise
-        finally:
-            self._started = len(self.tasks) - running
-            self._left = len(new) - self._started  # (or running elsewhere: these count too)
+        new = [job_id.decode() for job_id in job_ids if job_id.decode() not in self.tasks]
+        self._started, self._left = 0, len(new)
+        if self._claimer is None:
+            lifetime_ms = int(self.in_progress_timeout_s * 1000)
+            self._claimer = Claimer(self.pool, self.queue_name, lifetime_ms)
+        # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
+        candidates = new[: self.max_jobs - self.job_counter]
+        claimed = await self._claimer.claim(candidates, timestamp_ms(), uuid.uuid4().hex)
+        for job in claimed:
+            await self.sem.acquire()  # never waits: the slot was free
+            self.job_counter += 1
+            task = self.loop.create_task(self.run_job(job.job_id, job.score))
+            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+            self.tasks[job.job_id] = task
+        self._started = len(claimed)
+        self._left = len(new) - self._started  # (or running elsewhere: these count too)
 
     async def run_job(self, job_id: str, score: int) -> None:
         claimed = time.monotonic()
