@@ -264,3 +264,38 @@ async def test_a_worker_closed_while_a_job_ends_still_shuts_down(
     finally:
         if not task.done():
             task.cancel()
+
+
+async def test_a_success_is_recorded_with_arqs_end_even_when_redis_lost_the_script(
+    settings: Settings, client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A success's record rides in arq's end-of-job transaction (worker.job_end). A Redis that
+    forgot the ledger's script (restarted, failed over) fails that one command inside it: the
+    record is sent again alone, and arq's writes are not undone."""
+    worker = WakingWorker(
+        **{**worker_options(settings, "default"), "burst": True, "handle_signals": False}
+    )
+    finish_job = worker.finish_job
+
+    async def finish_job_after_a_script_flush(*args: object, **kwargs: object) -> None:
+        await worker.pool.script_flush()
+        await finish_job(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(worker, "finish_job", finish_job_after_a_script_flush)
+    location = (
+        await client.post("/jobs", json={"task": "word_count", "args": {"text": "one two"}})
+    ).headers["location"]
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+    job = (await client.get(location)).json()
+    assert (job["state"], job["result"]["words"]) == ("succeeded", 2)
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        # The ledger's own record (a read of the job would also say "succeeded" from arq's
+        # result alone), and arq's end.
+        record = f"{settings.queue_name}:job:{job['id']}"
+        assert await redis.hget(record, "state") == b"succeeded"
+        assert await redis.zcard(settings.queue_name) == 0
+        assert not await redis.exists(f"arq:in-progress:{job['id']}")

@@ -62,7 +62,7 @@ from .base import (
 from .enqueue import ENQUEUE
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
-from .ledger import Ledger, event_from, record_from
+from .ledger import Ledger, SuccessSink, event_from, record_from
 from .liveness import decode_beat, registry_key
 from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
@@ -137,8 +137,14 @@ def connection_options(conf: RedisSettings, socket_timeout: float) -> dict[str, 
     return options
 
 
-def ledger_for(redis: Any, settings: Settings) -> Ledger:
-    return Ledger(redis, settings.queue_name, settings.job_retention, settings.dead_letter_limit)
+def ledger_for(redis: Any, settings: Settings, success_sink: SuccessSink | None = None) -> Ledger:
+    return Ledger(
+        redis,
+        settings.queue_name,
+        settings.job_retention,
+        settings.dead_letter_limit,
+        success_sink,
+    )
 
 
 def _utc(moment: datetime | None) -> datetime | None:

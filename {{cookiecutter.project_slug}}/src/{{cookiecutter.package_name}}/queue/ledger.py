@@ -11,13 +11,15 @@ queue's name, so every key of the service shares one prefix.
 
 import json
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from pydantic_core import to_jsonable_python
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress
 from .dead_letters import DeadLetters
@@ -75,13 +77,42 @@ def _time(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
 
+@dataclass(frozen=True)
+class RecordWrite:
+    """One update of a record, ready to send: alone, or queued in another transaction."""
+
+    script: AsyncScript
+    keys: tuple[str, ...]
+    args: tuple[str, ...]
+
+    def queue_in(self, pipe: Pipeline) -> None:
+        """EVALSHA, in `pipe`'s transaction. Should Redis have lost the script, this command
+        alone fails (NoScriptError from the transaction; the rest of it holds): `send` it then."""
+        pipe.evalsha(self.script.sha, len(self.keys), *self.keys, *self.args)
+
+    async def send(self) -> None:
+        await self.script(self.keys, self.args)
+
+
+SuccessSink = Callable[[str, RecordWrite], None]
+"""Takes a job's success write, by job id, to send it with arq's end of the job (worker.job_end)."""
+
+
 class Ledger:
     """The JobRecorder of the worker (queue.base), and what the web reads records from."""
 
     def __init__(
-        self, redis: "Redis", prefix: str, retention: int, dead_letter_limit: int = 10_000
+        self,
+        redis: "Redis",
+        prefix: str,
+        retention: int,
+        dead_letter_limit: int = 10_000,
+        success_sink: SuccessSink | None = None,
     ) -> None:
         self.redis = redis
+        # Given, a success is not written here but handed over: the worker writes it in the
+        # transaction that stores arq's result, one round trip where there were two.
+        self.success_sink = success_sink
         # EVALSHA, falling back to loading the script on NOSCRIPT (a restarted or failed-over
         # Redis forgets its scripts): the 1.2 KB text would otherwise travel, and be hashed by
         # Redis, on every write, which was a third of the worker's Redis time per job.
@@ -260,6 +291,10 @@ class Ledger:
             event.update(error_type=error.type, error_message=error.message)
         # An error of an earlier, retried try is not this outcome's.
         drop = () if error is not None else ("error_type", "error_message")
+        if state is JobState.SUCCEEDED and self.success_sink is not None:
+            keys, args = self.change(job_id, fields, event, drop)
+            self.success_sink(job_id, RecordWrite(self._write_script, keys, args))
+            return
         await self._write(job_id, fields, event, drop=drop)
 
     async def retrying(self, job_id: str, error: JobError, delay: float) -> None:

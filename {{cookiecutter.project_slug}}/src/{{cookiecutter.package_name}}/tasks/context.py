@@ -48,6 +48,8 @@ class Context(TypedDict, total=False):
     # worker.process
     running_jobs: Callable[[], int]
     loop_wedged: Callable[[], float | None]
+    success_sink: Callable[[str, Any], None]
+    """Takes a success's record write, to send with arq's end of the job (queue.ledger)."""
     # worker.job_wrapper, for each try
     progress: ReportProgress
     cancel_requested: Callable[[], Awaitable[bool]]

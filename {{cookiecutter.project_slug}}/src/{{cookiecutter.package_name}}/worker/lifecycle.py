@@ -27,7 +27,8 @@ async def startup(ctx: Context) -> None:
     configure_logging(settings.log_level, settings.log_format)
     hide_job_arguments(redacted_only=settings.log_job_arguments)
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
-    ctx["ledger"] = metered_recorder(ledger_for(ctx["redis"], settings))
+    ledger = ledger_for(ctx["redis"], settings, ctx.get("success_sink"))
+    ctx["ledger"] = metered_recorder(ledger)
     ctx["metrics_server"] = serve_worker_metrics(settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["heartbeat"] = asyncio.create_task(

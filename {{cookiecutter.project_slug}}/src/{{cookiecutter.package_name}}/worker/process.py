@@ -32,11 +32,13 @@ from arq.worker import Worker
 from ..cancellation import raise_if_cancelled
 from ..logs import configure_logging
 from ..queue.arq_queue import ledger_for, settle
+from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
 from ..queue.wake_channel import wake_channel
 from ..settings import QueueKey, Settings
 from .claim import Claimer
 from .heartbeat import proof_path, write_proof
+from .job_end import end_job
 from .options import worker_options
 from .outage import BACKOFF_CAP, REDIS_ERRORS, Backoff, persist
 
@@ -71,6 +73,9 @@ class WakingWorker(Worker):
         self._turned_at = time.monotonic()
         # The longest a healthy poll loop goes without ending a turn: a poll, then its wait.
         self.turn_limit = TURN_TIMEOUT + max(self.fallback_poll_delay, BACKOFF_CAP) + 5
+        # Successes the ledger hands over, written with arq's end of the job (finish_job).
+        self._successes: dict[str, RecordWrite] = {}
+        self.ctx["success_sink"] = self._successes.__setitem__
         self.ctx["running_jobs"] = lambda: self.job_counter  # reported by the heartbeat
         self.ctx["loop_wedged"] = self.wedged_for  # no beat while stuck: the probe fails
 
@@ -219,6 +224,10 @@ class WakingWorker(Worker):
             # is back rather than when the claim expires (its longest timeout + 10 s).
             log.warning("could not start job %s (%s); it will run once Redis is back", job_id, exc)
             await self._release(job_id, claimed)
+        finally:
+            # A success handed over by a job stopped before its end was written: the job runs
+            # again (its claim expires), and its next try records its own outcome.
+            self._successes.pop(job_id, None)
 
     async def _release(self, job_id: str, claimed: float) -> None:
         """Delete this worker's claim of a job that never started, while it surely is still
@@ -237,13 +246,33 @@ class WakingWorker(Worker):
                 return
 
     async def finish_job(
-        self, job_id: str, finish: bool, result_data: bytes | None, *args: Any, **kwargs: Any
+        self,
+        job_id: str,
+        finish: bool,
+        result_data: bytes | None,
+        result_timeout_s: float | None,
+        keep_result_forever: bool,
+        incr_score: int | None,
+        keep_in_progress: float | None,
     ) -> None:
         # The job's outcome is known: write it once Redis takes it, however long that is. (arq
         # would drop it, and the job would run again only after its in-progress key expired.)
-        end = super().finish_job
+        # A success's record goes in the same transaction (worker.job_end).
+        record = self._successes.pop(job_id, None)
         await persist(
-            lambda: end(job_id, finish, result_data, *args, **kwargs), "record the end of a job"
+            lambda: end_job(
+                self.pool,
+                self.queue_name,
+                job_id,
+                finish,
+                result_data,
+                result_timeout_s,
+                keep_result_forever,
+                incr_score,
+                keep_in_progress,
+                record,
+            ),
+            "record the end of a job",
         )
         if finish and result_data is not None:
             await self._settle(job_id, result_data)
