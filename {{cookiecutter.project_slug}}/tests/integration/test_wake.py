@@ -7,12 +7,16 @@ that something other than the poll started it. The bound is a fraction of POLL, 
 """
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import httpx
 import pytest
 from arq.connections import create_pool
+from pydantic import RedisDsn
+from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
@@ -21,7 +25,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
-from .conftest import stop_worker
+from .conftest import RedisServer, stop_worker
 
 POLL = 6.0
 SOON = POLL / 3
@@ -126,3 +130,54 @@ async def test_a_job_from_a_plain_arq_client_still_runs_at_the_poll_delay(
         await pool.aclose()
 
     await finished_within(client, f"/jobs/{job.job_id}", 5)
+
+
+async def test_a_retry_starts_when_due_not_at_the_next_poll(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    await start_worker()
+    with socket.socket() as closed:  # a port nobody listens on: a transient error, retried
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    body = {"task": "check_url", "args": {"url": f"http://127.0.0.1:{port}/"}}
+    location = (await client.post("/jobs", json=body)).headers["location"]
+
+    async def seen(done: Callable[[dict[str, Any]], bool], limit: float) -> None:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if done((await client.get(location)).json()):
+                return
+            await asyncio.sleep(0.01)
+        raise AssertionError(f"{location} not there within {limit} s")
+
+    await seen(lambda job: job["state"] == "deferred", SOON)  # the first try failed
+    failed = time.monotonic()
+    await seen(lambda job: job["tries"] >= 2, POLL - 1)  # check_url's first retry: 2 to 2.5 s
+
+    assert time.monotonic() - failed >= 1.9  # not before it was due
+
+
+async def test_an_idle_worker_polls_with_one_read(
+    settings: Settings, own_redis: RedisServer, start_worker: StartWorker
+) -> None:
+    """Idle, a poll reads the queue and nothing else: no abort check with no job running, and
+    the next deferred job's time is read again only when something was queued."""
+    worker = await start_worker(redis_url=RedisDsn(own_redis.url), worker_poll_delay=0.05)
+    polls = 0
+    poll = worker._poll
+
+    async def counted() -> float:
+        nonlocal polls
+        polls += 1
+        return await poll()
+
+    async with Redis.from_url(own_redis.url) as redis:
+        await redis.config_resetstat()
+        worker._poll = counted  # type: ignore[method-assign]
+        await asyncio.sleep(1)
+        stats = await redis.info("commandstats")
+
+    assert polls >= 10
+    calls = {name.removeprefix("cmdstat_"): entry["calls"] for name, entry in stats.items()}
+    assert "multi" not in calls  # arq's abort check: a transaction per poll
+    assert calls.get("zrangebyscore", 0) <= polls + 1  # the poll's read, and no other

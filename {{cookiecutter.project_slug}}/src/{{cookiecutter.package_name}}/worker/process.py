@@ -69,6 +69,13 @@ class WakingWorker(Worker):
         self._read = self._started = self._left = 0
         self._backlog = False
         self._claimer: Claimer | None = None
+        # The earliest job of the queue not yet due (ms), as last read, and whether that read
+        # still holds: only an enqueue (its notice) or a retry of this worker's puts a job
+        # before it. (Plain arq clients publish nothing: theirs run at the poll delay.)
+        # (Counted, so that a notice arriving during the read makes it stale too.)
+        self._next_due: float | None = None
+        self._changes = 0
+        self._next_due_as_of = -1  # the count of changes the last read saw
         self._outage = Backoff()
         self._turned_at = time.monotonic()
         # The longest a healthy poll loop goes without ending a turn: a poll, then its wait.
@@ -274,6 +281,8 @@ class WakingWorker(Worker):
             ),
             "record the end of a job",
         )
+        if incr_score:
+            self._notice()  # a retry, queued for later: the wait until the next poll is recounted
         if finish and result_data is not None:
             await self._settle(job_id, result_data)
 
@@ -300,11 +309,26 @@ class WakingWorker(Worker):
         if self._backlog and self.max_jobs - self.job_counter >= max(1, self.max_jobs // 4):
             self._wake.set()
 
+    async def _cancel_aborted_jobs(self) -> None:
+        # An abort concerns running jobs only (one not started yet is refused at its start, in
+        # arq's run_job): an idle worker saves a transaction per poll.
+        if self.job_tasks:
+            await super()._cancel_aborted_jobs()
+
+    def _notice(self) -> None:
+        """Something was queued: poll now, and read the next due job again."""
+        self._changes += 1
+        self._wake.set()
+
     async def _until_next_poll(self) -> float:
         """The poll delay, or less if a deferred job (or a retry) comes due sooner."""
         now_ms = time.time() * 1000
+        due = self._next_due
+        if self._next_due_as_of == self._changes and (due is None or due > now_ms):
+            return self._wait_for(due, now_ms)
+        changes = self._changes
         try:
-            due = await self.pool.zrangebyscore(
+            found = await self.pool.zrangebyscore(
                 self.queue_name, f"({now_ms}", "+inf", start=0, num=1, withscores=True
             )
         except REDIS_ERRORS as exc:
@@ -316,9 +340,14 @@ class WakingWorker(Worker):
                 exc_info=not unavailable(exc),
             )
             return self.fallback_poll_delay
-        if not due:
+        self._next_due = float(found[0][1]) if found else None
+        self._next_due_as_of = changes
+        return self._wait_for(self._next_due, now_ms)
+
+    def _wait_for(self, due: float | None, now_ms: float) -> float:
+        if due is None:
             return self.fallback_poll_delay
-        return min(self.fallback_poll_delay, max(0.0, (float(due[0][1]) - now_ms) / 1000))
+        return min(self.fallback_poll_delay, max(0.0, (due - now_ms) / 1000))
 
     async def _listen(self) -> None:
         channel = wake_channel(self.queue_name)
@@ -329,7 +358,7 @@ class WakingWorker(Worker):
             try:
                 await pubsub.subscribe(channel)
                 backoff.succeeded()
-                self._wake.set()  # whatever was queued while nobody listened; ends a backoff
+                self._notice()  # whatever was queued while nobody listened; ends a backoff
                 while True:
                     raise_if_cancelled()
                     # A read with a timeout of its own: the connection's socket timeout would
@@ -338,7 +367,7 @@ class WakingWorker(Worker):
                         ignore_subscribe_messages=True, timeout=NOTICE_WAIT
                     )
                     if notice is not None:
-                        self._wake.set()
+                        self._notice()
             except REDIS_ERRORS as exc:
                 # Polling goes on without it: even a bug here only delays jobs, and is logged.
                 delay = backoff.failed()
