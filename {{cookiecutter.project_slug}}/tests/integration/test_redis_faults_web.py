@@ -97,19 +97,26 @@ def executed(redis: Redis, *names: str) -> int:
     )
 
 
+FILLER = 3_000_000
+"""Bytes of filler: with the limit 1 MB under what Redis then uses, freeing them brings it 2 MB
+under the limit."""
+
+
 def fill(redis: Redis) -> list[str]:
-    """Fill Redis to its `maxmemory`, with large values and then small ones until even a small
-    write is refused (a large one is refused earlier: its own request counts): full for every
-    command. Returns the keys written."""
-    keys: list[str] = []
-    for size in (65_536, 64):
-        while True:
-            key = f"filler:{len(keys)}"
-            try:
-                redis.set(key, b"x" * size)
-            except OutOfMemoryError:
-                break
-            keys.append(key)
+    """Make Redis full for every write, as the README advises it be (noeviction): write filler,
+    then set `maxmemory` 1 MB below the memory in use. A limit just above it (filled up to the
+    limit) flickers: used memory dips when Redis frees a client's buffers, and a write slips
+    through. Returns the filler's keys: deleting them makes room again."""
+    keys = [f"filler:{n}" for n in range(FILLER // 65_536)]
+    with redis.pipeline(transaction=False) as pipe:
+        for key in keys:
+            pipe.set(key, b"x" * 65_536)
+        pipe.execute()
+    redis.config_set("maxmemory-policy", "noeviction")
+    used = int(redis.info("memory")["used_memory"])  # type: ignore[index]  # sync client
+    redis.config_set("maxmemory", used - 1_000_000)
+    with pytest.raises(OutOfMemoryError):
+        redis.set("filler:probe", b"x")
     return keys
 
 
@@ -212,9 +219,6 @@ async def test_a_full_redis_is_not_ready_and_refuses_jobs_without_leaving_a_trac
     assert (await web.get("/health/ready")).status_code == 200
     with Redis.from_url(own_redis.url) as redis:
         # As the README advises: a full Redis refuses writes rather than evicting jobs.
-        redis.config_set("maxmemory-policy", "noeviction")
-        used = int(redis.info("memory")["used_memory"])
-        redis.config_set("maxmemory", used + 1_500_000)
         filler = fill(redis)
 
         ready = await web.get("/health/ready")
@@ -254,9 +258,6 @@ async def test_jobs_are_read_while_redis_is_full(
     async with ArqJobQueue.connect(own_settings) as backend:  # ended: its stream ends too
         await ledger_for(backend._redis, own_settings).finished(done["id"], JobState.SUCCEEDED)
     with Redis.from_url(own_redis.url) as redis:
-        redis.config_set("maxmemory-policy", "noeviction")
-        used = int(redis.info("memory")["used_memory"])
-        redis.config_set("maxmemory", used + 1_500_000)
         filler = fill(redis)
         try:
             job = await web.get(location)
@@ -391,9 +392,6 @@ async def test_a_full_redis_refuses_concurrent_enqueues_each_with_a_503_and_no_t
     keys = [f"full-{i}-{uuid.uuid4().hex}" for i in range(10)]
     body = {"task": "word_count", "args": {"text": "no room"}}
     with Redis.from_url(own_redis.url) as redis:
-        redis.config_set("maxmemory-policy", "noeviction")
-        used = int(redis.info("memory")["used_memory"])
-        redis.config_set("maxmemory", used + 1_500_000)
         filler = fill(redis)
         try:
             refused = await asyncio.gather(
