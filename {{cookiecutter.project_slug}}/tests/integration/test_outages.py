@@ -91,14 +91,21 @@ async def load_on(client: httpx.AsyncClient) -> Any:
 
 
 async def settle(client: httpx.AsyncClient, locations: list[str]) -> dict[str, str]:
-    """The state of each accepted job once all have finished, or at the deadline."""
+    """The state of each accepted job once all have finished, or at the deadline: "lost" for a
+    job the service does not know (404); a 503 (Redis not answering that read yet, as the web
+    may say for a moment after an outage) is asked again, and stays "unavailable" only if it
+    lasts to the deadline."""
     states: dict[str, str] = {}
     pending = list(locations)
     deadline = time.monotonic() + SETTLE_WITHIN
     while pending and time.monotonic() < deadline:
         for location in list(pending):
             response = await client.get(location)
-            states[location] = response.json()["state"] if response.status_code == 200 else "lost"
+            if response.status_code == 200:
+                states[location] = response.json()["state"]
+            else:
+                assert response.status_code in (404, 503), response.text
+                states[location] = "lost" if response.status_code == 404 else "unavailable"
             if states[location] in {"succeeded", "failed", "cancelled", "lost"}:
                 pending.remove(location)
         await asyncio.sleep(0.5)
