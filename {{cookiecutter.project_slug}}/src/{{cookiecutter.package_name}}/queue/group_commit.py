@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 MAX_CALLS = 128
@@ -42,11 +41,6 @@ class GroupCommit:
         self._script = redis.register_script(script)  # the SHA, and loading on NOSCRIPT
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
-
-    @property
-    def script(self) -> AsyncScript:
-        """The script itself, for a call that goes in a transaction of its caller's."""
-        return self._script
 
     async def __call__(self, keys: Sequence[str], args: Args) -> Any:
         loop = asyncio.get_running_loop()

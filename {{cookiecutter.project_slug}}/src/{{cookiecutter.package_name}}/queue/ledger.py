@@ -23,7 +23,6 @@ from redis.commands.core import AsyncScript
 
 from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress
 from .dead_letters import DeadLetters
-from .group_commit import GroupCommit
 
 EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
 RECENT_WINDOW = 200  # records read per round trip when listing jobs
@@ -116,10 +115,8 @@ class Ledger:
         self.success_sink = success_sink
         # EVALSHA, falling back to loading the script on NOSCRIPT (a restarted or failed-over
         # Redis forgets its scripts): the 1.2 KB text would otherwise travel, and be hashed by
-        # Redis, on every write, which was a third of the worker's Redis time per job. Writes
-        # made in one turn of the event loop (the starts of the jobs one poll claimed) share a
-        # round trip.
-        self._write_script = GroupCommit(redis, WRITE)
+        # Redis, on every write, which was a third of the worker's Redis time per job.
+        self._write_script = redis.register_script(WRITE)
         self.prefix = prefix
         self.retention = retention
         self.dead_letters = DeadLetters(redis, prefix, dead_letter_limit)
@@ -296,7 +293,7 @@ class Ledger:
         drop = () if error is not None else ("error_type", "error_message")
         if state is JobState.SUCCEEDED and self.success_sink is not None:
             keys, args = self.change(job_id, fields, event, drop)
-            self.success_sink(job_id, RecordWrite(self._write_script.script, keys, args))
+            self.success_sink(job_id, RecordWrite(self._write_script, keys, args))
             return
         await self._write(job_id, fields, event, drop=drop)
 
