@@ -11,6 +11,7 @@ import signal
 import time
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,9 @@ import pytest
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis import Redis
-from redis.exceptions import OutOfMemoryError
+from redis.exceptions import OutOfMemoryError, RedisError
 
-from {{ cookiecutter.package_name }}.queue import JobState
+from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError, JobState
 from {{ cookiecutter.package_name }}.queue.arq_queue import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -409,3 +410,44 @@ async def test_a_full_redis_refuses_concurrent_enqueues_each_with_a_503_and_no_t
         *(web.post("/jobs", json=body, headers={"Idempotency-Key": k}) for k in keys)
     )
     assert [answer.status_code for answer in accepted] == [202] * len(keys)
+
+
+async def test_a_job_that_fails_for_good_ends_with_its_letter_or_not_at_all(
+    own_redis: RedisServer, own_settings: Settings
+) -> None:
+    """The worker writes a job's failure and its dead letter in one transaction: a Redis that
+    refuses the write (full, here) leaves the record as it was and no letter (the try ends and
+    the job runs again), never a record saying failed without its letter, or the reverse."""
+    job_id = f"doomed-{uuid.uuid4().hex}"
+    letter = DeadLetter(
+        job_id=job_id,
+        task="word_count",
+        queue=own_settings.queue_name,
+        kwargs={"text": "x"},
+        error=JobError("ValueError", "no"),
+        tries=1,
+        enqueued_at=None,
+        failed_at=datetime.now(tz=UTC),
+    )
+    async with ArqJobQueue.connect(own_settings) as backend:
+        ledger = ledger_for(backend._redis, own_settings)
+        await ledger.created(job_id, "word_count", own_settings.queue_name)
+        await ledger.started(job_id, "word_count", own_settings.queue_name, 1)
+        with Redis.from_url(own_redis.url) as redis:
+            filler = fill(redis)
+            with pytest.raises(RedisError):
+                await ledger.add_dead_letter(letter)
+            record = await backend.get(job_id)
+            assert record is not None
+            assert record.state is JobState.IN_PROGRESS
+            assert await ledger.dead_letters.get(job_id) is None
+            redis.delete(*filler)
+
+        await ledger.add_dead_letter(letter)
+
+        record = await backend.get(job_id)
+        assert record is not None
+        assert (record.state, record.error) == (JobState.FAILED, letter.error)
+        kept = await ledger.dead_letters.get(job_id)
+        assert kept is not None
+        assert kept.error == letter.error

@@ -229,6 +229,10 @@ class FakeQueue:
         )
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
+        if letter.job_id in self.jobs:  # the record ends failed with it (as the ledger's does)
+            await self.finished(
+                letter.job_id, JobState.FAILED, error=letter.error, finished_at=letter.failed_at
+            )
         self.dead.pop(letter.job_id, None)  # re-added letters move to the newest end
         self.dead[letter.job_id] = letter
 

@@ -234,7 +234,10 @@ class JobRecorder(Protocol):
         finished_at: datetime | None = None,
     ) -> None: ...
 
-    async def add_dead_letter(self, letter: DeadLetter) -> None: ...
+    async def add_dead_letter(self, letter: DeadLetter) -> None:
+        """The job failed for good: its record ends failed (the letter's error and time) and
+        the letter is kept, together or not at all."""
+        ...
 
 
 class JobQueue(Protocol):

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import cast
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 
 from .base import DeadLetter, DeadLetterPage, JobError
 from .serializer import deserialize, serialize
@@ -29,6 +30,14 @@ class DeadLetters:
         return f"{self.index}:{job_id}"
 
     async def add(self, letter: DeadLetter) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            self.queue(pipe, letter)
+            replies = await pipe.execute()
+        await self.forget(replies[-2])
+
+    def queue(self, pipe: Pipeline, letter: DeadLetter) -> None:
+        """The letter's writes, queued on a transaction: its reply before the last lists the
+        letters it pushed out of the newest `limit` (for `forget`)."""
         fields = {
             "task": letter.task,
             "queue": letter.queue,
@@ -41,13 +50,14 @@ class DeadLetters:
             "failed_at": letter.failed_at.isoformat(),
         }
         score = letter.failed_at.timestamp() * 1000
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.key(letter.job_id), mapping=fields)
-            pipe.zadd(self.index, {letter.job_id: score})
-            # Keep the newest `limit`: drop the index entries beyond it (their hashes below).
-            pipe.zrange(self.index, 0, -(self.limit + 1))
-            pipe.zremrangebyrank(self.index, 0, -(self.limit + 1))
-            *_, dropped, _ = await pipe.execute()
+        pipe.hset(self.key(letter.job_id), mapping=fields)
+        pipe.zadd(self.index, {letter.job_id: score})
+        # Keep the newest `limit`: drop the index entries beyond it (their hashes: `forget`).
+        pipe.zrange(self.index, 0, -(self.limit + 1))
+        pipe.zremrangebyrank(self.index, 0, -(self.limit + 1))
+
+    async def forget(self, dropped: list[bytes]) -> None:
+        """Delete the letters `queue` pushed out of the index."""
         if dropped:
             await self.redis.delete(*(self.key(job_id.decode()) for job_id in dropped))
 

@@ -280,6 +280,20 @@ class Ledger:
         error: JobError | None = None,
         finished_at: datetime | None = None,
     ) -> None:
+        keys, args = self._outcome(job_id, state, result, error, finished_at)
+        if state is JobState.SUCCEEDED and self.success_sink is not None:
+            self.success_sink(job_id, RecordWrite(self._write_script, keys, args))
+            return
+        await self._run(keys, args)
+
+    def _outcome(
+        self,
+        job_id: str,
+        state: JobState,
+        result: Any,
+        error: JobError | None,
+        finished_at: datetime | None,
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         at = (finished_at or now()).isoformat()
         fields = {"state": state.value, "finished_at": at}
         if state is JobState.SUCCEEDED:
@@ -291,11 +305,7 @@ class Ledger:
             event.update(error_type=error.type, error_message=error.message)
         # An error of an earlier, retried try is not this outcome's.
         drop = () if error is not None else ("error_type", "error_message")
-        if state is JobState.SUCCEEDED and self.success_sink is not None:
-            keys, args = self.change(job_id, fields, event, drop)
-            self.success_sink(job_id, RecordWrite(self._write_script, keys, args))
-            return
-        await self._write(job_id, fields, event, drop=drop)
+        return self.change(job_id, fields, event, drop)
 
     async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
         at = now().isoformat()
@@ -315,7 +325,17 @@ class Ledger:
         await self._write(job_id, {"state": JobState.QUEUED.value}, event)
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
-        await self.dead_letters.add(letter)
+        """The job failed for good: its record says failed and its letter is kept, in one
+        transaction. Two writes would let an outage fall between them: a record saying failed
+        for a job that then runs again, or a letter (replayable) for one that may yet succeed."""
+        keys, args = self._outcome(
+            letter.job_id, JobState.FAILED, None, letter.error, letter.failed_at
+        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            await self._run(keys, args, pipe)
+            self.dead_letters.queue(pipe, letter)
+            replies = await pipe.execute()
+        await self.dead_letters.forget(replies[-2])
 
     async def request_cancel(self, job_id: str) -> None:
         await self._write(job_id, {"cancel_requested": "1"})

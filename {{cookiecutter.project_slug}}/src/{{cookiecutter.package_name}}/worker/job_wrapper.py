@@ -230,7 +230,7 @@ def job_function(task: Task) -> Any:
         recorder = RecordKeeper(ctx["ledger"], until=ends)
 
         async def fail(error: JobError) -> None:
-            await recorder.finished(job_id, JobState.FAILED, error=error)
+            # One write: the record ends failed together with its dead letter.
             enqueued = ctx.get("enqueue_time")
             await recorder.add_dead_letter(
                 DeadLetter(
