@@ -6,11 +6,14 @@ from typing import Any
 
 import httpx
 import pytest
+from arq.constants import in_progress_key_prefix
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.dev import free_port
+from {{ cookiecutter.package_name }}.queue import JobError
+from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for
 from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
@@ -163,3 +166,24 @@ async def test_concurrent_enqueues_share_round_trips_and_each_gets_its_own_answe
         assert await redis.zcard(settings.queue_name) == 101
     worker = await run_worker()
     assert (worker.jobs_complete, worker.jobs_failed) == (101, 0)
+
+
+async def test_a_job_claimed_for_its_next_try_reads_so_without_the_last_tries_progress(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """Between a worker's claim and its record of the start, a read says what the claim means:
+    in progress, on the next try, with no progress yet (not the cut-off try's)."""
+    body = {"task": "word_count", "args": {"text": "again"}}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        ledger = ledger_for(redis, settings)
+        await ledger.started(job_id, "word_count", settings.queue_name, 1)
+        await ledger.progress(job_id, 50, "half way")
+        await ledger.requeued(job_id, JobError("WorkerStopped", "its worker stopped"))
+        await redis.set(in_progress_key_prefix + job_id, b"a worker's claim")
+        try:
+            job = (await client.get(f"/jobs/{job_id}")).json()
+        finally:
+            await redis.delete(in_progress_key_prefix + job_id)
+
+    assert (job["state"], job["tries"], job["progress"]) == ("in_progress", 2, None)

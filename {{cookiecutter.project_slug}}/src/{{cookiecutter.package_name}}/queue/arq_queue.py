@@ -431,8 +431,9 @@ class ArqJobQueue:
             return None
         if ledger is not None:
             if state is JobState.IN_PROGRESS and ledger.state is not JobState.IN_PROGRESS:
-                # arq has claimed the job; the job wrapper is about to record its start.
-                return replace(ledger, state=state, tries=ledger.tries + 1)
+                # arq has claimed the job; the job wrapper is about to record its start, which
+                # drops an earlier try's progress: this try has reported none yet.
+                return replace(ledger, state=state, tries=ledger.tries + 1, progress=None)
             return replace(ledger, state=state)
         if job is None:
             return None
