@@ -283,7 +283,8 @@ class WakingWorker(Worker):
         )
         if incr_score:
             self._notice()  # a retry, queued for later: the wait until the next poll is recounted
-        if finish and result_data is not None:
+        if record is None and finish and result_data is not None:
+            # (A success handed over is recorded already: nothing for arq's result to settle.)
             await self._settle(job_id, result_data)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
