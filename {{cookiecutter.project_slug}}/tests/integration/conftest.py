@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 import pytest
@@ -26,6 +26,7 @@ from pydantic import SecretStr
 from redis import Redis
 
 from {{ cookiecutter.package_name }}.dev import answers, free_port, local_redis, server_binary
+from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
@@ -308,3 +309,17 @@ def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     yield server
     if server.process is not None and server.process.poll() is None:
         server.stop()
+
+
+@pytest.fixture
+def group_sizes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of calls in each round trip of the web's group commit, as they leave."""
+    sizes: list[int] = []
+    send = GroupCommit._send
+
+    async def counted(self: GroupCommit, calls: list[Any]) -> None:
+        sizes.append(len(calls))
+        await send(self, calls)
+
+    monkeypatch.setattr(GroupCommit, "_send", counted)
+    return sizes

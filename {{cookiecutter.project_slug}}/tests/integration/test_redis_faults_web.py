@@ -24,7 +24,6 @@ from redis.exceptions import OutOfMemoryError, RedisError
 
 from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError, JobState
 from {{ cookiecutter.package_name }}.queue.arq_queue import WEB_SOCKET_TIMEOUT, ArqJobQueue, ledger_for
-from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -337,19 +336,11 @@ async def test_concurrent_keyed_enqueues_during_a_stall_each_run_once_or_get_a_5
     own_settings: Settings,
     web: httpx.AsyncClient,
     spawn_worker: SpawnWorker,
-    monkeypatch: pytest.MonkeyPatch,
+    group_sizes: list[int],
 ) -> None:
     """Enqueues that share a round trip (queue/group_commit.py) meet a stall together: redis-py
     sends their pipeline again, the first one still runs when Redis resumes, and each request
     must still get its own job, once, or a 503 whose retry gets it."""
-    sizes: list[int] = []
-    send = GroupCommit._send
-
-    async def counted(self: GroupCommit, calls: list[Any]) -> None:
-        sizes.append(len(calls))
-        await send(self, calls)
-
-    monkeypatch.setattr(GroupCommit, "_send", counted)
     assert own_redis.process is not None
     warm = await web.post("/jobs", json={"task": "word_count", "args": {"text": "warm"}})
     assert warm.status_code == 202, warm.text
@@ -366,7 +357,7 @@ async def test_concurrent_keyed_enqueues_during_a_stall_each_run_once_or_get_a_5
         own_redis.process.send_signal(signal.SIGCONT)
     firsts = await answers
 
-    assert max(sizes) > 1, "the enqueues did not share a round trip: the fault was not met"
+    assert max(group_sizes) > 1, "the enqueues did not share a round trip: the fault was not met"
     locations = []
     for (body, headers), first in zip(requests, firsts, strict=True):
         assert first.status_code in (202, 503), first.text  # never 404, 409 or 500

@@ -29,15 +29,10 @@ class DeadLetters:
     def key(self, job_id: str) -> str:
         return f"{self.index}:{job_id}"
 
-    async def add(self, letter: DeadLetter) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            self.queue(pipe, letter)
-            replies = await pipe.execute()
-        await self.forget(replies[-2])
-
     def queue(self, pipe: Pipeline, letter: DeadLetter) -> None:
-        """The letter's writes, queued on a transaction: its reply before the last lists the
-        letters it pushed out of the newest `limit` (for `forget`)."""
+        """The letter's writes, queued on a transaction (the job's record ends failed in the same
+        one: queue.ledger): its reply before the last lists the letters it pushed out of the
+        newest `limit` (for `forget`)."""
         fields = {
             "task": letter.task,
             "queue": letter.queue,
