@@ -5,14 +5,15 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 from arq.constants import in_progress_key_prefix
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.dev import free_port
-from {{ cookiecutter.package_name }}.queue import JobError
-from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for
+from {{ cookiecutter.package_name }}.queue import JobError, NewJob
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -124,6 +125,31 @@ async def test_a_batch_lands_in_one_round_trip_and_every_job_runs(
     assert {record["state"] for record in records} == {"succeeded"}
     assert [record["result"]["words"] for record in records[:200]] == list(range(1, 201))
     assert {record["request_id"] for record in records} == {"batch-1"}
+
+
+async def test_a_batch_sent_again_writes_nothing_twice(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py sends a command again after a timeout, while the first may still run: the second
+    execution of a batch finds the first one's jobs (their ids are new) and writes nothing."""
+    ids = iter([uuid.uuid4() for _ in range(3)] * 2)
+    jobs = [NewJob("word_count", {"text": f"job {n}"}, settings.queue_name) for n in range(3)]
+    async with ArqJobQueue.connect(settings) as backend:
+        monkeypatch.setattr(uuid, "uuid4", lambda: next(ids))  # the same new ids, twice
+        first = await backend.enqueue_many(jobs, {"request_id": "first"})
+        again = await backend.enqueue_many(jobs, {"request_id": "again"})
+        redis = Redis.from_url(str(settings.redis_url))
+        try:
+            queued = await redis.zrange(settings.queue_name, 0, -1)
+            ledger = ledger_for(redis, settings)
+            events = [await redis.xlen(ledger.events_key(job_id)) for job_id in first]
+        finally:
+            await redis.aclose()
+        records = [await backend.get(job_id) for job_id in first]
+    assert again == first
+    assert sorted(queued) == sorted(job_id.encode() for job_id in first)
+    assert events == [1, 1, 1]
+    assert {record.request_id for record in records if record} == {"first"}
 
 
 async def test_concurrent_enqueues_share_round_trips_and_each_gets_its_own_answer(

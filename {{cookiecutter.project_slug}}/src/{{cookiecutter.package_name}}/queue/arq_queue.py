@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import unquote
 
+import msgpack
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import (
     abort_jobs_ss,
@@ -27,7 +28,6 @@ from arq.constants import (
 )
 from arq.jobs import DeserializationError, deserialize_job, deserialize_result, serialize_job
 from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.client import Pipeline
 from redis.asyncio.connection import SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
@@ -59,7 +59,7 @@ from .base import (
     carried,
     first_state,
 )
-from .enqueue import ENQUEUE
+from .enqueue import ENQUEUE, ENQUEUE_MANY
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
 from .ledger import Ledger, SuccessSink, event_from, record_from
@@ -234,6 +234,7 @@ class ArqJobQueue:
         self._hub = hub
         # EVALSHA, and the script's text only when Redis has forgotten it (a restart).
         self._enqueue_script = GroupCommit(redis, ENQUEUE)  # concurrent enqueues share trips
+        self._enqueue_many_script = redis.register_script(ENQUEUE_MANY)
 
     @classmethod
     @asynccontextmanager
@@ -350,37 +351,35 @@ class ArqJobQueue:
         )
         return payload, defer_ms + self._redis.expires_extra_ms, enqueued_ms + defer_ms
 
-    async def _queue_new_job(
-        self,
-        pipe: Pipeline,
-        job_id: str,
-        task: str,
-        kwargs: Mapping[str, Any],
-        queue_name: str,
-        meta: Mapping[str, str],
-    ) -> None:
-        """Queue on `pipe` what a new job of a batch is: its record, then the job and its place
-        in the queue."""
-        request_id = meta.get("request_id")
-        await self._ledger.created(job_id, task, queue_name, JobState.QUEUED, request_id, pipe=pipe)
-        payload, ttl_ms, score = self._job(task, kwargs, meta, 0)
-        pipe.psetex(job_key_prefix + job_id, ttl_ms, payload)
-        pipe.zadd(queue_name, {job_id: score})
-
     async def enqueue_many(
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         ids = [uuid.uuid4().hex for _ in jobs]  # new ids: nothing to check or clean up first
         meta = meta or {}
+        request_id = meta.get("request_id")
+        queues = sorted({job.queue_name for job in jobs})
+        rows: list[tuple[str | bytes | int, ...]] = []
+        kept: list[str] = []
+        for job_id, job in zip(ids, jobs, strict=True):
+            _keys, (*kept, _fresh, change, now_ms, _id) = self._ledger.creation(
+                job_id, job.task, job.queue_name, request_id=request_id
+            )
+            payload, ttl_ms, score = self._job(job.task, job.kwargs, meta, 0)
+            # Numbers as text: Lua would print a large one in floating-point notation.
+            position = 2 + queues.index(job.queue_name)  # (KEYS[1] is the index)
+            rows.append((change, now_ms, job_id, payload, str(ttl_ms), str(score), position))
+        records = self._ledger.key("")
+        keys = [self._ledger.index, *queues]
+        args: list[str | bytes] = [
+            *kept,  # retention and events kept: the same for every job
+            records,
+            self._ledger.events_key("").removeprefix(records),
+            job_key_prefix,
+            msgpack.packb(rows, use_bin_type=False),  # (Redis's cmsgpack predates bin types)
+            *(wake_channel(queue) for queue in queues),
+        ]
         with unavailable_as_queue_error():
-            async with self._redis.pipeline(transaction=True) as pipe:
-                for job_id, job in zip(ids, jobs, strict=True):
-                    await self._queue_new_job(
-                        pipe, job_id, job.task, job.kwargs, job.queue_name, meta
-                    )
-                for queue_name in {job.queue_name for job in jobs}:
-                    pipe.publish(wake_channel(queue_name), b"")
-                await pipe.execute()
+            await self._enqueue_many_script(keys=keys, args=args)  # (ENQUEUE_MANY: all or none)
         return ids
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -60,3 +60,33 @@ redis.call('PUBLISH', ARGV[10], '')
 return {'created'}
 """
 )
+
+# A batch (POST /jobs/batch) as one command: every job's record, arq's job and its place in its
+# queue, then one wake notice per queue. All or none, as ENQUEUE: the first write is the first
+# job's PSETEX, which a full or read-only Redis refuses before anything is written.
+# The jobs travel as one msgpack argument, their keys built here from their ids: redis-py packs
+# each argument in Python, and a MULTI of three commands a job (then eleven arguments a job in one
+# script call) cost the web more than everything else in the request.
+# The ids are new (uuid4), so a job that already has a record is this batch's own: a command
+# redis-py sent again after a timeout finds its first execution's jobs and writes nothing twice.
+# KEYS: the index of jobs (RECORD's third key), then the queues.
+# ARGV: retention, events kept, the records' key prefix, the event streams' key suffix, arq's job
+# key prefix, the jobs: msgpack [[change (JSON), time (ms), id, serialized job, time to live (ms),
+# score (ms), queue (its position in KEYS)], ...]; then the wake channels.
+# Returns "created", or "again" for a batch already written.
+ENQUEUE_MANY = (
+    RECORD
+    + """
+local jobs = cmsgpack.unpack(ARGV[6])
+if redis.call('EXISTS', ARGV[3] .. jobs[1][3]) == 1 then return 'again' end
+for _, job in ipairs(jobs) do
+    local id = job[3]
+    local record_key = ARGV[3] .. id
+    redis.call('PSETEX', ARGV[5] .. id, job[5], job[4])
+    record(record_key, record_key .. ARGV[4], KEYS[1], ARGV[1], ARGV[2], '1', job[1], job[2], id)
+    redis.call('ZADD', KEYS[job[7]], job[6], id)
+end
+for i = 7, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
+return 'created'
+"""
+)

@@ -199,12 +199,9 @@ class Ledger:
         queue_name: str,
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
-        *,
-        pipe: Pipeline | None = None,
     ) -> None:
-        """A fresh record (see `creation`); on `pipe` if given (queued there: the pipeline's
-        caller executes it)."""
-        await self._run(*self.creation(job_id, task, queue_name, state, request_id), pipe=pipe)
+        """A fresh record (see `creation`)."""
+        await self._run(*self.creation(job_id, task, queue_name, state, request_id))
 
     async def recent(
         self,

@@ -9,10 +9,22 @@ from ..settings import Settings
 from .streams import StreamSlots
 
 
+def queue_of(request: Request) -> JobQueue:
+    """The queue the lifespan opened. Read directly (not as QueueDep) by POST /jobs only: there
+    FastAPI's solving of two dependencies cost about a fifth of the request's CPU (bench/web.py),
+    and every job comes through that route."""
+    return cast("JobQueue", request.state.backend)
+
+
+def settings_of(request: Request) -> Settings:
+    """The app's settings, read directly: see queue_of."""
+    return cast("Settings", request.state.settings)
+
+
 # `async`, though they await nothing: FastAPI runs a plain `def` dependency in a worker thread,
 # a hand-off that cost more than the whole enqueue (bench/web.py).
 async def get_queue(request: Request) -> JobQueue:
-    return cast("JobQueue", request.state.backend)
+    return queue_of(request)
 
 
 async def get_admin(request: Request) -> QueueAdmin:
@@ -24,7 +36,7 @@ async def get_sessions(request: Request) -> OperatorSessions:
 
 
 async def get_app_settings(request: Request) -> Settings:
-    return cast("Settings", request.state.settings)
+    return settings_of(request)
 
 
 async def get_stream_slots(request: Request) -> StreamSlots:

@@ -16,7 +16,7 @@ from ...queue import (
     QueueUnavailableError,
     first_state,
 )
-from ..deps import QueueDep, SettingsDep, StreamSlotsDep
+from ..deps import QueueDep, SettingsDep, StreamSlotsDep, queue_of, settings_of
 from ..json_body import StrictJsonRoute
 from ..schemas import (
     UNAVAILABLE,
@@ -87,12 +87,11 @@ async def found(job_queue: JobQueue, job_id: str) -> JobOut:
 )
 async def enqueue(
     body: EnqueueRequest,
-    job_queue: QueueDep,
-    settings: SettingsDep,
     request: Request,
     idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Validate the task's arguments, queue the job, and point to it (`Location`)."""
+    job_queue, settings = queue_of(request), settings_of(request)  # (not Depends: deps.py)
     enqueued, queue_name = await submit(
         job_queue,
         settings,
