@@ -4,7 +4,8 @@ Both processes must agree on the Redis URL and the queue name, so both read them
 """
 
 from functools import lru_cache
-from typing import Literal, Self
+from typing import Annotated, Literal, Self
+from urllib.parse import unquote
 
 from pydantic import (
 {%- if cookiecutter.use_tracing %}
@@ -17,7 +18,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # The placeholder of .env.example: a copied .env must not run with it.
 WEAK_KEYS = frozenset({"replace-with-a-generated-key"})
@@ -32,6 +33,24 @@ def weak(key: SecretStr | None) -> bool:
 
 SHUTDOWN_MARGIN = 5
 """Seconds a worker needs after its completion wait: cancel and re-queue jobs, shut down, exit."""
+
+Address = tuple[str, int]
+
+
+def addresses(value: object) -> object:
+    """`host:port,host:port` (as an environment variable gives it) as a list of addresses."""
+    if not isinstance(value, str):
+        return value
+    if not value.strip():
+        return None
+    found: list[tuple[str, str]] = []
+    for part in filter(None, (item.strip() for item in value.split(","))):
+        host, colon, port = part.rpartition(":")
+        if not colon or not host or not port.isdigit() or not 0 < int(port) < 65_536:
+            raise ValueError("each Sentinel is host:port, separated by commas")
+        found.append((host.strip("[]"), port))
+    return found
+
 
 QueueKey = Literal["default", "bulk"]
 """`default` for short jobs; `bulk` for long ones, on workers of their own (see worker.options)."""
@@ -57,6 +76,45 @@ class Settings(BaseSettings):
     redis_tls_ca_file: FilePath | None = Field(
         default=None,
         description="CA certificate (PEM) that signed the rediss:// server's certificate.",
+    )
+    # High availability (README "Redis that survives a node"): with Sentinels the master's
+    # address comes from them; REDIS_URL still gives the database, the credentials and TLS.
+    redis_sentinels: Annotated[list[Address] | None, NoDecode] = Field(
+        default=None,
+        max_length=20,
+        description=(
+            "Sentinels that name the master, host:port comma-separated; unset: Redis is at "
+            "REDIS_URL's host."
+        ),
+    )
+    redis_sentinel_master: str = Field(
+        default="mymaster",
+        min_length=1,
+        max_length=200,
+        description="The master's name in the Sentinels' configuration.",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        default=None, description="Password of the Sentinels (requirepass), if they have one."
+    )
+    redis_sentinel_tls: bool = Field(
+        default=False,
+        description="Talk TLS to the Sentinels too (REDIS_TLS_CA_FILE applies to them).",
+    )
+    durable_enqueue_replicas: int = Field(
+        default=0,
+        ge=0,
+        le=16,
+        description=(
+            "Replicas that must have a job before the web answers 202 (Redis WAIT); 0: answer "
+            "once the master has it."
+        ),
+    )
+    # Under the web's 5 s socket timeout: the WAIT holds its connection that long at most.
+    durable_enqueue_timeout: float = Field(
+        default=1.0,
+        gt=0,
+        le=4,
+        description="Seconds to wait for those replicas; fewer in time: 503, retry the request.",
     )
     queue_name: str = Field(
         default="{{ cookiecutter.project_slug }}:queue",
@@ -242,6 +300,29 @@ class Settings(BaseSettings):
         default=None, description="service.name of the spans; unset: the project name and role."
     )
 {%- endif %}
+
+    @field_validator("redis_sentinels", mode="before")
+    @classmethod
+    def _sentinel_addresses(cls, value: object) -> object:
+        return addresses(value)
+
+    @field_validator("redis_sentinel_password", mode="before")
+    @classmethod
+    def _no_password_if_empty(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def redis_database(self) -> int:
+        return int((self.redis_url.path or "/0").lstrip("/") or 0)
+
+    @property
+    def redis_username(self) -> str | None:
+        """The URL's user name, percent-escapes decoded (RedisSettings.from_dsn does not)."""
+        return unquote(self.redis_url.username) if self.redis_url.username else None
+
+    @property
+    def redis_password(self) -> str | None:
+        return unquote(self.redis_url.password) if self.redis_url.password else None
 
     @property
     def completion_wait(self) -> int:

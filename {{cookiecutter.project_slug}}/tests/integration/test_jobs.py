@@ -127,6 +127,35 @@ async def test_a_batch_lands_in_one_round_trip_and_every_job_runs(
     assert {record["request_id"] for record in records} == {"batch-1"}
 
 
+async def test_a_durable_enqueue_no_replica_acknowledged_is_a_503_and_its_retry_the_same_job(
+    settings: Settings,
+) -> None:
+    """DURABLE_ENQUEUE_REPLICAS: the test's Redis has no replica, so WAIT times out. The job may
+    be on the master all the same: a retry with the same Idempotency-Key gets that job."""
+    durable = settings.model_copy(
+        update={"durable_enqueue_replicas": 1, "durable_enqueue_timeout": 0.2}
+    )
+    body = {"task": "word_count", "args": {"text": "kept twice?"}}
+    key = {"Idempotency-Key": f"durable-{uuid.uuid4().hex}"}
+    for_sure: list[httpx.Response] = []
+    for each in (durable, settings):  # the second: the replica is back (here: not asked for)
+        app = create_app(each)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(
+                transport=transport, base_url="http://test", headers=AUTH
+            ) as client:
+                for_sure.append(await client.post("/jobs", json=body, headers=key))
+                for_sure.append(await client.post("/jobs/batch", json={"jobs": [body]}))
+
+    refused, refused_batch, replayed, _batch = for_sure
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["retry-after"]
+    assert refused_batch.status_code == 503, refused_batch.text
+    assert replayed.status_code == 200, replayed.text  # the job the refused request wrote
+    assert replayed.headers["idempotent-replayed"] == "true"
+
+
 async def test_a_batch_sent_again_writes_nothing_twice(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -32,6 +32,11 @@ def test_settings_read_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
         ("JOB_MAX_TRIES", "zero"),
         ("QUEUE_NAME", ""),
         ("LOG_LEVEL", "LOUD"),
+        ("REDIS_SENTINELS", "sentinel-1"),
+        ("REDIS_SENTINELS", "sentinel-1:26379,sentinel-2:port"),
+        ("REDIS_SENTINELS", "sentinel-1:70000"),
+        ("DURABLE_ENQUEUE_REPLICAS", "-1"),
+        ("DURABLE_ENQUEUE_TIMEOUT", "10"),  # longer than the web's socket timeout
     ],
 )
 def test_bad_values_are_refused(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:

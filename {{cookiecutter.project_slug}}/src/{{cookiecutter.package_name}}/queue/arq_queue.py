@@ -16,7 +16,6 @@ from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
-from urllib.parse import unquote
 
 import msgpack
 from arq.connections import ArqRedis, RedisSettings
@@ -27,13 +26,8 @@ from arq.constants import (
     result_key_prefix,
 )
 from arq.jobs import DeserializationError, deserialize_job, deserialize_result, serialize_job
-from redis.asyncio import ConnectionPool, Redis
-from redis.asyncio.connection import SSLConnection
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..settings import Settings
 from .base import (
@@ -59,12 +53,12 @@ from .base import (
     carried,
     first_state,
 )
+from .connections import bounded_pool, redis_pool, retry_policy
 from .enqueue import ENQUEUE, ENQUEUE_MANY
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
 from .ledger import Ledger, SuccessSink, event_from, record_from
 from .liveness import decode_beat, registry_key
-from .pool import BoundedPool
 from .serializer import RemoteError, deserialize, serialize
 from .unavailable import unavailable, wrong_type
 from .wake_channel import wake_channel
@@ -85,29 +79,17 @@ def unavailable_as_queue_error() -> Iterator[None]:
 
 
 def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
-    """arq's connection settings from our URL.
-
-    Unlike `RedisSettings.from_dsn` this decodes percent-escaped user names and passwords, and it
-    retries commands with backoff (0.1, 0.2, 0.4 ... capped at 2 s: about 15 s with 10 retries),
-    so a Redis restart of a few seconds does not kill a worker (arq's own default exits on the
-    first refused connection).
-    """
-    url = settings.redis_url
+    """arq's connection settings, which its Worker requires; the worker connects with
+    queue.connections (WakingWorker._connect), as the web does."""
     return RedisSettings(
-        host=url.host or "localhost",
-        port=url.port or 6379,
-        database=int((url.path or "/0").lstrip("/") or 0),
-        username=unquote(url.username) if url.username else None,
-        password=unquote(url.password) if url.password else None,
-        ssl=url.scheme == "rediss",
-        # A private CA (self-hosted or some managed Redis); the system's CAs otherwise.
-        ssl_ca_certs=str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None,
+        host=settings.redis_url.host or "localhost",
+        port=settings.redis_url.port or 6379,
+        database=settings.redis_database,
+        username=settings.redis_username,
+        password=settings.redis_password,
+        ssl=settings.redis_url.scheme == "rediss",
         conn_timeout=2,
-        conn_retries=5,
-        conn_retry_delay=1,
-        retry_on_timeout=True,
-        retry_on_error=[RedisConnectionError, RedisTimeoutError, OSError],
-        retry=Retry(ExponentialBackoff(cap=2, base=0.05), retries=retries),
+        retry=retry_policy(retries),
     )
 
 
@@ -115,26 +97,6 @@ def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
 READY_PROBE_MS = 60_000
 
 WEB_SOCKET_TIMEOUT = 5.0
-
-
-def connection_options(conf: RedisSettings, socket_timeout: float) -> dict[str, Any]:
-    """The keywords of each connection of the web's pools (redis-py's Connection)."""
-    options: dict[str, Any] = {
-        "host": conf.host,
-        "port": conf.port,
-        "db": conf.database,
-        "username": conf.username,
-        "password": conf.password,
-        "socket_connect_timeout": conf.conn_timeout,
-        "socket_timeout": socket_timeout,
-        "retry": conf.retry,
-        # Timeouts listed here rather than by retry_on_timeout=True, with which redis-py appends
-        # to this shared list at every new connection.
-        "retry_on_error": [*(conf.retry_on_error or []), TimeoutError],
-    }
-    if conf.ssl:
-        options.update(connection_class=SSLConnection, ssl_ca_certs=conf.ssl_ca_certs)
-    return options
 
 
 def ledger_for(redis: Any, settings: Settings, success_sink: SuccessSink | None = None) -> Ledger:
@@ -233,8 +195,11 @@ class ArqJobQueue:
         self._ledger = ledger_for(redis, settings)
         self._hub = hub
         # EVALSHA, and the script's text only when Redis has forgotten it (a restart).
-        self._enqueue_script = GroupCommit(redis, ENQUEUE)  # concurrent enqueues share trips
-        self._enqueue_many_script = redis.register_script(ENQUEUE_MANY)
+        # Concurrent enqueues share round trips (and, durable, one WAIT for replicas).
+        replicas = settings.durable_enqueue_replicas
+        replica_timeout = settings.durable_enqueue_timeout
+        self._enqueue_script = GroupCommit(redis, ENQUEUE, replicas, replica_timeout)
+        self._enqueue_many_script = GroupCommit(redis, ENQUEUE_MANY, replicas, replica_timeout)
 
     @classmethod
     @asynccontextmanager
@@ -244,15 +209,16 @@ class ArqJobQueue:
         Unlike arq's `create_pool` this does not insist on Redis at start-up: the app starts, says
         503 on /health/ready and on enqueue while Redis is away, and recovers by itself.
         """
-        # Few retries: a client waiting for its 503 is better served by a quick answer.
-        conf = redis_settings(settings, retries=2)
-        # A hung Redis must not hang requests: fail the command, the route answers 503. Nothing
-        # blocks on this pool (event streams read through the hub's own connection).
-        pool = BoundedPool(
+        # Few retries: a client waiting for its 503 is better served by a quick answer. A hung
+        # Redis must not hang requests: fail the command, the route answers 503. Nothing blocks
+        # on this pool (event streams read through the hub's own connection).
+        pool = bounded_pool(
+            settings,
+            socket_timeout=WEB_SOCKET_TIMEOUT,
+            retries=2,
             max_connections=settings.redis_max_connections,
-            timeout=WEB_SOCKET_TIMEOUT,  # waiting for a free connection, then 503
             idle_timeout=settings.redis_idle_timeout,
-            **connection_options(conf, WEB_SOCKET_TIMEOUT),
+            wait_timeout=WEB_SOCKET_TIMEOUT,  # waiting for a free connection, then 503
         )
         redis = ArqRedis(
             pool,
@@ -263,8 +229,9 @@ class ArqJobQueue:
 
         def open_reader() -> Redis:
             # One connection, outside the bound: it blocks up to BLOCK_SECONDS per read.
-            options = connection_options(conf, BLOCK_SECONDS + WEB_SOCKET_TIMEOUT)
-            return Redis(connection_pool=ConnectionPool(max_connections=1, **options))
+            timeout = BLOCK_SECONDS + WEB_SOCKET_TIMEOUT
+            reader = redis_pool(settings, socket_timeout=timeout, retries=2, max_connections=1)
+            return Redis(connection_pool=reader)
 
         hub = EventHub(redis, open_reader, settings.queue_name)
         backend = cls(redis, settings, hub)

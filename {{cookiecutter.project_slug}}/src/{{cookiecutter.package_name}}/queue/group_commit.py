@@ -5,6 +5,10 @@ trip through redis-py costs the web more CPU than the rest of the request, so th
 the same turn of the event loop leave together, as one pipeline of EVALSHAs, and each caller gets
 its own reply. At idle a call waits for nobody: it leaves in the next turn of the loop, alone.
 
+With replicas to wait for (DURABLE_ENQUEUE_REPLICAS), the round trip ends with one Redis WAIT for
+all its calls: each caller's answer comes once that many replicas have its write, or fails with
+NotReplicatedError when they have not within the timeout.
+
 Nothing changes for a caller but the cost. The pipeline is not a transaction: each script runs
 whole or not at all on its own, so one call's error (a taken job id, a full Redis) is that call's
 alone, and an answer comes only once Redis has run the call (never a 202 before the job is in
@@ -19,6 +23,8 @@ from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
+
+from .unavailable import NotReplicatedError
 
 MAX_CALLS = 128
 """Calls per round trip at most; more leave in the next one (a bounded pipeline, reply and all)."""
@@ -36,8 +42,12 @@ class _Call:
 class GroupCommit:
     """Calls of `script` (its text), grouped per turn of the event loop into one round trip."""
 
-    def __init__(self, redis: Redis, script: str) -> None:
+    def __init__(
+        self, redis: Redis, script: str, replicas: int = 0, replica_timeout: float = 1.0
+    ) -> None:
         self._redis = redis
+        self._replicas = replicas
+        self._replica_timeout_ms = max(1, round(replica_timeout * 1000))
         self._script = redis.register_script(script)  # the SHA, and loading on NOSCRIPT
         self._waiting: list[_Call] = []
         self._sending: set[asyncio.Task[None]] = set()
@@ -65,7 +75,7 @@ class GroupCommit:
 
     async def _send(self, calls: list[_Call]) -> None:
         try:
-            if len(calls) == 1:
+            if len(calls) == 1 and not self._replicas:
                 replies: list[Any] = [await self._one(calls[0])]
             else:
                 replies = await self._many(calls)
@@ -107,5 +117,23 @@ class GroupCommit:
             for call in calls:
                 words: list[Any] = [*call.keys, *call.args]
                 pipe.evalsha(self._script.sha, len(call.keys), *words)
+            if self._replicas:
+                pipe.execute_command("WAIT", self._replicas, self._replica_timeout_ms)
             replies: list[Any] = await pipe.execute(raise_on_error=False)
+        if self._replicas:
+            replies = replicated(replies, self._replicas, self._replica_timeout_ms)
         return replies
+
+
+def replicated(replies: list[Any], wanted: int, timeout_ms: int) -> list[Any]:
+    """The replies of a pipeline that ended with WAIT, without it: a write that fewer replicas
+    than `wanted` acknowledged becomes a NotReplicatedError (an error stays that error)."""
+    *replies, acknowledged = replies
+    if isinstance(acknowledged, Exception):
+        return [acknowledged if not isinstance(r, Exception) else r for r in replies]
+    if int(acknowledged) >= wanted:
+        return replies
+    error = NotReplicatedError(
+        f"{acknowledged} of {wanted} replicas acknowledged the write within {timeout_ms} ms"
+    )
+    return [r if isinstance(r, Exception) else error for r in replies]

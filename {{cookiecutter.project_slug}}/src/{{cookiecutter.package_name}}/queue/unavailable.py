@@ -13,12 +13,21 @@ from redis.exceptions import (
     InvalidResponse,
     OutOfMemoryError,
     ReadOnlyError,
+    RedisError,
     ResponseError,
     WatchError,
 )
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+
+class NotReplicatedError(RedisError):
+    """Fewer replicas than DURABLE_ENQUEUE_REPLICAS acknowledged a write in time (Redis WAIT).
+    The write is on the master, which may yet fail before it reaches a replica: the client is
+    told 503, and retries (with its Idempotency-Key, so that it gets the same job)."""
+
+
 UNAVAILABLE: tuple[type[BaseException], ...] = (
+    NotReplicatedError,
     RedisConnectionError,  # also loading, refused, too many clients, wrong password
     RedisTimeoutError,
     OutOfMemoryError,

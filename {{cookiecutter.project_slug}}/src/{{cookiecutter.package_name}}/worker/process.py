@@ -24,7 +24,7 @@ import uuid
 from typing import Any
 
 import uvloop
-from arq.connections import ArqRedis, RedisSettings
+from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 from arq.utils import timestamp_ms, to_seconds
 from arq.worker import Worker
@@ -32,6 +32,7 @@ from arq.worker import Worker
 from ..cancellation import raise_if_cancelled
 from ..logs import configure_logging
 from ..queue.arq_queue import ledger_for, settle
+from ..queue.connections import redis_pool
 from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
 from ..queue.wake_channel import wake_channel
@@ -100,25 +101,14 @@ class WakingWorker(Worker):
         """The worker's Redis client, once Redis answers: a worker started during an outage
         waits for it (alive, for the probe) instead of exiting into a restart loop. arq's own
         `create_pool` gives up after a few tries and sets no socket timeout."""
-        conf = self.redis_settings or RedisSettings()
-        settings: Settings | None = self.ctx.get("settings")
-        proof = proof_path(settings, self.ctx.get("queue", "default")) if settings else None
+        settings: Settings = self.ctx["settings"]
+        proof = proof_path(settings, self.ctx.get("queue", "default"))
         backoff = Backoff()
         while True:
             redis = ArqRedis(
-                host=conf.host,
-                port=conf.port,
-                db=conf.database,
-                username=conf.username,
-                password=conf.password,
-                ssl=conf.ssl,
-                ssl_ca_certs=conf.ssl_ca_certs,
-                socket_connect_timeout=conf.conn_timeout,
-                socket_timeout=SOCKET_TIMEOUT,
-                retry=conf.retry,
-                retry_on_error=conf.retry_on_error,
-                retry_on_timeout=conf.retry_on_timeout,
-                max_connections=conf.max_connections,
+                # The master at REDIS_URL or the one Sentinel names (queue.connections); retries
+                # with backoff ride out a Redis restart of ~15 s without an error.
+                redis_pool(settings, socket_timeout=SOCKET_TIMEOUT, retries=10),
                 job_serializer=self.job_serializer,
                 job_deserializer=self.job_deserializer,
                 default_queue_name=self.queue_name,
@@ -128,14 +118,13 @@ class WakingWorker(Worker):
                 async with asyncio.timeout(SOCKET_TIMEOUT):  # not redis-py's whole retry budget
                     await redis.ping()
             except REDIS_ERRORS as exc:
-                await redis.aclose()
+                await redis.aclose(close_connection_pool=True)
                 if not unavailable(exc):
                     raise
                 delay = backoff.failed()
                 log.warning("Redis does not answer (%s); trying again in %.1f s", exc, delay)
                 self._turned_at = time.monotonic()
-                if proof is not None:
-                    write_proof(proof, None, str(exc) or type(exc).__name__)
+                write_proof(proof, None, str(exc) or type(exc).__name__)
                 await asyncio.sleep(delay)
             else:
                 return redis

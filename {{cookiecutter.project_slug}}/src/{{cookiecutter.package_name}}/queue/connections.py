@@ -1,0 +1,153 @@
+"""How every process reaches Redis: the server at REDIS_URL, or the master that Sentinel names.
+
+The web's pools, its event reader, the workers (and with them their wake listeners, heartbeats
+and metrics) all take their connections from `redis_pool`, so one setting moves them all.
+
+After a failover a connection may still lead to the old master, now a replica: every write then
+fails with READONLY. redis-py's Sentinel connections reconnect on it (asking Sentinel again), and
+so do the connections to REDIS_URL here (a managed Redis behind one endpoint moves that endpoint
+to the new master): the connection closes and the command fails as a ConnectionError, which the
+caller's retries and the web's 503 already handle, and the next connection finds the new master.
+Without this a process would keep its demoted connections, and its errors, for its whole life.
+"""
+
+from typing import Any
+
+from redis.asyncio.connection import (
+    AbstractConnection,
+    Connection,
+    ConnectionPool,
+    SSLConnection,
+)
+from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ..settings import Settings
+from .pool import BoundedPool
+
+CONNECT_TIMEOUT = 2.0
+"""Seconds to open a connection (to Redis or to a Sentinel)."""
+
+
+class _ReconnectsWhenDemoted(AbstractConnection):
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().read_response(*args, **kwargs)
+        except ReadOnlyError:
+            await self.disconnect()
+            raise RedisConnectionError(
+                "Redis answered READONLY: this node is a replica now (a failover); reconnecting"
+            ) from None
+
+
+class FailoverConnection(_ReconnectsWhenDemoted, Connection):
+    """A connection to REDIS_URL that reconnects when its node was demoted."""
+
+
+class FailoverSSLConnection(_ReconnectsWhenDemoted, SSLConnection):
+    """The same over TLS (rediss://)."""
+
+
+class ClosingSentinelPool(SentinelConnectionPool):
+    """redis-py's Sentinel pool, which also closes its connections to the Sentinels when it
+    closes (redis-py leaves them open: a socket per Sentinel per pool)."""
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        await super().disconnect(inuse_connections)
+        if inuse_connections:  # the pool's end (a new master only drops idle connections)
+            for sentinel in self.sentinel_manager.sentinels:
+                await sentinel.aclose()
+
+
+class BoundedSentinelPool(ClosingSentinelPool, BoundedPool):
+    """The web's bounded pool (queue.pool) with its master found through Sentinel."""
+
+
+def retry_policy(retries: int) -> Retry:
+    """Backoff 0.05, 0.1, 0.2 ... capped at 2 s between tries: 10 retries ride out ~15 s."""
+    return Retry(ExponentialBackoff(cap=2, base=0.05), retries=retries)
+
+
+def connection_options(settings: Settings, socket_timeout: float, retries: int) -> dict[str, Any]:
+    """The keywords of each connection (redis-py's Connection), wherever its address comes from."""
+    url = settings.redis_url
+    tls = url.scheme == "rediss"
+    options: dict[str, Any] = {
+        "db": settings.redis_database,
+        "username": settings.redis_username,
+        "password": settings.redis_password,
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": socket_timeout,
+        "retry": retry_policy(retries),
+        # Timeouts listed here rather than by retry_on_timeout=True, with which redis-py appends
+        # to this shared list at every new connection.
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError, OSError, TimeoutError],
+    }
+    if tls:
+        # A private CA (self-hosted or some managed Redis); the system's CAs otherwise.
+        ca = settings.redis_tls_ca_file
+        options["ssl_ca_certs"] = str(ca) if ca else None
+    if settings.redis_sentinels:
+        options["ssl"] = tls  # (SentinelConnectionPool picks its connection class from it)
+    else:
+        options.update(
+            host=url.host or "localhost",
+            port=url.port or 6379,
+            connection_class=FailoverSSLConnection if tls else FailoverConnection,
+        )
+    return options
+
+
+def sentinel_manager(settings: Settings) -> Sentinel:
+    """The Sentinels that name the master: asked in turn, the first that knows it answers."""
+    password = settings.redis_sentinel_password
+    sentinel_options: dict[str, Any] = {
+        "socket_connect_timeout": CONNECT_TIMEOUT,
+        "socket_timeout": CONNECT_TIMEOUT,
+        "password": password.get_secret_value() if password else None,
+    }
+    if settings.redis_sentinel_tls:
+        ca = settings.redis_tls_ca_file
+        sentinel_options.update(ssl=True, ssl_ca_certs=str(ca) if ca else None)
+    # (redis-py 5 leaves Sentinel's classes untyped)
+    return Sentinel(settings.redis_sentinels, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+
+
+def redis_pool(
+    settings: Settings, *, socket_timeout: float, retries: int, max_connections: int | None = None
+) -> ConnectionPool:
+    """redis-py's pool of connections to the master (unbounded unless `max_connections`)."""
+    options = connection_options(settings, socket_timeout, retries)
+    if max_connections is not None:
+        options["max_connections"] = max_connections
+    if settings.redis_sentinels:
+        master = settings.redis_sentinel_master
+        return ClosingSentinelPool(master, sentinel_manager(settings), **options)  # type: ignore[no-untyped-call]
+    return ConnectionPool(**options)
+
+
+def bounded_pool(
+    settings: Settings,
+    *,
+    socket_timeout: float,
+    retries: int,
+    max_connections: int,
+    idle_timeout: float,
+    wait_timeout: float,
+) -> BoundedPool:
+    """The web's pool of connections to the master (queue.pool): at most `max_connections`,
+    waiting up to `wait_timeout` for a free one, closing those idle for `idle_timeout`."""
+    options = connection_options(settings, socket_timeout, retries)
+    options.update(max_connections=max_connections, timeout=wait_timeout)
+    if settings.redis_sentinels:
+        return BoundedSentinelPool(  # type: ignore[no-untyped-call]
+            settings.redis_sentinel_master,
+            sentinel_manager(settings),
+            idle_timeout=idle_timeout,
+            **options,
+        )
+    return BoundedPool(idle_timeout=idle_timeout, **options)

@@ -1,0 +1,107 @@
+"""Where connections lead: REDIS_URL's server, or the master Sentinel names; and what a demoted
+node's READONLY and a short WAIT become."""
+
+import pytest
+from redis.asyncio.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+
+from {{ cookiecutter.package_name }}.queue.connections import (
+    BoundedSentinelPool,
+    ClosingSentinelPool,
+    FailoverConnection,
+    FailoverSSLConnection,
+    bounded_pool,
+    redis_pool,
+)
+from {{ cookiecutter.package_name }}.queue.group_commit import replicated
+from {{ cookiecutter.package_name }}.queue.pool import BoundedPool
+from {{ cookiecutter.package_name }}.queue.unavailable import NotReplicatedError, unavailable
+from {{ cookiecutter.package_name }}.settings import Settings
+
+
+def test_sentinels_are_read_as_host_and_port_pairs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REDIS_SENTINELS", " sentinel-1:26379, [::1]:26380,")
+    monkeypatch.setenv("REDIS_SENTINEL_PASSWORD", "")
+
+    settings = Settings(_env_file=None)
+
+    assert settings.redis_sentinels == [("sentinel-1", 26379), ("::1", 26380)]
+    assert settings.redis_sentinel_password is None
+
+
+def test_without_sentinels_connections_go_to_the_url_and_reconnect_when_demoted() -> None:
+    plain = Settings(_env_file=None, redis_url="redis://u:p%40ss@cache.internal:6380/2")
+    tls = Settings(_env_file=None, redis_url="rediss://cache.internal:6380/0")
+
+    pool = redis_pool(plain, socket_timeout=1, retries=1)
+    bounded = bounded_pool(
+        tls, socket_timeout=1, retries=1, max_connections=3, idle_timeout=1, wait_timeout=1
+    )
+
+    assert type(pool) is ConnectionPool
+    assert pool.connection_class is FailoverConnection
+    kwargs = pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"]) == ("cache.internal", 6380, 2)
+    assert (kwargs["username"], kwargs["password"]) == ("u", "p@ss")
+    assert type(bounded) is BoundedPool
+    assert bounded.connection_class is FailoverSSLConnection
+
+
+def test_with_sentinels_every_pool_asks_them_for_the_master() -> None:
+    settings = Settings(
+        _env_file=None,
+        redis_url="rediss://u:secret@ignored:1/4",
+        redis_sentinels="s1:26379,s2:26379",
+        redis_sentinel_master="orders",
+    )
+
+    pool = redis_pool(settings, socket_timeout=1, retries=1)
+    bounded = bounded_pool(
+        settings, socket_timeout=1, retries=1, max_connections=3, idle_timeout=1, wait_timeout=1
+    )
+
+    for each in (pool, bounded):
+        assert isinstance(each, ClosingSentinelPool)
+        assert each.service_name == "orders"
+        assert each.connection_kwargs["db"] == 4
+        assert "host" not in each.connection_kwargs
+        assert each.connection_class.__name__ == "SentinelManagedSSLConnection"
+    assert isinstance(bounded, BoundedSentinelPool)
+    assert isinstance(bounded, BoundedPool)  # bounded, and trimmed when idle, as without Sentinel
+    assert isinstance(pool, ClosingSentinelPool)
+    hosts = [s.connection_pool.connection_kwargs["host"] for s in pool.sentinel_manager.sentinels]
+    assert hosts == ["s1", "s2"]
+
+
+async def test_a_readonly_answer_closes_the_connection_and_is_retried_as_a_connection_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    connection = FailoverConnection(host="127.0.0.1", port=1)
+    closed: list[bool] = []
+
+    async def demoted(*_args: object, **_kwargs: object) -> None:
+        raise ReadOnlyError("You can't write against a read only replica.")
+
+    async def disconnect(*_args: object, **_kwargs: object) -> None:
+        closed.append(True)
+
+    monkeypatch.setattr("redis.asyncio.connection.Connection.read_response", demoted)
+    monkeypatch.setattr(connection, "disconnect", disconnect)
+
+    with pytest.raises(RedisConnectionError, match="READONLY"):
+        await connection.read_response()
+    assert closed == [True]
+
+
+def test_writes_fewer_replicas_acknowledged_fail_as_unavailable() -> None:
+    taken = ValueError("taken")
+
+    enough = replicated(["created", taken, 2], 2, 500)
+    short = replicated(["created", taken, 1], 2, 500)
+
+    assert enough == ["created", taken]
+    assert short[1] is taken  # a call's own error stays its error
+    assert isinstance(short[0], NotReplicatedError)
+    assert "1 of 2 replicas" in str(short[0])
+    assert unavailable(short[0])  # the web's 503, with Retry-After
