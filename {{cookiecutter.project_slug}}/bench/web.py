@@ -14,10 +14,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
+from urllib.parse import urlparse
 
-from {{ cookiecutter.package_name }}.dev import free_port
+from redis import Redis
+
+from {{ cookiecutter.package_name }}.dev import free_port, server_binary
 
 from .common import PROJECT, Goal, Run, median, percentile, ratio, table
 
@@ -96,10 +101,11 @@ async def load(
     return len(latencies) / seconds, latencies
 
 
-def start_server(run: Run, app: str) -> tuple["subprocess.Popen[bytes]", int]:
+def start_server(run: Run, app: str, **extra: str) -> tuple["subprocess.Popen[bytes]", int]:
     port = free_port()
     env = {
         **os.environ,
+        **extra,
         "REDIS_URL": str(run.settings.redis_url),
         "QUEUE_NAME": run.settings.queue_name,
         "BULK_QUEUE_NAME": run.settings.bulk_queue_name,
@@ -115,11 +121,11 @@ def start_server(run: Run, app: str) -> tuple["subprocess.Popen[bytes]", int]:
 
 
 async def serve(
-    run: Run, app: str = "bench.server:create_bench_app"
+    run: Run, app: str = "bench.server:create_bench_app", **extra: str
 ) -> tuple["subprocess.Popen[bytes]", int]:
-    """uvicorn serving `app` on the run's queues, once it accepts connections (uvicorn listens
-    after the app's startup)."""
-    server, port = start_server(run, app)
+    """uvicorn serving `app` on the run's queues (`extra`: more settings, as environment
+    variables), once it accepts connections (uvicorn listens after the app's startup)."""
+    server, port = start_server(run, app, **extra)
     deadline = time.monotonic() + 30
     while True:
         try:
@@ -177,6 +183,7 @@ async def measure(run: Run) -> str:
             f"{percentile(batch_latencies, 0.99) * 1000:.1f}",
         ]
     )
+    durable = await measure_durable(run, seconds, rounds)
     run.goals.extend(
         [
             Goal(
@@ -191,9 +198,79 @@ async def measure(run: Run) -> str:
             ),
         ]
     )
-    return table(
+    main = table(
         f"HTTP (uvloop + httptools): {CONNECTIONS} keep-alive connections, {rounds} x "
         f"{seconds:g} s per endpoint, median req/s; ratios to the naive enqueue and to bare",
         ["endpoint", "req/s", "/ naive", "/ bare", "p50 ms", "p99 ms"],
+        rows,
+    )
+    return f"{main}\n\n{durable}"
+
+
+@contextlib.contextmanager
+def replica_of(redis_url: str) -> Iterator[None]:
+    """A replica of the run's Redis (a server of this machine's), attached and in sync."""
+    found = server_binary()
+    if found is None:
+        raise RuntimeError("no redis-server or valkey-server for the durable enqueue's replica")
+    url = urlparse(redis_url)
+    command = [found[0], "--port", str(free_port()), "--bind", "127.0.0.1", "--save", ""]
+    command += ["--replicaof", url.hostname or "127.0.0.1", str(url.port or 6379)]
+    with tempfile.TemporaryDirectory(prefix="bench-replica-") as data:
+        replica = subprocess.Popen([*command, "--dir", data], stdout=subprocess.DEVNULL)
+        try:
+            with Redis.from_url(redis_url) as master:
+                deadline = time.monotonic() + 30
+                while master.info("replication").get("connected_slaves", 0) < 1:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("the replica did not attach to the bench's Redis")
+                    time.sleep(0.1)
+            yield
+        finally:
+            replica.terminate()
+            replica.wait(timeout=30)
+
+
+async def measure_durable(run: Run, seconds: float, rounds: int) -> str:
+    """The cost of DURABLE_ENQUEUE_REPLICAS=1: POST /jobs with and without it, one replica
+    attached for both (so the replication itself costs both sides alike), alternated rounds."""
+    with replica_of(str(run.settings.redis_url)):
+        plain, plain_port = await serve(run)
+        durable, durable_port = await serve(run, DURABLE_ENQUEUE_REPLICAS="1")
+        ports = {"plain": plain_port, "durable": durable_port}
+        rates: dict[str, list[float]] = {kind: [] for kind in ports}
+        latencies: dict[str, list[float]] = {kind: [] for kind in ports}
+        try:
+            for port in ports.values():
+                await load(port, ENDPOINTS["enqueue"], 0.5)
+            for n in range(rounds):
+                kinds = list(ports) if n % 2 == 0 else list(reversed(ports))
+                for kind in kinds:
+                    per_second, samples = await load(ports[kind], ENDPOINTS["enqueue"], seconds)
+                    rates[kind].append(per_second)
+                    latencies[kind].extend(samples)
+        finally:
+            for server in (plain, durable):
+                server.terminate()
+                server.wait(timeout=30)
+    rate = {kind: median(values) for kind, values in rates.items()}
+    labels = {
+        "plain": "POST /jobs, DURABLE_ENQUEUE_REPLICAS=0",
+        "durable": "POST /jobs, DURABLE_ENQUEUE_REPLICAS=1 (Redis WAIT)",
+    }
+    rows = [
+        [
+            labels[kind],
+            f"{rate[kind]:.0f}",
+            ratio(rate[kind], rate["plain"]),
+            f"{percentile(latencies[kind], 0.50) * 1000:.1f}",
+            f"{percentile(latencies[kind], 0.99) * 1000:.1f}",
+        ]
+        for kind in ports
+    ]
+    return table(
+        f"Durable enqueue: one replica attached, {CONNECTIONS} connections, {rounds} x "
+        f"{seconds:g} s each, median req/s",
+        ["endpoint", "req/s", "/ not durable", "p50 ms", "p99 ms"],
         rows,
     )

