@@ -53,16 +53,24 @@ def answers(url: str, wait: float = 0.0) -> bool:
 def master_answers(settings: Settings) -> bool:
     """Whether the Sentinels of REDIS_SENTINELS name a master, and it answers."""
     password = settings.redis_sentinel_password
+    ca = str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None
+    sentinel_options: dict[str, object] = {
+        "socket_timeout": 1,
+        "password": password.get_secret_value() if password else None,
+    }
+    if settings.redis_sentinel_tls:
+        sentinel_options.update(ssl=True, ssl_ca_certs=ca)
+    master_options: dict[str, object] = {}
+    if settings.redis_url.scheme == "rediss":
+        master_options.update(ssl=True, ssl_ca_certs=ca)
     sentinels = Sentinel(  # type: ignore[no-untyped-call]  # (untyped in redis-py 5)
         settings.redis_sentinels or [],
-        sentinel_kwargs={
-            "socket_timeout": 1,
-            "password": password.get_secret_value() if password else None,
-        },
+        sentinel_kwargs=sentinel_options,
         socket_timeout=1,
         username=settings.redis_username,
         password=settings.redis_password,
         db=settings.redis_database,
+        **master_options,
     )
     try:
         master = sentinels.master_for(settings.redis_sentinel_master)  # type: ignore[no-untyped-call]

@@ -9,8 +9,10 @@ README.md. Marked slow; CI runs them.
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import time
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -256,6 +258,48 @@ async def test_sentinel_promotes_the_replica_and_no_durably_accepted_job_is_lost
     assert load.statuses[503] > 0, "the switch was not seen: the test measured nothing"
     if durable:
         assert outcome["lost"] == 0
+
+
+async def test_a_durable_replay_waits_for_the_replicas_too(
+    nodes: list[Node], tmp_path: Path, settings: Settings
+) -> None:
+    """A 503 for want of a replica leaves the job on the master; the client's retry with the same
+    Idempotency-Key (here through another web process) gets that job only once a replica has it:
+    WAIT covers a connection's own writes, and the retry's connection wrote before the job."""
+    master = Node(tmp_path / "master", *DATA)
+    replica = Node(tmp_path / "replica", *DATA, f"replicaof 127.0.0.1 {master.port}")
+    nodes += [master, replica]
+    await asyncio.to_thread(wait_until, lambda: replica_in_sync(master), 20, "the first sync")
+    durable = settings.model_copy(
+        update={
+            "redis_url": RedisDsn(master.url),
+            "durable_enqueue_replicas": 1,
+            "durable_enqueue_timeout": 0.3,
+        }
+    )
+    body = {"task": "word_count", "args": {"text": "replicated?"}}
+    key = {"Idempotency-Key": f"durable-{uuid.uuid4().hex}"}
+    assert replica.process is not None
+    # The web process the retry reaches opened first: its connection's last write (its start's
+    # readiness check) is older than the refused job's, and the replica has it.
+    async with web(durable) as second:
+        with Redis.from_url(master.url) as redis:  # the replica acknowledges all so far
+            redis.set(f"{settings.queue_name}:synced", b"1", px=60_000)
+            assert redis.execute_command("WAIT", 1, 5000) == 1
+        replica.process.send_signal(signal.SIGSTOP)  # and no more
+        try:
+            async with web(durable) as first:
+                refused = await first.post("/jobs", json=body, headers=key)
+            retried = await second.post("/jobs", json=body, headers=key)
+        finally:
+            replica.process.send_signal(signal.SIGCONT)
+    async with web(durable) as third:
+        replayed = await third.post("/jobs", json=body, headers=key)
+
+    assert refused.status_code == 503, refused.text
+    assert retried.status_code == 503, retried.text  # still on the master only
+    assert replayed.status_code == 200, replayed.text  # the replica has it now
+    assert replayed.headers["idempotent-replayed"] == "true"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ that something other than the poll started it. The bound is a fraction of POLL, 
 """
 
 import asyncio
+import itertools
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -177,7 +178,36 @@ async def test_an_idle_worker_polls_with_one_read(
         await asyncio.sleep(1)
         stats = await redis.info("commandstats")
 
-    assert polls >= 10
+    assert polls >= 5  # (idle, the wait stretches to 4 x 0.05 s)
     calls = {name.removeprefix("cmdstat_"): entry["calls"] for name, entry in stats.items()}
     assert "multi" not in calls  # arq's abort check: a transaction per poll
     assert calls.get("zrangebyscore", 0) <= polls + 1  # the poll's read, and no other
+
+
+async def test_an_idle_worker_stretches_its_fallback_poll_until_a_notice(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """Polls that find nothing double the wait, up to IDLE_STRETCH x the poll delay; a job
+    enqueued through the web still starts at once, and brings the wait back to the poll delay."""
+    worker = await start_worker(worker_poll_delay=0.1)
+    polled: list[float] = []
+    poll = worker._poll
+
+    async def timed() -> float:
+        polled.append(time.monotonic())
+        return await poll()
+
+    worker._poll = timed  # type: ignore[method-assign]
+    await asyncio.sleep(2)
+    idle = [b - a for a, b in itertools.pairwise(polled)]
+    accepted = await client.post("/jobs", json={"task": "word_count", "args": {"text": "now"}})
+    elapsed = await finished_within(client, accepted.headers["location"], SOON)
+    woken = len(polled)
+    await asyncio.sleep(0.25)
+    after = [b - a for a, b in itertools.pairwise(polled[woken - 1 :])]
+
+    assert 0.35 <= max(idle) <= 0.6, idle  # 4 x 0.1 s, not more
+    assert min(idle[-3:]) >= 0.35, idle  # and it stays stretched while idle
+    assert elapsed < SOON  # the notice, not the poll
+    assert after, polled
+    assert min(after) < 0.2, after  # back to the poll delay

@@ -3,8 +3,10 @@ node's READONLY and a short WAIT become."""
 
 import pytest
 from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import ReadOnlyError, ResponseError
 
 from {{ cookiecutter.package_name }}.dev import free_port, run_dev
 from {{ cookiecutter.package_name }}.queue.connections import (
@@ -12,6 +14,8 @@ from {{ cookiecutter.package_name }}.queue.connections import (
     ClosingSentinelPool,
     FailoverConnection,
     FailoverSSLConnection,
+    SentinelConnection,
+    SentinelSSLConnection,
     bounded_pool,
     redis_pool,
 )
@@ -67,7 +71,7 @@ def test_with_sentinels_every_pool_asks_them_for_the_master() -> None:
         assert each.service_name == "orders"
         assert each.connection_kwargs["db"] == 4
         assert "host" not in each.connection_kwargs
-        assert each.connection_class.__name__ == "SentinelManagedSSLConnection"
+        assert each.connection_class is SentinelSSLConnection
     assert isinstance(bounded, BoundedSentinelPool)
     assert isinstance(bounded, BoundedPool)  # bounded, and trimmed when idle, as without Sentinel
     assert isinstance(pool, ClosingSentinelPool)
@@ -95,6 +99,33 @@ async def test_a_readonly_answer_closes_the_connection_and_is_retried_as_a_conne
     assert closed == [True]
 
 
+async def test_a_sentinel_connection_tries_the_master_retries_plus_one_times_not_squared(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """redis-py's Sentinel connection retries its base class's connect, which retries itself."""
+
+    class Pool:
+        is_master, check_connection = True, False
+
+        async def get_master_address(self) -> tuple[str, int]:
+            return "127.0.0.1", free_port()
+
+    attempts: list[int] = []
+
+    async def refused(*_args: object) -> None:
+        attempts.append(1)
+        raise RedisConnectionError("refused")
+
+    connection = SentinelConnection(  # type: ignore[no-untyped-call]  # (untyped in redis-py 5)
+        connection_pool=Pool(), retry=Retry(NoBackoff(), 2)
+    )
+    monkeypatch.setattr(connection, "_connect", refused)
+
+    with pytest.raises(RedisConnectionError):
+        await connection.connect()
+    assert len(attempts) == 3  # redis-py's own: 9
+
+
 def test_writes_fewer_replicas_acknowledged_fail_as_unavailable() -> None:
     taken = ValueError("taken")
 
@@ -106,6 +137,9 @@ def test_writes_fewer_replicas_acknowledged_fail_as_unavailable() -> None:
     assert isinstance(short[0], NotReplicatedError)
     assert "1 of 2 replicas" in str(short[0])
     assert unavailable(short[0])  # the web's 503, with Retry-After
+    refused = ResponseError("WAIT cannot be used with replica instances")
+    demoted = replicated(["created", refused], 1, 500)
+    assert isinstance(demoted[0], NotReplicatedError)  # a 503, not a 500
 
 
 def test_the_dev_runner_refuses_sentinels_that_name_no_master(

@@ -88,6 +88,7 @@ def redis_settings(settings: Settings, retries: int = 10) -> RedisSettings:
         username=settings.redis_username,
         password=settings.redis_password,
         ssl=settings.redis_url.scheme == "rediss",
+        ssl_ca_certs=str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None,
         conn_timeout=2,
         retry=retry_policy(retries),
     )
@@ -198,6 +199,7 @@ class ArqJobQueue:
         # Concurrent enqueues share round trips (and, durable, one WAIT for replicas).
         replicas = settings.durable_enqueue_replicas
         replica_timeout = settings.durable_enqueue_timeout
+        self._durable = "1" if replicas else "0"  # (replays then write too: queue/enqueue.py)
         self._enqueue_script = GroupCommit(redis, ENQUEUE, replicas, replica_timeout)
         self._enqueue_many_script = GroupCommit(redis, ENQUEUE_MANY, replicas, replica_timeout)
 
@@ -291,6 +293,7 @@ class ArqJobQueue:
             score,
             wake_channel(queue_name),
             given,
+            self._durable,
         )
         if idempotency is not None:
             digest = hashlib.sha256(idempotency.key.encode()).hexdigest()
@@ -343,6 +346,7 @@ class ArqJobQueue:
             self._ledger.events_key("").removeprefix(records),
             job_key_prefix,
             msgpack.packb(rows, use_bin_type=False),  # (Redis's cmsgpack predates bin types)
+            self._durable,
             *(wake_channel(queue) for queue in queues),
         ]
         with unavailable_as_queue_error():

@@ -11,6 +11,7 @@ caller's retries and the web's 503 already handle, and the next connection finds
 Without this a process would keep its demoted connections, and its errors, for its whole life.
 """
 
+import contextlib
 from typing import Any
 
 from redis.asyncio.connection import (
@@ -20,7 +21,7 @@ from redis.asyncio.connection import (
     SSLConnection,
 )
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
@@ -52,15 +53,32 @@ class FailoverSSLConnection(_ReconnectsWhenDemoted, SSLConnection):
     """The same over TLS (rediss://)."""
 
 
+class SentinelConnection(SentinelManagedConnection):
+    """redis-py's connection to the master Sentinel names, making one connection attempt per
+    connect: redis-py's wraps its base class's retried connect in the same retries again, so an
+    unreachable master took (retries + 1) squared attempts, minutes for a worker, before a command
+    failed. The command's own retries still reconnect, asking Sentinel again each time."""
+
+    async def connect(self) -> None:
+        await self._connect_retry()  # type: ignore[no-untyped-call]  # (untyped in redis-py 5)
+
+
+class SentinelSSLConnection(SentinelConnection, SSLConnection):
+    """The same over TLS."""
+
+
 class ClosingSentinelPool(SentinelConnectionPool):
     """redis-py's Sentinel pool, which also closes its connections to the Sentinels when it
     closes (redis-py leaves them open: a socket per Sentinel per pool)."""
 
     async def disconnect(self, inuse_connections: bool = True) -> None:
-        await super().disconnect(inuse_connections)
-        if inuse_connections:  # the pool's end (a new master only drops idle connections)
-            for sentinel in self.sentinel_manager.sentinels:
-                await sentinel.aclose()
+        try:
+            await super().disconnect(inuse_connections)
+        finally:
+            if inuse_connections:  # the pool's end (a new master only drops idle connections)
+                for sentinel in self.sentinel_manager.sentinels:
+                    with contextlib.suppress(Exception):
+                        await sentinel.aclose()
 
 
 class BoundedSentinelPool(ClosingSentinelPool, BoundedPool):
@@ -92,7 +110,7 @@ def connection_options(settings: Settings, socket_timeout: float, retries: int) 
         ca = settings.redis_tls_ca_file
         options["ssl_ca_certs"] = str(ca) if ca else None
     if settings.redis_sentinels:
-        options["ssl"] = tls  # (SentinelConnectionPool picks its connection class from it)
+        options["connection_class"] = SentinelSSLConnection if tls else SentinelConnection
     else:
         options.update(
             host=url.host or "localhost",

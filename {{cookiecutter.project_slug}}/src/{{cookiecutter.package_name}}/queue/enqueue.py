@@ -14,37 +14,58 @@ write from another request's, and the script answers "created" for it, as the fi
 
 from .ledger import RECORD
 
+# With DURABLE_ENQUEUE_REPLICAS the answer waits (Redis WAIT) until replicas have this
+# connection's latest write. A replay writes nothing new, so WAIT would return at once, while the
+# write it repeats, made on another connection, may not have reached them: a replay writes a
+# value it finds back (which Redis replicates after the earlier write) before it answers.
+# Only then: a full Redis refuses that write, and a replay without replicas needs none.
+DURABLE = """
+local function rewrite(hash, field)
+    redis.call('HSET', hash, field, redis.call('HGET', hash, field))
+end
+"""
+
 # KEYS: the record's three (RECORD's), arq's job key, arq's result key, the queue, arq's abort
 # set, and the idempotency key's claim if there is one.
 # ARGV: RECORD's six arguments (the record's change is fresh), the serialized job, its time to
 # live (ms), its score (when it may start, ms), the wake channel, "1" if the caller chose the id
-# (an abort left for an earlier job of this id must not kill this one: arq #485), then, with a
-# claim, its value ("<fingerprint> <job id>") and its lifetime (s).
+# (an abort left for an earlier job of this id must not kill this one: arq #485), "1" if the
+# answer waits for replicas (DURABLE), then, with a claim, its value ("<fingerprint> <job id>")
+# and its lifetime (s).
 # Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept), or
 # {"claimed", earlier claim}: the key's earlier request, a replay or a conflict, whose job exists.
 ENQUEUE = (
     RECORD
+    + DURABLE
     + """
 local function mine()
     return redis.call('HGET', KEYS[1], 'enqueued_at') == cjson.decode(ARGV[4]).set.enqueued_at
 end
+local durable = ARGV[12] == '1'
 local claim = KEYS[8]
 if claim then
     local earlier = redis.call('GET', claim)
     if earlier then
-        if earlier == ARGV[12] and mine() then return {'created'} end
+        if earlier == ARGV[13] and mine() then
+            if durable then rewrite(KEYS[1], 'enqueued_at') end
+            return {'created'}
+        end
         -- A claim whose job has no record promises nothing (one left by a version that claimed
         -- and wrote in two steps): this request takes the key. The record's key is this job's
         -- with the other id (read, not declared: the job id comes from the claim).
         local earlier_id = string.match(earlier, ' (.+)$')
         local records = string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[6])
         if earlier_id == nil or redis.call('EXISTS', records .. earlier_id) == 1 then
+            if durable then redis.call('SET', claim, earlier, 'KEEPTTL') end
             return {'claimed', earlier}
         end
     end
 end
 if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then
-    if mine() then return {'created'} end
+    if mine() then
+        if durable then rewrite(KEYS[1], 'enqueued_at') end
+        return {'created'}
+    end
     return {'taken'}
 end
 -- The job first: Redis refuses a command that takes memory when memory is full only as a
@@ -54,7 +75,7 @@ redis.call('PSETEX', KEYS[4], ARGV[8], ARGV[7])
 if ARGV[11] == '1' then redis.call('ZREM', KEYS[7], ARGV[6]) end
 record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
 redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6])
-if claim then redis.call('SET', claim, ARGV[12], 'EX', ARGV[13]) end
+if claim then redis.call('SET', claim, ARGV[13], 'EX', ARGV[14]) end
 -- Deferred jobs too: an idle worker then times its next poll to the job's due time.
 redis.call('PUBLISH', ARGV[10], '')
 return {'created'}
@@ -72,13 +93,18 @@ return {'created'}
 # KEYS: the index of jobs (RECORD's third key), then the queues.
 # ARGV: retention, events kept, the records' key prefix, the event streams' key suffix, arq's job
 # key prefix, the jobs: msgpack [[change (JSON), time (ms), id, serialized job, time to live (ms),
-# score (ms), queue (its position in KEYS)], ...]; then the wake channels.
+# score (ms), queue (its position in KEYS)], ...], "1" if the answer waits for replicas; then the
+# wake channels.
 # Returns "created", or "again" for a batch already written.
 ENQUEUE_MANY = (
     RECORD
+    + DURABLE
     + """
 local jobs = cmsgpack.unpack(ARGV[6])
-if redis.call('EXISTS', ARGV[3] .. jobs[1][3]) == 1 then return 'again' end
+if redis.call('EXISTS', ARGV[3] .. jobs[1][3]) == 1 then
+    if ARGV[7] == '1' then rewrite(ARGV[3] .. jobs[1][3], 'enqueued_at') end
+    return 'again'
+end
 for _, job in ipairs(jobs) do
     local id = job[3]
     local record_key = ARGV[3] .. id
@@ -86,7 +112,7 @@ for _, job in ipairs(jobs) do
     record(record_key, record_key .. ARGV[4], KEYS[1], ARGV[1], ARGV[2], '1', job[1], job[2], id)
     redis.call('ZADD', KEYS[job[7]], job[6], id)
 end
-for i = 7, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
+for i = 8, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
 return 'created'
 """
 )

@@ -107,7 +107,10 @@ class GroupCommit:
             # those calls are sent again once it is loaded.
             self._script.sha = await self._redis.script_load(self._script.script)
             again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-            resent = await self._pipeline([calls[i] for i in again])
+            try:
+                resent = await self._pipeline([calls[i] for i in again])
+            except Exception as exc:  # (the round trip's error is theirs, not the others')
+                resent = [exc] * len(again)
             for i, reply in zip(again, resent, strict=True):
                 replies[i] = reply
         return replies
@@ -130,10 +133,12 @@ def replicated(replies: list[Any], wanted: int, timeout_ms: int) -> list[Any]:
     than `wanted` acknowledged becomes a NotReplicatedError (an error stays that error)."""
     *replies, acknowledged = replies
     if isinstance(acknowledged, Exception):
-        return [acknowledged if not isinstance(r, Exception) else r for r in replies]
-    if int(acknowledged) >= wanted:
+        # E.g. "WAIT cannot be used with replica instances" (a demoted node): not replicated.
+        error = NotReplicatedError(f"WAIT for {wanted} replicas failed: {acknowledged}")
+    elif int(acknowledged) >= wanted:
         return replies
-    error = NotReplicatedError(
-        f"{acknowledged} of {wanted} replicas acknowledged the write within {timeout_ms} ms"
-    )
+    else:
+        error = NotReplicatedError(
+            f"{acknowledged} of {wanted} replicas acknowledged the write within {timeout_ms} ms"
+        )
     return [r if isinstance(r, Exception) else error for r in replies]

@@ -18,9 +18,11 @@ arq's `arq` command cannot run a Worker subclass, hence `{{ cookiecutter.project
 import asyncio
 import contextlib
 import logging
+import math
 import signal
 import time
 import uuid
+from datetime import datetime
 from typing import Any
 
 import uvloop
@@ -56,6 +58,20 @@ TURN_TIMEOUT = 20.0
 NOTICE_WAIT = 10.0
 """Seconds the wake listener waits for a notice before it looks again (its reads time out)."""
 
+IDLE_STRETCH = 4
+"""How far an idle worker lengthens its fallback poll: each poll that finds nothing doubles the
+wait, up to this many times `poll_delay`. Jobs enqueued through the web wake it by their notice
+and deferred ones are timed to their due time, so only plain arq clients' jobs (which publish
+nothing) wait for the fallback poll, up to 4 x poll_delay at idle; its CPU at idle falls about
+as much. Any notice or started job brings the wait back to poll_delay; without a wake listener
+(its subscription lost) the poll never stretches, as notices could not reach it. Nor past the
+next cron run: arq queues a cron job during the poll that comes within CRON_WINDOW of its time.
+"""
+
+CRON_WINDOW = 1.0
+"""Seconds before its time that arq's poll queues a cron job (max(poll_delay, 0.5) x 2, and this
+worker gives arq a poll delay of 0)."""
+
 
 class WakingWorker(Worker):
     """arq's Worker, woken by enqueues, that outlives any Redis outage (see worker.outage)."""
@@ -78,6 +94,8 @@ class WakingWorker(Worker):
         self._changes = 0
         self._next_due_as_of = -1  # the count of changes the last read saw
         self._outage = Backoff()
+        self._idle_polls = 0  # polls in a row that found nothing (see IDLE_STRETCH)
+        self._listening = False  # subscribed to the wake channel: notices can arrive
         self._turned_at = time.monotonic()
         # The longest a healthy poll loop goes without ending a turn: a poll, then its wait.
         self.turn_limit = TURN_TIMEOUT + max(self.fallback_poll_delay, BACKOFF_CAP) + 5
@@ -181,6 +199,7 @@ class WakingWorker(Worker):
         # Jobs wait that this poll did not start (no free slot, or more than it read): poll again
         # as soon as there is a free slot, where arq would wait out its poll delay.
         self._backlog = full or self._left > 0 or self._read >= asked
+        self._idle_polls = self._idle_polls + 1 if self._read == 0 and not self.tasks else 0
         if self._backlog and self._started > 0 and self.job_counter < self.max_jobs:
             return 0
         return await self._until_next_poll()
@@ -308,6 +327,7 @@ class WakingWorker(Worker):
     def _notice(self) -> None:
         """Something was queued: poll now, and read the next due job again."""
         self._changes += 1
+        self._idle_polls = 0
         self._wake.set()
 
     async def _until_next_poll(self) -> float:
@@ -329,15 +349,35 @@ class WakingWorker(Worker):
                 exc,
                 exc_info=not unavailable(exc),
             )
-            return self.fallback_poll_delay
+            return self.fallback_poll_delay  # (not stretched: this is no idle poll)
         self._next_due = float(found[0][1]) if found else None
         self._next_due_as_of = changes
         return self._wait_for(self._next_due, now_ms)
 
     def _wait_for(self, due: float | None, now_ms: float) -> float:
+        delay = self._fallback_delay()
         if due is None:
+            return delay
+        return min(delay, max(0.0, (due - now_ms) / 1000))
+
+    def _fallback_delay(self) -> float:
+        """poll_delay, stretched while idle (IDLE_STRETCH), never past the next cron run."""
+        if not self._listening or self._idle_polls < 2:
             return self.fallback_poll_delay
-        return min(self.fallback_poll_delay, max(0.0, (due - now_ms) / 1000))
+        stretch = min(IDLE_STRETCH, 2 ** (self._idle_polls - 1))
+        runs = [job.next_run for job in self.cron_jobs if job.next_run is not None]
+        until_cron = math.inf
+        if runs:
+            until_cron = (min(runs) - datetime.now(tz=self.timezone)).total_seconds() - CRON_WINDOW
+        stretched = min(self.fallback_poll_delay * stretch, until_cron)
+        return float(max(self.fallback_poll_delay, stretched))
+
+    async def run_cron(self, n: datetime, delay: float, num_windows: int = 2) -> None:
+        before = [job.next_run for job in self.cron_jobs]
+        await super().run_cron(n, delay, num_windows)
+        if [job.next_run for job in self.cron_jobs] != before:
+            # A cron job was queued (arq's enqueue publishes no notice): time the wait to it.
+            self._notice()
 
     async def _listen(self) -> None:
         channel = wake_channel(self.queue_name)
@@ -348,6 +388,7 @@ class WakingWorker(Worker):
             try:
                 await pubsub.subscribe(channel)
                 backoff.succeeded()
+                self._listening = True
                 self._notice()  # whatever was queued while nobody listened; ends a backoff
                 while True:
                     raise_if_cancelled()
@@ -370,6 +411,7 @@ class WakingWorker(Worker):
                     exc_info=not unavailable(exc),
                 )
             finally:
+                self._listening = False
                 with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
             await asyncio.sleep(delay)
