@@ -16,11 +16,12 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from pydantic import RedisDsn
+from pydantic import RedisDsn, SecretStr
 from redis import Redis
 
 from {{ cookiecutter.package_name }}.dev import answers, free_port, master_answers
@@ -41,10 +42,13 @@ SETTLE_WITHIN = 60
 class Node:
     """A redis-server (or, `sentinel=True`, a Sentinel) of this test's own, on a free port."""
 
-    def __init__(self, directory: Path, *options: str, sentinel: bool = False) -> None:
+    def __init__(
+        self, directory: Path, *options: str, sentinel: bool = False, password: str = ""
+    ) -> None:
         directory.mkdir()
         self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{quote(password, safe='')}@" if password else ""
+        self.url = f"redis://{auth}127.0.0.1:{self.port}/0"
         config = directory / "node.conf"  # Sentinel rewrites its configuration file: one each
         lines = [f"port {self.port}", "bind 127.0.0.1", f'dir "{directory}"', *options]
         config.write_text("\n".join(lines) + "\n")
@@ -224,6 +228,48 @@ def test_the_dev_runner_finds_the_master_through_the_sentinels(
     through = through_sentinel(settings, sentinel_setup, 0)
     assert master_answers(through)
     assert not master_answers(through.model_copy(update={"redis_sentinel_master": "unknown"}))
+
+
+SECRET = "m@ster:secret/1"  # noqa: S105 - test servers'; characters a URL must escape
+SENTINEL_SECRET = "sentinel-secret-2"  # noqa: S105
+
+
+async def test_sentinels_and_a_master_with_passwords_and_a_wrong_one_not_leaked(
+    nodes: list[Node], tmp_path: Path, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    master = Node(tmp_path / "master", *DATA, f'requirepass "{SECRET}"', password=SECRET)
+    sentinel = Node(
+        tmp_path / "sentinel",
+        f'requirepass "{SENTINEL_SECRET}"',
+        f"sentinel monitor {MASTER} 127.0.0.1 {master.port} 1",
+        f'sentinel auth-pass {MASTER} "{SECRET}"',
+        sentinel=True,
+        password=SENTINEL_SECRET,
+    )
+    nodes += [master, sentinel]
+    escaped = "m%40ster%3Asecret%2F1"
+    through = settings.model_copy(
+        update={
+            "redis_url": RedisDsn(f"redis://:{escaped}@127.0.0.1:1/0"),  # (its host: unused)
+            "redis_sentinels": [("127.0.0.1", sentinel.port)],
+            "redis_sentinel_master": MASTER,
+            "redis_sentinel_password": SecretStr(SENTINEL_SECRET),
+        }
+    )
+    wrong = through.model_copy(update={"redis_sentinel_password": SecretStr("wrong-sentinel")})
+
+    async with web(through) as client:
+        accepted = await client.post("/jobs", json={"task": "word_count", "args": {"text": "a"}})
+        read = await client.get(accepted.headers["location"])
+    async with web(wrong) as client:
+        refused = await client.get("/health/ready")
+
+    assert accepted.status_code == 202, accepted.text
+    assert read.json()["state"] == "queued"
+    assert refused.status_code == 503
+    for secret in ("wrong-sentinel", SENTINEL_SECRET, SECRET):
+        assert secret not in caplog.text
+        assert secret not in refused.text
 
 
 @pytest.mark.parametrize("durable", [1, 0], ids=["durable", "not-durable"])

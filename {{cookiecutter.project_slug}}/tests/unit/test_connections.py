@@ -1,8 +1,10 @@
 """Where connections lead: REDIS_URL's server, or the master Sentinel names; and what a demoted
 node's READONLY and a short WAIT become."""
 
+from pathlib import Path
+
 import pytest
-from redis.asyncio.connection import ConnectionPool
+from redis.asyncio.connection import ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -18,6 +20,7 @@ from {{ cookiecutter.package_name }}.queue.connections import (
     SentinelSSLConnection,
     bounded_pool,
     redis_pool,
+    sentinel_manager,
 )
 from {{ cookiecutter.package_name }}.queue.group_commit import replicated
 from {{ cookiecutter.package_name }}.queue.pool import BoundedPool
@@ -77,6 +80,29 @@ def test_with_sentinels_every_pool_asks_them_for_the_master() -> None:
     assert isinstance(pool, ClosingSentinelPool)
     hosts = [s.connection_pool.connection_kwargs["host"] for s in pool.sentinel_manager.sentinels]
     assert hosts == ["s1", "s2"]
+
+
+SENTINEL_SECRET = "sentinel-secret"  # noqa: S105 - a test's
+
+
+def test_sentinels_over_tls_with_a_password(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("a CA")
+    settings = Settings(
+        _env_file=None,
+        redis_sentinels="s1:26379",
+        redis_sentinel_password=SENTINEL_SECRET,
+        redis_sentinel_tls=True,
+        redis_tls_ca_file=ca,
+    )
+
+    (sentinel,) = sentinel_manager(settings).sentinels
+
+    options = sentinel.connection_pool.connection_kwargs
+    assert sentinel.connection_pool.connection_class is SSLConnection
+    assert options["ssl_ca_certs"] == str(ca)
+    assert options["password"] == SENTINEL_SECRET
+    assert SENTINEL_SECRET not in repr(sentinel)
 
 
 async def test_a_readonly_answer_closes_the_connection_and_is_retried_as_a_connection_error(
