@@ -280,6 +280,8 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^HTTP \(uvloop \+ httptools\): ",
         r"^POST /jobs \(this service\)\s+\d+\s+[0-9.]+x\s+[0-9.]+x\s",
         r"^naive enqueue \(lifespan pool \+ arq's enqueue_job\)\s+\d+\s+1\.00x\s",
+        r"^Durable enqueue: one replica attached, ",
+        r"^POST /jobs, DURABLE_ENQUEUE_REPLICAS=1 \(Redis WAIT\)\s+\d+\s+[0-9.]+x\s",
         r"^End-to-end latency on an idle worker ",
         r"^this service \(wakes on enqueue, poll 0\.5 s\)\s+20\s+[0-9.]+\s",
         r"^raw arq, poll 0\.5 s\s+4\s+[0-9.]+\s",

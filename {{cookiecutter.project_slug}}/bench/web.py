@@ -18,9 +18,9 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
-from urllib.parse import urlparse
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from {{ cookiecutter.package_name }}.dev import free_port, server_binary
 
@@ -105,7 +105,6 @@ def start_server(run: Run, app: str, **extra: str) -> tuple["subprocess.Popen[by
     port = free_port()
     env = {
         **os.environ,
-        **extra,
         "REDIS_URL": str(run.settings.redis_url),
         "QUEUE_NAME": run.settings.queue_name,
         "BULK_QUEUE_NAME": run.settings.bulk_queue_name,
@@ -113,6 +112,7 @@ def start_server(run: Run, app: str, **extra: str) -> tuple["subprocess.Popen[by
 {%- if cookiecutter.use_api_key %}
         "API_KEY": API_KEY,
 {%- endif %}
+        **extra,
     }
     command = [sys.executable, "-m", "uvicorn", app, "--factory", *STACK]
     command += ["--no-access-log", "--log-level", "warning"]
@@ -208,35 +208,64 @@ async def measure(run: Run) -> str:
 
 
 @contextlib.contextmanager
-def replica_of(redis_url: str) -> Iterator[None]:
-    """A replica of the run's Redis (a server of this machine's), attached and in sync."""
+def master_and_replica() -> Iterator[str | None]:
+    """A master and its replica of this benchmark's own (never the run's Redis, which may be
+    someone's: a replica would copy all of it), the replica in sync; the master's URL, or None
+    without a server program."""
     found = server_binary()
     if found is None:
-        raise RuntimeError("no redis-server or valkey-server for the durable enqueue's replica")
-    url = urlparse(redis_url)
-    command = [found[0], "--port", str(free_port()), "--bind", "127.0.0.1", "--save", ""]
-    command += ["--replicaof", url.hostname or "127.0.0.1", str(url.port or 6379)]
-    with tempfile.TemporaryDirectory(prefix="bench-replica-") as data:
-        replica = subprocess.Popen([*command, "--dir", data], stdout=subprocess.DEVNULL)
+        yield None
+        return
+    with contextlib.ExitStack() as stack:
+        servers: list[subprocess.Popen[bytes]] = []
+
+        def start(*options: str) -> int:
+            port = free_port()
+            data = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-durable-"))
+            command = [found[0], "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+            server = subprocess.Popen(
+                [*command, "--dir", data, *options], stdout=subprocess.DEVNULL
+            )
+            servers.append(server)
+            return port
+
         try:
-            with Redis.from_url(redis_url) as master:
-                deadline = time.monotonic() + 30
-                while master.info("replication").get("connected_slaves", 0) < 1:
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("the replica did not attach to the bench's Redis")
-                    time.sleep(0.1)
-            yield
+            master = start()
+            start("--replicaof", "127.0.0.1", str(master))
+            url = f"redis://127.0.0.1:{master}/0"
+            deadline = time.monotonic() + 30
+            while not replica_online(url):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the durable enqueue's replica did not come in sync")
+                time.sleep(0.1)
+            yield url
         finally:
-            replica.terminate()
-            replica.wait(timeout=30)
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+
+
+def replica_online(url: str) -> bool:
+    try:
+        with Redis.from_url(url, socket_timeout=1) as master:
+            replicas = master.info("replication")
+    except (RedisError, OSError):
+        return False
+    return any(
+        isinstance(value, dict) and value.get("state") == "online"
+        for key, value in replicas.items()
+        if key.startswith("slave")
+    )
 
 
 async def measure_durable(run: Run, seconds: float, rounds: int) -> str:
-    """The cost of DURABLE_ENQUEUE_REPLICAS=1: POST /jobs with and without it, one replica
-    attached for both (so the replication itself costs both sides alike), alternated rounds."""
-    with replica_of(str(run.settings.redis_url)):
-        plain, plain_port = await serve(run)
-        durable, durable_port = await serve(run, DURABLE_ENQUEUE_REPLICAS="1")
+    """The cost of DURABLE_ENQUEUE_REPLICAS=1: POST /jobs with and without it on a master with
+    one replica (so the replication itself costs both sides alike), alternated rounds."""
+    with master_and_replica() as url:
+        if url is None:
+            return "Durable enqueue: skipped (no redis-server or valkey-server to replicate)"
+        plain, plain_port = await serve(run, REDIS_URL=url)
+        durable, durable_port = await serve(run, REDIS_URL=url, DURABLE_ENQUEUE_REPLICAS="1")
         ports = {"plain": plain_port, "durable": durable_port}
         rates: dict[str, list[float]] = {kind: [] for kind in ports}
         latencies: dict[str, list[float]] = {kind: [] for kind in ports}
