@@ -100,8 +100,9 @@ def settings(redis_url: str) -> Iterator[Settings]:
             redis.delete(*owned)
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+@contextlib.asynccontextmanager
+async def web_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client of the web app on these settings, with its lifespan (its Redis pools) running."""
     app = create_app(settings)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
@@ -109,6 +110,12 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
             transport=transport, base_url="http://test", headers=AUTH
         ) as http:
             yield http
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with web_client(settings) as http:
+        yield http
 
 
 class RunWorker(Protocol):

@@ -68,3 +68,12 @@ async def settle(client: httpx.AsyncClient, locations: list[str], within: float)
                 pending.remove(location)
         await asyncio.sleep(0.5)
     return states
+
+
+def summary(load: Load, outcome: Counter[str]) -> str:
+    """A fault test's figures: the jobs accepted and refused, and how the accepted ones ended."""
+    return (
+        f"{len(load.accepted)} accepted, {load.statuses[503]} refused with 503; "
+        f"{outcome['succeeded']} succeeded, {outcome['lost']} lost, "
+        f"{len(load.accepted) - outcome['succeeded'] - outcome['lost']} other"
+    )

@@ -20,17 +20,14 @@ from urllib.parse import quote
 
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn, SecretStr
 from redis import Redis
 
 from {{ cookiecutter.package_name }}.dev import answers, free_port, master_answers
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
-from {{ cookiecutter.package_name }}.web.app import create_app
 
-from ..auth import AUTH
-from .conftest import Process, SpawnWorker, require_server_binary
-from .service_load import Load, load_on, settle
+from .conftest import Process, SpawnWorker, require_server_binary, web_client
+from .service_load import Load, load_on, settle, summary
 
 pytestmark = pytest.mark.slow
 
@@ -111,18 +108,6 @@ def replica_in_sync(master: Node) -> bool:
     )
 
 
-@contextlib.asynccontextmanager
-async def web(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The web app on these settings, with its lifespan (its Redis pools)."""
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
-        ) as client:
-            yield client
-
-
 async def start_workers(
     spawn_worker: SpawnWorker, settings: Settings, **env: object
 ) -> list[Process]:
@@ -141,11 +126,7 @@ async def report(
     """Every accepted job followed to its end; the figures printed; every worker alive."""
     states = await settle(client, load.accepted, SETTLE_WITHIN)
     outcome = Counter(states.values())
-    print(
-        f"\n{fault}: {len(load.accepted)} accepted, {load.statuses[503]} refused with 503; "
-        f"{outcome['succeeded']} succeeded, {outcome['lost']} lost, "
-        f"{len(load.accepted) - outcome['succeeded'] - outcome['lost']} other"
-    )
+    print(f"\n{fault}: {summary(load, outcome)}")
     for worker in workers:
         assert worker.alive(), f"{worker.name} exited:\n{worker.output()[-4000:]}"
     assert load.accepted, "no job was accepted"
@@ -258,10 +239,10 @@ async def test_sentinels_and_a_master_with_passwords_and_a_wrong_one_not_leaked(
     )
     wrong = through.model_copy(update={"redis_sentinel_password": SecretStr("wrong-sentinel")})
 
-    async with web(through) as client:
+    async with web_client(through) as client:
         accepted = await client.post("/jobs", json={"task": "word_count", "args": {"text": "a"}})
         read = await client.get(accepted.headers["location"])
-    async with web(wrong) as client:
+    async with web_client(wrong) as client:
         refused = await client.get("/health/ready")
 
     assert accepted.status_code == 202, accepted.text
@@ -282,7 +263,7 @@ async def test_sentinel_promotes_the_replica_and_no_durably_accepted_job_is_lost
     master, replica, _sentinels = sentinel_setup
     settings = through_sentinel(settings, sentinel_setup, durable)
     workers = await start_workers(spawn_worker, settings, **sentinel_env(settings))
-    async with web(settings) as client:
+    async with web_client(settings) as client:
         async with load_on(client) as load:
             await asyncio.sleep(3)
             master.kill()
@@ -328,18 +309,18 @@ async def test_a_durable_replay_waits_for_the_replicas_too(
     assert replica.process is not None
     # The web process the retry reaches opened first: its connection's last write (its start's
     # readiness check) is older than the refused job's, and the replica has it.
-    async with web(durable) as second:
+    async with web_client(durable) as second:
         with Redis.from_url(master.url) as redis:  # the replica acknowledges all so far
             redis.set(f"{settings.queue_name}:synced", b"1", px=60_000)
             assert redis.execute_command("WAIT", 1, 5000) == 1
         replica.process.send_signal(signal.SIGSTOP)  # and no more
         try:
-            async with web(durable) as first:
+            async with web_client(durable) as first:
                 refused = await first.post("/jobs", json=body, headers=key)
             retried = await second.post("/jobs", json=body, headers=key)
         finally:
             replica.process.send_signal(signal.SIGCONT)
-    async with web(durable) as third:
+    async with web_client(durable) as third:
         replayed = await third.post("/jobs", json=body, headers=key)
 
     assert refused.status_code == 503, refused.text
@@ -428,7 +409,7 @@ async def test_a_demoted_node_behind_one_endpoint_is_left_for_the_new_master(
     url = f"redis://127.0.0.1:{endpoint.port}/0"
     settings = settings.model_copy(update={"redis_url": RedisDsn(url)})
     workers = await start_workers(spawn_worker, settings)
-    async with web(settings) as client:
+    async with web_client(settings) as client:
         async with load_on(client) as load:
             await asyncio.sleep(3)
             with Redis.from_url(first.url) as redis:

@@ -7,7 +7,6 @@ from typing import Any
 import httpx
 import pytest
 from arq.constants import in_progress_key_prefix
-from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 
@@ -15,10 +14,8 @@ from {{ cookiecutter.package_name }}.dev import free_port
 from {{ cookiecutter.package_name }}.queue import JobError, NewJob
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.web.app import create_app
 
-from ..auth import AUTH
-from .conftest import RunWorker
+from .conftest import RunWorker, web_client
 
 
 async def test_a_job_enqueued_through_the_api_is_run_by_the_worker(
@@ -88,15 +85,10 @@ async def test_readiness_and_enqueue_say_503_while_redis_is_unreachable(
     settings: Settings,
 ) -> None:
     down = settings.model_copy(update={"redis_url": RedisDsn(f"redis://127.0.0.1:{free_port()}/0")})
-    app = create_app(down)  # starts without Redis, unlike arq's create_pool
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
-        ) as http:
-            ready = await http.get("/health/ready")
-            enqueue = await http.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
-            live = await http.get("/health/live")
+    async with web_client(down) as http:  # starts without Redis, unlike arq's create_pool
+        ready = await http.get("/health/ready")
+        enqueue = await http.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+        live = await http.get("/health/live")
 
     assert ready.status_code == 503
     assert enqueue.status_code == 503
@@ -139,14 +131,9 @@ async def test_a_durable_enqueue_no_replica_acknowledged_is_a_503_and_its_retry_
     key = {"Idempotency-Key": f"durable-{uuid.uuid4().hex}"}
     for_sure: list[httpx.Response] = []
     for each in (durable, settings):  # the second: the replica is back (here: not asked for)
-        app = create_app(each)
-        async with LifespanManager(app) as manager:
-            transport = httpx.ASGITransport(app=manager.app)
-            async with httpx.AsyncClient(
-                transport=transport, base_url="http://test", headers=AUTH
-            ) as client:
-                for_sure.append(await client.post("/jobs", json=body, headers=key))
-                for_sure.append(await client.post("/jobs/batch", json={"jobs": [body]}))
+        async with web_client(each) as client:
+            for_sure.append(await client.post("/jobs", json=body, headers=key))
+            for_sure.append(await client.post("/jobs/batch", json={"jobs": [body]}))
 
     refused, refused_batch, replayed, _batch = for_sure
     assert refused.status_code == 503, refused.text

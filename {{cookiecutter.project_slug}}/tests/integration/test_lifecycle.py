@@ -10,15 +10,13 @@ from typing import Any
 
 import httpx
 from arq.jobs import serialize_result
-from asgi_lifespan import LifespanManager
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.web.app import create_app
 
 from ..auth import AUTH
-from .conftest import RunWorker, StartWorkers
+from .conftest import RunWorker, StartWorkers, web_client
 
 
 def report(pages: int, seconds: float = 0.05) -> dict[str, Any]:
@@ -177,19 +175,14 @@ async def test_a_key_whose_job_is_gone_is_taken_by_the_next_request(
 
 async def test_the_record_outlives_arqs_result(settings: Settings, run_worker: RunWorker) -> None:
     short = settings.model_copy(update={"job_keep_result": 1})
-    app = create_app(short)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
-        ) as http:
-            location = (
-                await http.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
-            ).headers["location"]
-            await run_worker()
-            await http.get(location)
-            await asyncio.sleep(1.5)  # arq's result (keep_result 1 s) is gone by now
-            job = (await http.get(location)).json()
+    async with web_client(short) as http:
+        location = (
+            await http.post("/jobs", json={"task": "word_count", "args": {"text": "kept"}})
+        ).headers["location"]
+        await run_worker()
+        await http.get(location)
+        await asyncio.sleep(1.5)  # arq's result (keep_result 1 s) is gone by now
+        job = (await http.get(location)).json()
 
     assert job["state"] == "succeeded"
     assert job["result"] == {"words": 1, "characters": 4}

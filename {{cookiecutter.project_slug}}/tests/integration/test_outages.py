@@ -24,7 +24,7 @@ from redis import Redis
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 
 from .conftest import Process, RedisServer, SpawnWorker, service_env
-from .service_load import Load, load_on, settle
+from .service_load import Load, load_on, settle, summary
 
 pytestmark = pytest.mark.slow
 
@@ -81,9 +81,7 @@ async def check_after(
     drained = time.monotonic() - ended
     outcome = Counter(states.values())
     print(
-        f"\n{fault}: {len(load.accepted)} accepted, {load.statuses[503]} refused with 503; "
-        f"{outcome['succeeded']} succeeded, {outcome['lost']} lost, "
-        f"{len(load.accepted) - outcome['succeeded'] - outcome['lost']} other; "
+        f"\n{fault}: {summary(load, outcome)}; "
         f"a new job ran {resumed:.1f} s after the fault, every accepted job had ended "
         f"{drained:.1f} s after it; workers alive: {sum(w.alive() for w in workers)}/{len(workers)}"
     )

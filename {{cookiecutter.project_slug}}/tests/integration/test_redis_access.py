@@ -22,8 +22,7 @@ from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
-from ..auth import AUTH
-from .conftest import require_server_binary
+from .conftest import require_server_binary, web_client
 
 PASSWORD = "s3cr@t:pass/word"  # noqa: S105 - a test server's; characters a URL must escape
 ESCAPED = "s3cr%40t%3Apass%2Fword"
@@ -142,24 +141,19 @@ def tls_terminator(context: ssl.SSLContext, port: int, backend: int) -> Iterator
 
 async def enqueue_and_run(settings: Settings) -> dict[str, object]:
     """The whole path on these settings: web enqueues, a real worker runs, web reads."""
-    app = create_app(settings)
-    async with LifespanManager(app) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(
-            transport=transport, base_url="http://test", headers=AUTH
-        ) as http:
-            ready = await http.get("/health/ready")
-            assert ready.status_code == 200, ready.text
-            body = {"task": "word_count", "args": {"text": "over acl"}}
-            location = (await http.post("/jobs", json=body)).headers["location"]
-            options = {**worker_options(settings), "burst": True, "handle_signals": False}
-            worker = WakingWorker(**options)
-            try:
-                await worker.main()
-            finally:
-                await worker.close()
-            job: dict[str, object] = (await http.get(location)).json()
-            return job
+    async with web_client(settings) as http:
+        ready = await http.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        body = {"task": "word_count", "args": {"text": "over acl"}}
+        location = (await http.post("/jobs", json=body)).headers["location"]
+        options = {**worker_options(settings), "burst": True, "handle_signals": False}
+        worker = WakingWorker(**options)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        job: dict[str, object] = (await http.get(location)).json()
+        return job
 
 
 def on(settings: Settings, url: str, **changes: object) -> Settings:
