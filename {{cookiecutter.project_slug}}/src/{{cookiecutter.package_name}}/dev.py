@@ -30,6 +30,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 from redis.sentinel import Sentinel
 
+from .queue.connections import sentinel_options
 from .settings import QueueKey, Settings
 
 SOURCE = Path(__file__).resolve().parent
@@ -52,20 +53,15 @@ def answers(url: str, wait: float = 0.0) -> bool:
 
 def master_answers(settings: Settings) -> bool:
     """Whether the Sentinels of REDIS_SENTINELS name a master, and it answers."""
-    password = settings.redis_sentinel_password
     ca = str(settings.redis_tls_ca_file) if settings.redis_tls_ca_file else None
-    sentinel_options: dict[str, object] = {
-        "socket_timeout": 1,
-        "password": password.get_secret_value() if password else None,
-    }
-    if settings.redis_sentinel_tls:
-        sentinel_options.update(ssl=True, ssl_ca_certs=ca)
     master_options: dict[str, object] = {}
     if settings.redis_url.scheme == "rediss":
         master_options.update(ssl=True, ssl_ca_certs=ca)
+    # The service's own asyncio pools are not for a blocking check: the same Sentinel options,
+    # through redis-py's blocking client.
     sentinels = Sentinel(  # type: ignore[no-untyped-call]  # (untyped in redis-py 5)
         settings.redis_sentinels or [],
-        sentinel_kwargs=sentinel_options,
+        sentinel_kwargs=sentinel_options(settings, timeout=1),
         socket_timeout=1,
         username=settings.redis_username,
         password=settings.redis_password,

@@ -120,19 +120,24 @@ def connection_options(settings: Settings, socket_timeout: float, retries: int) 
     return options
 
 
-def sentinel_manager(settings: Settings) -> Sentinel:
-    """The Sentinels that name the master: asked in turn, the first that knows it answers."""
+def sentinel_options(settings: Settings, timeout: float = CONNECT_TIMEOUT) -> dict[str, Any]:
+    """The keywords of each connection to a Sentinel (not to the master): its password and TLS."""
     password = settings.redis_sentinel_password
-    sentinel_options: dict[str, Any] = {
-        "socket_connect_timeout": CONNECT_TIMEOUT,
-        "socket_timeout": CONNECT_TIMEOUT,
+    options: dict[str, Any] = {
+        "socket_connect_timeout": timeout,
+        "socket_timeout": timeout,
         "password": password.get_secret_value() if password else None,
     }
     if settings.redis_sentinel_tls:
         ca = settings.redis_tls_ca_file
-        sentinel_options.update(ssl=True, ssl_ca_certs=str(ca) if ca else None)
+        options.update(ssl=True, ssl_ca_certs=str(ca) if ca else None)
+    return options
+
+
+def sentinel_manager(settings: Settings) -> Sentinel:
+    """The Sentinels that name the master: asked in turn, the first that knows it answers."""
     # (redis-py 5 leaves Sentinel's classes untyped)
-    return Sentinel(settings.redis_sentinels, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    return Sentinel(settings.redis_sentinels, sentinel_kwargs=sentinel_options(settings))  # type: ignore[no-untyped-call]
 
 
 def redis_pool(
