@@ -100,6 +100,15 @@ class Settings(BaseSettings):
         default=False,
         description="Talk TLS to the Sentinels too (REDIS_TLS_CA_FILE applies to them).",
     )
+    # Sharding by queue (README "More than one Redis"): the bulk queue's jobs, records, events
+    # and dead letters live on a server of their own; ids of its jobs say so (queue.shards).
+    bulk_redis_url: RedisDsn | None = Field(
+        default=None,
+        description=(
+            "Redis of the bulk queue, if not REDIS_URL's: redis:// or rediss://; its workers "
+            "connect there, the web reads its jobs there."
+        ),
+    )
     durable_enqueue_replicas: int = Field(
         default=0,
         ge=0,
@@ -306,10 +315,28 @@ class Settings(BaseSettings):
     def _sentinel_addresses(cls, value: object) -> object:
         return addresses(value)
 
-    @field_validator("redis_sentinel_password", mode="before")
+    @field_validator("redis_sentinel_password", "bulk_redis_url", mode="before")
     @classmethod
-    def _no_password_if_empty(cls, value: object) -> object:
+    def _unset_if_empty(cls, value: object) -> object:
+        # compose and the ConfigMap pass an empty value for "not set".
         return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _bulk_redis_elsewhere(self) -> Self:
+        # Both queues' stores on one database would list every job twice (each shard lists its
+        # own): leaving BULK_REDIS_URL unset is that setup, done right.
+        if self.bulk_redis_url is not None and str(self.bulk_redis_url) == str(self.redis_url):
+            raise ValueError("BULK_REDIS_URL is REDIS_URL: leave it unset to keep one Redis")
+        return self
+
+    def with_queue_redis(self, key: QueueKey) -> Self:
+        """These settings with REDIS_URL at the Redis of queue `key`: the settings of that
+        queue's workers, and of the web's connection to it. The bulk queue's own Redis is
+        reached by its URL (a managed endpoint or a proxy with failover behind it), not through
+        the Sentinels, which name the default queue's master."""
+        if key == "default" or self.bulk_redis_url is None:
+            return self
+        return self.model_copy(update={"redis_url": self.bulk_redis_url, "redis_sentinels": None})
 
     @property
     def redis_database(self) -> int:

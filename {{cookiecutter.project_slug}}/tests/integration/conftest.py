@@ -218,6 +218,7 @@ def service_env(settings: Settings, **extra: object) -> dict[str, str]:
         "REDIS_URL": str(settings.redis_url),
         "QUEUE_NAME": settings.queue_name,
         "BULK_QUEUE_NAME": settings.bulk_queue_name,
+        "BULK_REDIS_URL": str(settings.bulk_redis_url or ""),
         "WORKER_POLL_DELAY": str(settings.worker_poll_delay),
         "WORKER_HEARTBEAT_INTERVAL": str(settings.worker_heartbeat_interval),
         "JOB_KEEP_RESULT": str(settings.job_keep_result),
@@ -268,7 +269,7 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
         started.append(worker)
         key = worker_key(settings.model_copy(update={"worker_id": name}), queue)
         deadline = time.monotonic() + 30
-        with Redis.from_url(str(settings.redis_url)) as redis:
+        with Redis.from_url(str(settings.with_queue_redis(queue).redis_url)) as redis:
             while not redis.exists(key):
                 if not worker.alive() or time.monotonic() > deadline:
                     pytest.fail(f"worker {name} did not start:\n{worker.output()}")
@@ -280,6 +281,54 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
         if worker.alive():
             worker.process.kill()
             worker.process.wait()
+
+
+class SpawnWeb(Protocol):
+    def __call__(self, settings: Settings | None = None, **env: object) -> tuple[str, Process]: ...
+
+
+@pytest.fixture
+def spawn_web(settings: Settings, tmp_path: Path) -> Iterator[SpawnWeb]:
+    """Start the web app as a process of its own (the Dockerfile's command) and return its base
+    URL once it is ready, with the process; stopped at the end of the test."""
+    started: list[Process] = []
+    default = settings
+
+    def spawn(settings: Settings | None = None, **env: object) -> tuple[str, Process]:
+        port = free_port()
+        command = [
+            str(Path(sys.executable).with_name("uvicorn")),
+            "{{ cookiecutter.package_name }}.web.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ]
+        log = tmp_path / f"web-{len(started)}.log"
+        with log.open("wb") as out:  # the child keeps its own copy of the descriptor
+            process = subprocess.Popen(
+                command,
+                env=service_env(settings or default, **env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        web = Process("web", process, log)
+        started.append(web)
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
+                    return base, web
+            if not web.alive() or time.monotonic() > deadline:
+                pytest.fail(f"the web process did not start:\n{web.output()}")
+            time.sleep(0.05)
+
+    yield spawn
+    for web in started:
+        if web.alive():
+            web.stop(timeout=15)
 
 
 class RedisServer:

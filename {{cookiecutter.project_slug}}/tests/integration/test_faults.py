@@ -8,12 +8,9 @@ times, jobs lost) are printed (`pytest -s`) and quoted in README.md.
 import asyncio
 import http.server
 import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,7 +20,7 @@ from {{ cookiecutter.package_name }}.dev import free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from ..auth import AUTH
-from .conftest import Process, RedisServer, SpawnWorker, StartWorkers, service_env
+from .conftest import Process, RedisServer, SpawnWeb, SpawnWorker, StartWorkers
 
 pytestmark = pytest.mark.slow
 
@@ -136,39 +133,9 @@ async def test_sigkill_mid_job_reruns_it_within_its_timeout_plus_a_bounded_margi
 
 
 @pytest.fixture
-def web_process(
-    own_redis: RedisServer, settings: Settings, tmp_path: Path
-) -> Iterator[tuple[str, Process]]:
+def web_process(own_redis: RedisServer, spawn_web: SpawnWeb) -> tuple[str, Process]:
     """The web app as its own process (the Dockerfile's command), on the restartable Redis."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("uvicorn")),
-        "{{ cookiecutter.package_name }}.web.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-    ]
-    log = tmp_path / "web.log"
-    env = service_env(settings, redis_url=own_redis.url)
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-    web = Process("web", process, log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if not web.alive() or time.monotonic() > deadline:
-            pytest.fail(f"the web process did not start:\n{web.output()}")
-        time.sleep(0.05)
-    yield base, web
-    if web.alive():
-        web.stop(timeout=15)
+    return spawn_web(redis_url=own_redis.url)
 
 
 async def test_a_redis_restart_under_load_loses_no_accepted_job(

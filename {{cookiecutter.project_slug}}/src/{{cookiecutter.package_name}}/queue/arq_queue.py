@@ -189,10 +189,19 @@ def _no_job_if_wrong_type(reply: Any) -> Any:
 
 
 class ArqJobQueue:
-    def __init__(self, redis: ArqRedis, settings: Settings, hub: EventHub) -> None:
+    def __init__(
+        self,
+        redis: ArqRedis,
+        settings: Settings,
+        hub: EventHub,
+        queues: Sequence[str] | None = None,
+        id_prefix: str = "",
+    ) -> None:
         self._redis = redis
         self._settings = settings
-        self._queues = (settings.queue_name, settings.bulk_queue_name)
+        # The queues whose jobs live on this Redis: both, or one queue's shard (queue.shards).
+        self._queues = tuple(queues or (settings.queue_name, settings.bulk_queue_name))
+        self._id_prefix = id_prefix  # what the ids this store makes start with
         self._ledger = ledger_for(redis, settings)
         self._hub = hub
         # EVALSHA, and the script's text only when Redis has forgotten it (a restart).
@@ -205,8 +214,11 @@ class ArqJobQueue:
 
     @classmethod
     @asynccontextmanager
-    async def connect(cls, settings: Settings) -> AsyncIterator["ArqJobQueue"]:
-        """Open the pool for the web app, and close it on exit.
+    async def connect(
+        cls, settings: Settings, queues: Sequence[str] | None = None, id_prefix: str = ""
+    ) -> AsyncIterator["ArqJobQueue"]:
+        """Open the pool for the web app, and close it on exit. `queues` and `id_prefix` make it
+        one queue's shard (queue.shards); by default it holds both queues.
 
         Unlike arq's `create_pool` this does not insist on Redis at start-up: the app starts, says
         503 on /health/ready and on enqueue while Redis is away, and recovers by itself.
@@ -236,7 +248,7 @@ class ArqJobQueue:
             return Redis(connection_pool=reader)
 
         hub = EventHub(redis, open_reader, settings.queue_name)
-        backend = cls(redis, settings, hub)
+        backend = cls(redis, settings, hub, queues, id_prefix)
         try:
             await backend.ping()
         except QueueUnavailableError as exc:
@@ -281,7 +293,7 @@ class ArqJobQueue:
         """One command, one round trip (arq's enqueue_job takes four): the script ENQUEUE claims
         the key, checks the id and writes record, job, queue entry and wake notice, all or none
         (queue/enqueue.py says why, and how a retried command recognises its own first try)."""
-        chosen = job_id or uuid.uuid4().hex
+        chosen = job_id or self._new_id()
         state = first_state(defer)
         keys, args = self._ledger.creation(chosen, task, queue_name, state, meta.get("request_id"))
         payload, ttl_ms, score = self._job(task, kwargs, meta, defer)
@@ -309,6 +321,9 @@ class ArqJobQueue:
             return Enqueued(earlier_id, created=False)
         raise IdempotencyConflictError(idempotency.key, earlier_id)
 
+    def _new_id(self) -> str:
+        return self._id_prefix + uuid.uuid4().hex
+
     def _job(
         self, task: str, kwargs: Mapping[str, Any], meta: Mapping[str, str], defer: float
     ) -> tuple[bytes, int, int]:
@@ -324,7 +339,7 @@ class ArqJobQueue:
     async def enqueue_many(
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
-        ids = [uuid.uuid4().hex for _ in jobs]  # new ids: nothing to check or clean up first
+        ids = [self._new_id() for _ in jobs]  # new ids: nothing to check or clean up first
         meta = meta or {}
         request_id = meta.get("request_id")
         queues = sorted({job.queue_name for job in jobs})
@@ -472,6 +487,12 @@ class ArqJobQueue:
         with unavailable_as_queue_error():
             return await self._ledger.dead_letters.page(limit, offset)
 
+    async def dead_letter_time(self, rank: int) -> float | None:
+        """When the `rank`-th newest dead letter failed (ms): how queue.shards pages letters of
+        two stores without reading all those before the page."""
+        with unavailable_as_queue_error():
+            return await self._ledger.dead_letters.time_at(rank)
+
     async def dead_letter(self, job_id: str) -> DeadLetter | None:
         with unavailable_as_queue_error():
             return await self._ledger.dead_letters.get(job_id)
@@ -510,8 +531,8 @@ class ArqJobQueue:
         task: str | None = None,
     ) -> JobPage:
         with unavailable_as_queue_error():
-            jobs, next_before = await self._ledger.recent(limit, before, state, task)
-        return JobPage(jobs, next_before)
+            jobs, positions, next_before = await self._ledger.recent(limit, before, state, task)
+        return JobPage(jobs, next_before, positions)
 
     async def arguments(self, job_id: str) -> Mapping[str, Any] | None:
         with unavailable_as_queue_error():

@@ -111,6 +111,9 @@ class JobPage:
     """Newest first."""
     next_before: float | None
     """Pass as `before` for the next, older page; None when there is none."""
+    positions: list[float] = field(default_factory=list)
+    """Each job's place in the listing (a page after it starts `before` it): what merges the
+    pages of two stores (queue.shards). Empty from a store that cannot say."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +189,12 @@ class IdempotencyConflictError(Exception):
     def __init__(self, key: str, job_id: str) -> None:
         super().__init__(f"Idempotency-Key {key!r} was used for another request (job {job_id})")
         self.job_id = job_id
+
+
+class MisplacedJobError(ValueError):
+    """A job that cannot go where its queue's jobs live: with the bulk queue on a Redis of its
+    own (queue.shards), a client's id for one queue's job must not look like the other's, and a
+    batch cannot span both servers. A 422: the request is wrong, not the service."""
 
 
 class JobNotFoundError(LookupError):

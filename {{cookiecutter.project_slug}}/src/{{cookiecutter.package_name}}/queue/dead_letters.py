@@ -60,6 +60,11 @@ class DeadLetters:
         raw = await cast("Awaitable[dict[bytes, bytes]]", self.redis.hgetall(self.key(job_id)))
         return letter_from(job_id, raw) if raw else None
 
+    async def time_at(self, rank: int) -> float | None:
+        """When the `rank`-th newest letter failed (ms), or None past the last."""
+        entries = await self.redis.zrevrange(self.index, rank, rank, withscores=True)
+        return float(entries[0][1]) if entries else None
+
     async def page(self, limit: int, offset: int = 0) -> DeadLetterPage:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.zcard(self.index)

@@ -209,11 +209,13 @@ class Ledger:
         before: float | None = None,
         state: JobState | None = None,
         task: str | None = None,
-    ) -> tuple[list[JobRecord], float | None]:
+    ) -> tuple[list[JobRecord], list[float], float | None]:
         """Up to `limit` records, newest first, enqueued before `before` (ms), of `state` and
-        `task` if given; and the `before` of the next page (None: no more). Reads at most
-        RECENT_SCAN records, so a rare state costs a bounded walk, not a scan of every job."""
+        `task` if given; each one's place in the index; and the `before` of the next page (None:
+        no more). Reads at most RECENT_SCAN records, so a rare state costs a bounded walk, not
+        a scan of every job."""
         found: list[JobRecord] = []
+        positions: list[float] = []
         cursor = before
         examined = 0
         while examined < RECENT_SCAN:
@@ -236,11 +238,12 @@ class Ledger:
                 if state not in (None, record.state) or task not in (None, record.task):
                     continue
                 found.append(record)
+                positions.append(cursor)
                 if len(found) == limit:
-                    return found, cursor
+                    return found, positions, cursor
             if len(entries) < window:
-                return found, None
-        return found, cursor
+                return found, positions, None
+        return found, positions, cursor
 
     async def started(
         self,

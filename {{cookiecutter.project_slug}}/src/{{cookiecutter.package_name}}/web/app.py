@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 
 from ..logs import configure_logging
 from ..queue import QueueBackend, QueueUnavailableError
-from ..queue.arq_queue import ArqJobQueue
+from ..queue.shards import open_queue as open_backend
 from ..settings import Settings, get_settings
 from ..spans import configure_tracing
 from .errors import invalid_request, queue_unavailable
@@ -48,7 +48,7 @@ def create_app(
     """Build the app. Tests pass their own settings and, for the fast tier, an in-memory queue."""
     settings = settings or get_settings()
     jobs_guards = guard_jobs(settings)  # first: a web without its API key never starts
-    open_queue: QueueFactory = queue_factory or ArqJobQueue.connect
+    open_queue: QueueFactory = queue_factory or open_backend
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:

@@ -20,6 +20,7 @@ from ..queue import (
     Idempotency,
     IdempotencyConflictError,
     JobQueue,
+    MisplacedJobError,
     NewJob,
 )
 from ..settings import Settings
@@ -108,6 +109,8 @@ async def submit(
             )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except MisplacedJobError as exc:
+        raise misplaced(("body", "job_id"), str(exc), job_id) from exc
     if enqueued.created:
         count_enqueued(task_name)
     return enqueued, queue_name
@@ -134,8 +137,18 @@ async def submit_batch(
         jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
     if errors:
         raise RequestValidationError(errors)
-    with enqueue_span("batch", ",".join(sorted({job.queue_name for job in jobs})), meta):
-        ids = await job_queue.enqueue_many(jobs, meta)
+    try:
+        with enqueue_span("batch", ",".join(sorted({job.queue_name for job in jobs})), meta):
+            ids = await job_queue.enqueue_many(jobs, meta)
+    except MisplacedJobError as exc:
+        raise misplaced(("body", "jobs"), str(exc), [item.task for item in items]) from exc
     for job in jobs:
         count_enqueued(job.task)
     return ids, jobs
+
+
+def misplaced(loc: tuple[str, ...], message: str, given: Any) -> RequestValidationError:
+    """A job that cannot go where its queue's jobs live (queue.shards), as a 422."""
+    return RequestValidationError(
+        [{"type": "misplaced_job", "loc": loc, "msg": message, "input": given}]
+    )

@@ -42,6 +42,9 @@ def serialize_stored(value: Any) -> bytes:
 
 def worker_options(settings: Settings, queue: QueueKey = "default") -> dict[str, Any]:
     """The keyword arguments of `arq.Worker` for one queue's workers."""
+    # Everything of a queue's workers talks to that queue's Redis: the bulk queue's own server
+    # with BULK_REDIS_URL (queue.shards), else REDIS_URL's.
+    settings = settings.with_queue_redis(queue)
     queue_name = settings.queue_for(queue)
     tasks = [task for task in TASKS.values() if task.queue == queue]
     for task in tasks:
