@@ -285,6 +285,11 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^End-to-end latency on an idle worker ",
         r"^this service \(wakes on enqueue, poll 0\.5 s\)\s+20\s+[0-9.]+\s",
         r"^raw arq, poll 0\.5 s\s+4\s+[0-9.]+\s",
+        r"^Capacity: 2 workers per queue drain \d+ jobs on each of two queues ",
+        r"^one Redis\s+\d+\s+1\.00x\s",
+        r"^two Redis \(bulk queue on its own\)\s+\d+\s+[0-9.]+x\s+\d+\s+\d+ \+ \d+\s",
+        r"^Capacity model from this run: a Redis core carries [0-9,]+ jobs/s",
+        r"^100,000\s+[0-9.]+\s+\d+\s+[0-9,.]+\s+[0-9,.]+$",
         r"^saq: ",
         r"^Goals$",
         r"^word_count: jobs/s >= 0\.90x raw tuned\s+[0-9.]+x\s+(yes|no)$",
@@ -294,6 +299,7 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^HTTP: POST /jobs >= 1\.2x the naive arq enqueue\s+[0-9.]+x\s+(yes|no)$",
         r"^latency at idle: this service's p50 <= 3 ms\s+[0-9.]+ ms\s+(yes|no)$",
         r"^idle worker CPU <= 0\.1 %\s+[0-9.]+ %\s+(yes|no)$",
+        r"^capacity: two Redis >= 0\.9x one Redis \(.*\)\s+[0-9.]+x\s+(yes|no)$",
     ):
         assert re.search(row, result.stdout, re.MULTILINE), (row, result.stdout)
     # Nothing left behind: no key under its run's prefix, and no arq job, result or retry counter

@@ -1,4 +1,4 @@
-"""`uv run python -m bench [worker] [http] [latency] [--quick] [--redis-url URL]`
+"""`uv run python -m bench [worker] [http] [latency] [capacity] [--quick] [--redis-url URL]`
 
 Runs the benchmarks against a Redis of their own (a `redis-server` or `valkey-server` started on a
 free port, found as the project's `dev` command finds one), or the one at --redis-url, and prints
@@ -17,13 +17,14 @@ from collections.abc import Awaitable, Callable
 
 from {{ cookiecutter.package_name }}.dev import local_redis
 
-from . import latency, throughput, web
+from . import capacity, latency, throughput, web
 from .common import SAQ, Goal, Run, bench_settings, cleanup, goals_table
 
 PARTS: dict[str, Callable[[Run], Awaitable[str]]] = {
     "worker": throughput.measure,
     "http": web.measure,
     "latency": latency.measure,
+    "capacity": capacity.measure,
 }
 
 

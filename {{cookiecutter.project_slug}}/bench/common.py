@@ -125,15 +125,17 @@ def start_worker(
     return Worker(label, queue_name, process, log, kind)
 
 
-def start_ours(run: Run, label: str, queue: QueueKey = "default") -> Worker:
-    """The project's `worker` command, every hook as shipped, on the run's queues."""
+def start_ours(run: Run, label: str, queue: QueueKey = "default", number: int = 0) -> Worker:
+    """The project's `worker` command, every hook as shipped, on the run's queues (and the bulk
+    queue's own Redis, if the run's settings name one); `number` tells a queue's workers apart."""
     settings = run.settings
     env = {
         "REDIS_URL": str(settings.redis_url),
+        "BULK_REDIS_URL": str(settings.bulk_redis_url or ""),
         "QUEUE_NAME": settings.queue_name,
         "BULK_QUEUE_NAME": settings.bulk_queue_name,
         "JOB_KEEP_RESULT": str(settings.job_keep_result),
-        "WORKER_ID": f"{run.prefix}-{queue}",
+        "WORKER_ID": f"{run.prefix}-{queue}-{number}",
     }
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker", "--queue", queue]
     return start_worker(label, command, env, settings.queue_for(queue), "ours")
