@@ -3,7 +3,8 @@ own, BULK_REDIS_URL), in one run, and the per-job costs a capacity plan starts f
 
 Two workers per queue (`{{ cookiecutter.project_slug }} worker`, every hook as shipped), each a process, drain
 both queues at once: `word_count` jobs on the default queue, one-page `render_report` jobs of no
-wait on the bulk queue (both CPU-light, so the servers' share shows at its largest). Layouts
+wait on the bulk queue (both CPU-light, so the servers' share shows at its largest; the bulk
+workers get the default queue's max_jobs). Layouts
 alternate over rounds; each round fills both queues while the workers are paused (SIGSTOP), then
 times the drain of both. Per job: the workers' CPU and each Redis's CPU (INFO cpu); during the
 drain, the cores each side kept busy, which says what binds. And what a finished job keeps in
@@ -76,6 +77,9 @@ def layout(run: Run, name: str, servers: dict[QueueKey, Redis], bulk_url: str | 
             "queue_name": f"{prefix}:queue",
             "bulk_queue_name": f"{prefix}:bulk",
             "bulk_redis_url": RedisDsn(bulk_url) if bulk_url else None,
+            # As many slots as the default queue's: the bulk queue's few slots (for long jobs)
+            # would bind the drain, and this part is about what Redis and the workers carry.
+            "bulk_worker_max_jobs": run.settings.worker_max_jobs,
         }
     )
     own = Run(settings, f"{run.prefix}-{name}", run.quick, run.job_ids)

@@ -58,6 +58,9 @@ def bench_settings(prefix: str, redis_url: str) -> Settings:
             "job_keep_result": 60,
             "job_retention": 600,
             "redis_url": RedisDsn(redis_url),
+            # The run's own Redis for every queue, whatever the environment or .env says.
+            "redis_sentinels": None,
+            "bulk_redis_url": None,
         }
     )
 
@@ -135,6 +138,7 @@ def start_ours(run: Run, label: str, queue: QueueKey = "default", number: int = 
         "QUEUE_NAME": settings.queue_name,
         "BULK_QUEUE_NAME": settings.bulk_queue_name,
         "JOB_KEEP_RESULT": str(settings.job_keep_result),
+        "BULK_WORKER_MAX_JOBS": str(settings.bulk_worker_max_jobs),
         "WORKER_ID": f"{run.prefix}-{queue}-{number}",
     }
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker", "--queue", queue]

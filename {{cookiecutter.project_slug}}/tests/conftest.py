@@ -37,6 +37,7 @@ def settings() -> Settings:
         redis_url="redis://127.0.0.1:1/0",
         queue_name="tests:queue",
         bulk_queue_name="tests:bulk",
+        bulk_redis_url=None,
         operator_key=SecretStr(TEST_OPERATOR_KEY),
 {%- if cookiecutter.use_api_key %}
         api_key=SecretStr(TEST_API_KEY),

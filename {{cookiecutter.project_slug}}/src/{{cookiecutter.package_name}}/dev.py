@@ -102,6 +102,12 @@ def server_binary(path: str | None = None) -> tuple[str, str] | None:
         return None
 
 
+# What compose's Redis is started with too (tests/unit/test_compose_redis.py): streams of a few
+# entries in nodes of 512 bytes, not 4 KB each. Every job keeps a stream of its events for
+# JOB_RETENTION; at the default node size that stream is most of what a finished job keeps.
+REDIS_OPTIONS = ("--stream-node-max-bytes", "512")
+
+
 @contextmanager
 def local_redis(
     configured: str | None, path: str | None, started: Callable[[int], None] = lambda _pid: None
@@ -124,7 +130,7 @@ def local_redis(
     with tempfile.TemporaryDirectory(prefix="redis-dev-") as data:
         command = [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", data]
         server = subprocess.Popen(  # noqa: S603 - a server program found above, fixed arguments
-            [*command, "--save", "", "--appendonly", "no"],
+            [*command, "--save", "", "--appendonly", "no", *REDIS_OPTIONS],
             stdout=subprocess.DEVNULL,
             start_new_session=True,
         )

@@ -325,8 +325,9 @@ class Settings(BaseSettings):
     def _bulk_redis_elsewhere(self) -> Self:
         # Both queues' stores on one database would list every job twice (each shard lists its
         # own): leaving BULK_REDIS_URL unset is that setup, done right.
-        if self.bulk_redis_url is not None and str(self.bulk_redis_url) == str(self.redis_url):
-            raise ValueError("BULK_REDIS_URL is REDIS_URL: leave it unset to keep one Redis")
+        bulk, sentinels = self.bulk_redis_url, self.redis_sentinels
+        if bulk is not None and sentinels is None and same_database(bulk, self.redis_url):
+            raise ValueError("BULK_REDIS_URL names REDIS_URL's database: unset it for one Redis")
         return self
 
     def with_queue_redis(self, key: QueueKey) -> Self:
@@ -401,6 +402,21 @@ class Settings(BaseSettings):
     def queue_for(self, key: QueueKey) -> str:
         """The queue name of a task's queue key (`default` or `bulk`)."""
         return self.bulk_queue_name if key == "bulk" else self.queue_name
+
+
+LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def same_database(one: RedisDsn, other: RedisDsn) -> bool:
+    """Whether two URLs name one database of one server, as far as the URLs tell (queue.shards
+    also compares the servers' run ids once both answer)."""
+
+    def where(url: RedisDsn) -> tuple[str, int, int]:
+        host = (url.host or "localhost").lower()
+        database = int((url.path or "/0").lstrip("/") or 0)
+        return ("loopback" if host in LOOPBACK else host, url.port or 6379, database)
+
+    return where(one) == where(other)
 
 
 @lru_cache

@@ -25,7 +25,13 @@ from asgi_lifespan import LifespanManager
 from pydantic import SecretStr
 from redis import Redis
 
-from {{ cookiecutter.package_name }}.dev import answers, free_port, local_redis, server_binary
+from {{ cookiecutter.package_name }}.dev import (
+    REDIS_OPTIONS,
+    answers,
+    free_port,
+    local_redis,
+    server_binary,
+)
 from {{ cookiecutter.package_name }}.queue.group_commit import GroupCommit
 from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
@@ -82,6 +88,7 @@ def settings(redis_url: str) -> Iterator[Settings]:
         redis_url=redis_url,
         queue_name=f"{name}:queue",
         bulk_queue_name=f"{name}:bulk",
+        bulk_redis_url=None,  # both queues on the tests' Redis, whatever the environment says
         worker_id=name,
         worker_heartbeat_interval=1,
         job_keep_result=120,  # results of these tests expire by themselves
@@ -338,7 +345,7 @@ class RedisServer:
     def __init__(self, directory: Path) -> None:
         self.command = [require_server_binary(), "--port", str(free_port()), "--bind", "127.0.0.1"]
         self.command += ["--dir", str(directory), "--save", "", "--appendonly", "yes"]
-        self.command += ["--appendfsync", "always"]
+        self.command += ["--appendfsync", "always", *REDIS_OPTIONS]
         self.url = f"redis://127.0.0.1:{self.command[2]}/0"
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -10,13 +10,16 @@ import uuid
 
 import httpx
 import pytest
+from pydantic import RedisDsn
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue import JobNotFoundError
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
-from .conftest import RunWorker
+from .conftest import RedisServer, RunWorker
 
 
 @pytest.fixture
@@ -107,3 +110,33 @@ async def test_a_job_whose_record_is_another_type_fails_at_once(
     assert failed["state"] == "failed", failed
     assert failed["error"]["type"] == "ResponseError"
     assert (await client.get(f"/jobs/{other['id']}")).json()["state"] == "succeeded"
+
+
+async def test_a_finished_job_keeps_about_a_kilobyte_and_a_half(
+    settings: Settings, own_redis: RedisServer
+) -> None:
+    """README "Capacity": with dev.REDIS_OPTIONS (compose's too), a finished job's record, its
+    events and its entry in the listing take about 1.5 KB for JOB_RETENTION (a stream node of
+    the default 4 KB made it 5.4 KB)."""
+    mine = settings.model_copy(update={"redis_url": RedisDsn(own_redis.url)})
+    async with ArqJobQueue.connect(mine) as backend:
+        jobs = [
+            await backend.enqueue("word_count", {"text": "kept"}, queue_name=mine.queue_name)
+            for _ in range(20)
+        ]
+    ids = [job.job_id for job in jobs]
+    options = {**worker_options(mine, "default"), "cron_jobs": []}
+    worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})
+    await worker.main()
+    await worker.close()
+    async with Redis.from_url(own_redis.url) as redis:
+        ledger = ledger_for(redis, mine)
+        records = [await redis.memory_usage(ledger.key(job_id)) or 0 for job_id in ids]
+        events = [await redis.memory_usage(ledger.events_key(job_id)) or 0 for job_id in ids]
+        index = (await redis.memory_usage(ledger.index) or 0) / await redis.zcard(ledger.index)
+        states = [(await redis.hget(ledger.key(job_id), "state")) for job_id in ids]
+    assert states == [b"succeeded"] * len(ids)
+    kept = (sum(records) + sum(events)) / len(ids) + index
+    print(f"\nkept per finished job: {kept:.0f} bytes (events {max(events)})")
+    assert max(events) < 1300
+    assert kept < 2000

@@ -178,3 +178,29 @@ async def test_the_operator_reads_merge_both_servers(
         assert [depth.name for depth in stats.queues] == queues
         assert stats.dead_letters == 0
         assert sorted(info.queue for info in await admin.workers()) == sorted(queues)
+
+
+async def test_an_outage_of_the_bulk_queue_s_redis_leaves_the_default_queue_whole(
+    sharded: Settings, own_redis: RedisServer, spawn_web: SpawnWeb, spawn_worker: SpawnWorker
+) -> None:
+    spawn_worker("default", settings=sharded)
+    base, _web = spawn_web(sharded)
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as http:
+        report = {"task": "render_report", "args": {"pages": 1, "seconds_per_page": 0}}
+        earlier = (await http.post("/jobs", json=report)).json()["id"]
+        own_redis.stop()
+
+        assert (await http.get("/health/ready")).status_code == 200  # stays in rotation
+        accepted = await http.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+        assert accepted.status_code == 202, accepted.text
+        assert (await finished(http, accepted.json()["id"]))["state"] == "succeeded"
+        refused = await http.post("/jobs", json=report)
+        assert refused.status_code == 503, refused.text
+        assert "retry-after" in refused.headers
+        assert (await http.get(f"/jobs/{earlier}")).status_code == 503
+
+    async with open_queue(sharded) as admin:  # what /metrics and the dashboard's overview read
+        stats = await admin.stats()
+        assert stats.unreachable == [sharded.bulk_queue_name]
+        assert [depth.name for depth in stats.queues] == [sharded.queue_name]
+        assert [info.queue for info in await admin.workers()] == [sharded.queue_name]

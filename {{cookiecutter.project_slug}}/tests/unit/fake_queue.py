@@ -247,6 +247,11 @@ class FakeQueue:
         self._check()
         return self.dead.get(job_id)
 
+    async def dead_letter_time(self, rank: int) -> float | None:
+        self._check()
+        newest_first = list(reversed(self.dead.values()))
+        return newest_first[rank].failed_at.timestamp() * 1000 if rank < len(newest_first) else None
+
     async def remove_dead_letter(self, job_id: str) -> bool:
         self._check()
         return self.dead.pop(job_id, None) is not None

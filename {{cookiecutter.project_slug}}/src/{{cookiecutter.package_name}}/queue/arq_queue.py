@@ -476,6 +476,16 @@ class ArqJobQueue:
                     return []
                 raise
 
+    async def server_identity(self) -> str | None:
+        """The server's run id and the database this store uses; None while Redis is away."""
+        try:
+            info: dict[str, Any] = await self._redis.info("server")
+        except RedisError as exc:
+            if unavailable(exc):
+                return None
+            raise
+        return f"{info.get('run_id')}/{self._settings.redis_database}"
+
     async def ping(self) -> None:
         # A write, not PING: a full Redis (noeviction) and a read-only replica after a failover
         # answer PING and reads, yet refuse every job. One tiny key with an expiry, the same for

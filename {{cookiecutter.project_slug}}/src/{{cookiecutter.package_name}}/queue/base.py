@@ -151,6 +151,9 @@ class QueueDepth:
 class QueueStats:
     queues: list[QueueDepth]
     dead_letters: int
+    unreachable: list[str] = field(default_factory=list)
+    """Queues whose Redis did not answer (with the bulk queue on a Redis of its own): left out
+    of the figures above, which come from the servers that answered."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,9 +12,12 @@ letters, depths, workers) ask both and merge their answers.
 """
 
 import asyncio
+import heapq
+import itertools
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..settings import QueueKey, Settings
 from .arq_queue import ArqJobQueue
@@ -31,10 +34,13 @@ from .base import (
     NewJob,
     QueueBackend,
     QueueStats,
+    QueueUnavailableError,
     WorkerInfo,
 )
 
 BULK_ID_PREFIX = "bulk-"
+
+log = logging.getLogger(__name__)
 
 
 def queue_of_id(job_id: str) -> QueueKey:
@@ -62,15 +68,27 @@ async def open_queue(settings: Settings) -> AsyncIterator[QueueBackend]:
             settings.with_queue_redis("bulk"), [settings.bulk_queue_name], BULK_ID_PREFIX
         ) as bulk,
     ):
-        yield ShardedQueue(default, bulk, settings.bulk_queue_name)
+        # Two URLs may still reach one database (another name of the host, a proxy): each queue
+        # would then list the other's jobs as its own, twice. (Not checked while either
+        # server is away at start-up.)
+        first, second = await asyncio.gather(default.server_identity(), bulk.server_identity())
+        if first is not None and first == second:
+            raise ValueError(
+                "BULK_REDIS_URL reaches the same Redis database as REDIS_URL: leave it unset "
+                "for one Redis"
+            )
+        yield ShardedQueue(default, bulk, settings.queue_name, settings.bulk_queue_name)
 
 
 class ShardedQueue:
     """The web's backend over two stores, the default queue's and the bulk queue's."""
 
-    def __init__(self, default: Shard, bulk: Shard, bulk_queue_name: str) -> None:
+    def __init__(
+        self, default: Shard, bulk: Shard, default_queue_name: str, bulk_queue_name: str
+    ) -> None:
         self._default = default
         self._bulk = bulk
+        self._default_queue_name = default_queue_name
         self._bulk_queue_name = bulk_queue_name
         self._both = (default, bulk)
 
@@ -171,18 +189,20 @@ class ShardedQueue:
         pages = await asyncio.gather(
             first.dead_letters(limit, skip_first), second.dead_letters(limit, offset - skip_first)
         )
-        letters = sorted(
-            (letter for page in pages for letter in page.letters),
-            key=lambda letter: letter.failed_at,
-            reverse=True,
-        )
-        return DeadLetterPage(total=total, letters=letters[:limit])
+        # One order with `split`'s: newest first, on equal times the first store's letters first
+        # (heapq.merge keeps each page's own order and prefers the earlier page on a tie).
+        letters = heapq.merge(*(page.letters for page in pages), key=newest_first)
+        return DeadLetterPage(total=total, letters=list(itertools.islice(letters, limit)))
 
     async def stats(self) -> QueueStats:
-        both = await asyncio.gather(*(store.stats() for store in self._both))
+        # What monitoring reads (/metrics, the dashboard's overview): a server that does not
+        # answer is named, not allowed to hide the other queue's depths and lag.
+        answers = await answering(*(store.stats() for store in self._both))
+        queues = (self._default_queue_name, self._bulk_queue_name)
         return QueueStats(
-            [depth for stats in both for depth in stats.queues],
-            sum(stats.dead_letters for stats in both),
+            [depth for stats in answers if stats is not None for depth in stats.queues],
+            sum(stats.dead_letters for stats in answers if stats is not None),
+            [queue for queue, stats in zip(queues, answers, strict=True) if stats is None],
         )
 
     async def recent_jobs(
@@ -205,8 +225,8 @@ class ShardedQueue:
         return await self._of_id(job_id).arguments(job_id)
 
     async def workers(self) -> list[WorkerInfo]:
-        both = await asyncio.gather(*(store.workers() for store in self._both))
-        alive = [info for workers in both for info in workers]
+        answers = await answering(*(store.workers() for store in self._both))
+        alive = [info for workers in answers if workers is not None for info in workers]
         return sorted(alive, key=lambda info: info.last_beat, reverse=True)[:100]
 
     # Operator sessions belong to the web, not to a queue: the default queue's server.
@@ -219,6 +239,24 @@ class ShardedQueue:
 
     async def close_session(self, session: str) -> None:
         await self._default.close_session(session)
+
+
+async def answering(*reads: Awaitable[Any]) -> list[Any]:
+    """Each read's answer, None for a store that did not answer (logged); raises when none did."""
+    answers = await asyncio.gather(*reads, return_exceptions=True)
+    for answer in answers:
+        if isinstance(answer, BaseException) and not isinstance(answer, QueueUnavailableError):
+            raise answer
+    if all(isinstance(answer, BaseException) for answer in answers):
+        raise cast("BaseException", answers[0])
+    for answer in answers:
+        if isinstance(answer, QueueUnavailableError):
+            log.warning("a queue's Redis does not answer (%s): read without it", answer)
+    return [None if isinstance(answer, BaseException) else answer for answer in answers]
+
+
+def newest_first(letter: DeadLetter) -> float:
+    return -letter.failed_at.timestamp()
 
 
 def merge_pages(pages: Sequence[JobPage], limit: int) -> JobPage:
@@ -266,7 +304,7 @@ async def split(
         )
         if next_first is None or last_second is None:  # changed while we read: settle here
             return taken
-        if next_first > last_second:  # the first's next item is newer: take more of it
+        if next_first >= last_second:  # the first's next item comes first: take more of it
             low = taken + 1
         else:
             high = taken

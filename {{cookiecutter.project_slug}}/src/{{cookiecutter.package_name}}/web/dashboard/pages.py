@@ -177,6 +177,11 @@ def overview_fragment(
     ]
     parts = [
         "<section><h2>Queues</h2>",
+        *(
+            f'<p class="notice">The Redis of <code>{esc(name)}</code> does not answer: its '
+            "jobs, workers and dead letters are missing below until it does.</p>"
+            for name in stats.unreachable
+        ),
         table(
             "Jobs per queue",
             ["queue", "ready", "deferred", "oldest ready waits", "running"],

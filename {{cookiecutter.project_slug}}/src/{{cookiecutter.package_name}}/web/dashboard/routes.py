@@ -25,6 +25,7 @@ from ...queue import (
     JobRecord,
     JobState,
     QueueAdmin,
+    QueueUnavailableError,
 )
 from ...tasks import TASKS, redact
 from ..deps import AdminDep, QueueDep, SessionsDep, SettingsDep
@@ -86,7 +87,12 @@ def back(path: str, notice: str) -> RedirectResponse:
 async def overview_html(admin: QueueAdmin) -> str:
     stats = await admin.stats()
     workers = await admin.workers()
-    failures = (await admin.dead_letters(5)).letters
+    try:
+        failures = (await admin.dead_letters(5)).letters
+    except QueueUnavailableError:
+        if not stats.unreachable:
+            raise
+        failures = []  # (the overview names the queue whose Redis does not answer)
     # The schedule as the freshest worker that runs cron reports it (workers are newest first);
     # no section while no worker reports one (a project without cron jobs never does).
     cron = next((dict(worker.cron) for worker in workers if worker.cron), None)
