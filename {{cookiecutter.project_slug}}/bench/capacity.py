@@ -20,6 +20,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from arq.constants import result_key_prefix
 from pydantic import RedisDsn
@@ -42,6 +43,16 @@ WORK: dict[QueueKey, tuple[str, dict[str, object]]] = {
 UTILISATION = 0.7
 """The share of a core a plan fills: headroom for bursts, retries and a failover's catch-up."""
 RATES = (1_000, 10_000, 100_000)
+HEADER = [
+    "layout",
+    "jobs/s",
+    "ratio",
+    "worker us",
+    "Redis us",
+    "worker cores",
+    "Redis cores",
+    "conns",
+]
 DEFAULTS = Settings.model_fields
 RETENTION: int = DEFAULTS["job_retention"].default
 KEEP_RESULT: int = DEFAULTS["job_keep_result"].default
@@ -67,6 +78,9 @@ class Round:
     redis_cpu: list[float]
     """CPU seconds of each distinct server over the drain, in Layout.distinct's order."""
     default_ids: list[str]
+    connections: int
+    """The most connections the layout's servers held at once while draining (INFO clients), the
+    benchmark's own left out: its workers' connections."""
 
 
 def layout(run: Run, name: str, servers: dict[QueueKey, Redis], bulk_url: str | None) -> Layout:
@@ -104,6 +118,7 @@ async def drain_both(run: Run, where: Layout, jobs: int) -> Round:
             run.job_ids.extend(ids[queue])
     servers = where.distinct()
     before = [(await usage(redis)).cpu for redis in servers]
+    peak = 0
     cpu = sum(worker.cpu_seconds() for worker in where.workers)
     started = time.perf_counter()
     for worker in where.workers:
@@ -112,6 +127,7 @@ async def drain_both(run: Run, where: Layout, jobs: int) -> Round:
         while await redis.zcard(settings.queue_for(queue)):
             if time.perf_counter() - started > 300:
                 raise where.workers[0].failed(f"{where.name}: the {queue} queue did not drain")
+            peak = max(peak, await connections(servers) - len(servers))  # (ours: one each)
             await asyncio.sleep(0.005)
     seconds = time.perf_counter() - started
     for worker in where.workers:
@@ -123,7 +139,16 @@ async def drain_both(run: Run, where: Layout, jobs: int) -> Round:
         sum(worker.cpu_seconds() for worker in where.workers) - cpu,
         [end - start for start, end in zip(before, after, strict=True)],
         ids["default"],
+        peak,
     )
+
+
+async def connections(servers: Sequence[Redis]) -> int:
+    total = 0
+    for redis in servers:
+        clients: dict[str, Any] = await redis.info("clients")
+        total += int(clients["connected_clients"])
+    return total
 
 
 async def kept_bytes(
@@ -212,6 +237,7 @@ async def measure(run: Run) -> str:
                 " + ".join(
                     f"{median([r.redis_cpu[i] / r.seconds for r in done]):.2f}" for i in servers
                 ),
+                str(max(r.connections for r in done)),
             ]
         )
     single = results[one.name]
@@ -227,8 +253,9 @@ async def measure(run: Run) -> str:
     measured = table(
         f"Capacity: {WORKERS_PER_QUEUE} workers per queue drain {jobs} jobs on each of two queues "
         f"at once; medians of {rounds} rounds, ratio to one Redis; per job the CPU us of the "
-        f"workers and of each Redis; while draining, the cores each kept busy (of {cores})",
-        ["layout", "jobs/s", "ratio", "worker us", "Redis us", "worker cores", "Redis cores"],
+        f"workers and of each Redis; while draining, the cores each kept busy (of {cores}) and "
+        f"the most connections the {WORKERS_PER_QUEUE * len(WORK)} workers held",
+        HEADER,
         rows,
     )
     model = table(
