@@ -288,7 +288,9 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^Capacity: 2 workers per queue drain \d+ jobs on each of two queues ",
         r"^one Redis\s+\d+\s+1\.00x\s",
         r"^two Redis \(bulk queue on its own\)\s+\d+\s+[0-9.]+x\s+\d+\s+\d+ \+ \d+\s",
-        r"^Capacity model from this run: a Redis core carries [0-9,]+ jobs/s",
+        r"^Capacity model from this run: a job costs Redis \d+ us to enqueue .* so a Redis core "
+        r"carries [0-9,]+ jobs/s",
+        r"^POST /jobs \(this service\)\s+\d+\s+[0-9.]+x\s+[0-9.]+x\s+[0-9.]+\s+[0-9.]+\s+\d+\s+\d+$",
         r"^100,000\s+[0-9.]+\s+\d+\s+[0-9,.]+\s+[0-9,.]+$",
         r"^saq: ",
         r"^Goals$",

@@ -1,16 +1,17 @@
 """Capacity: the same workers over one Redis and over two (the bulk queue on a server of its
 own, BULK_REDIS_URL), in one run, and the per-job costs a capacity plan starts from.
 
-Two workers per queue (`{{ cookiecutter.project_slug }} worker`, every hook as shipped), each a process, drain
-both queues at once: `word_count` jobs on the default queue, one-page `render_report` jobs of no
-wait on the bulk queue (both CPU-light, so the servers' share shows at its largest; the bulk
-workers get the default queue's max_jobs). Layouts
-alternate over rounds; each round fills both queues while the workers are paused (SIGSTOP), then
-times the drain of both. Per job: the workers' CPU and each Redis's CPU (INFO cpu); during the
-drain, the cores each side kept busy, which says what binds. And what a finished job keeps in
-Redis (MEMORY USAGE of its record, events and index entry for JOB_RETENTION, of its result for
-JOB_KEEP_RESULT). The model table divides a core by those costs: the Redis cores and worker
-processes a rate needs, and the memory its retained jobs take.
+Two workers per queue (`{{ cookiecutter.project_slug }} worker`, every hook as shipped), each a
+process, drain both queues at once: `word_count` jobs on the default queue, one-page
+`render_report` jobs of no wait on the bulk queue (both CPU-light, so the servers' share shows at
+its largest; the bulk workers get the default queue's max_jobs). Layouts alternate over rounds;
+each round fills both queues while the workers are paused (SIGSTOP), then times the drain of
+both. Per job: the workers' CPU and each Redis's CPU (INFO cpu); during the drain, the cores each
+side kept busy, which says what binds, and the connections the workers held. Then the Redis CPU
+of an enqueue as POST /jobs makes it, and what a finished job keeps in Redis (MEMORY USAGE of its
+record, events and index entry for JOB_RETENTION, of its result for JOB_KEEP_RESULT). The model
+table divides a core by those costs: the Redis cores and worker processes a rate needs, and the
+memory its retained jobs take.
 """
 
 import asyncio
@@ -143,6 +144,36 @@ async def drain_both(run: Run, where: Layout, jobs: int) -> Round:
     )
 
 
+async def enqueue_cost(run: Run, where: Layout, jobs: int) -> float:
+    """Redis CPU seconds a job costs to enqueue as POST /jobs does (one script call a job, 32
+    calls in flight, so that they share round trips as concurrent requests do); the jobs then
+    run, unmeasured."""
+    settings, redis = where.settings, where.servers["default"]
+    task, kwargs = WORK["default"]
+    ids: list[str] = []
+    async with open_queue(settings) as backend:
+
+        async def one() -> str:
+            return (await backend.enqueue(task, kwargs, queue_name=settings.queue_name)).job_id
+
+        before = (await usage(redis)).cpu
+        for start in range(0, jobs, 32):
+            ids += await asyncio.gather(*(one() for _ in range(min(32, jobs - start))))
+        spent = (await usage(redis)).cpu - before
+    run.job_ids.extend(ids)
+    workers = [w for w in where.workers if w.queue_name == settings.queue_name]
+    for worker in workers:
+        worker.resume()
+    deadline = time.monotonic() + 300
+    while await redis.zcard(settings.queue_name):
+        if time.monotonic() > deadline:
+            raise workers[0].failed("the enqueued jobs did not run")
+        await asyncio.sleep(0.01)
+    for worker in workers:
+        worker.pause()
+    return spent / jobs
+
+
 async def connections(servers: Sequence[Redis]) -> int:
     total = 0
     for redis in servers:
@@ -213,6 +244,7 @@ async def measure(run: Run) -> str:
         results: dict[str, list[Round]] = {one.name: [], two.name: []}
         for where in (one, two):  # warm-up: connections, imports, first-call caches
             await drain_both(run, where, 50)
+        enqueue = median([await enqueue_cost(run, one, jobs) for _ in range(rounds)])
         for n in range(rounds):  # alternated, so that drift hits both alike
             for where in (one, two) if n % 2 == 0 else (two, one):
                 results[where.name].append(await drain_both(run, where, jobs))
@@ -241,7 +273,8 @@ async def measure(run: Run) -> str:
             ]
         )
     single = results[one.name]
-    per_redis = 1 / median([sum(r.redis_cpu) / r.jobs for r in single])
+    run_cost = median([sum(r.redis_cpu) / r.jobs for r in single])
+    per_redis = 1 / (enqueue + run_cost)
     per_worker = 1 / median([r.worker_cpu / r.jobs for r in single])
     run.goals.append(
         Goal(
@@ -259,8 +292,10 @@ async def measure(run: Run) -> str:
         rows,
     )
     model = table(
-        f"Capacity model from this run: a Redis core carries {per_redis:,.0f} jobs/s, a worker "
-        f"process (a core) {per_worker:,.0f}; a finished job keeps {record:,.0f} bytes for "
+        f"Capacity model from this run: a job costs Redis {enqueue * 1e6:.0f} us to enqueue (as "
+        f"POST /jobs) and {run_cost * 1e6:.0f} us to run, so a Redis core carries "
+        f"{per_redis:,.0f} jobs/s; a worker process (a core) {per_worker:,.0f}; a finished job "
+        f"keeps {record:,.0f} bytes for "
         f"JOB_RETENTION ({RETENTION:,} s by default) and its result {result:,.0f} bytes for "
         f"JOB_KEEP_RESULT ({KEEP_RESULT:,} s); plans fill {UTILISATION:.0%} of each core",
         ["jobs/s", "Redis cores", "worker processes", "GiB kept (defaults)", "GiB kept (1 h)"],

@@ -86,10 +86,7 @@ class Worker:
         return b"".join(self.log.readlines()[-lines:]).decode(errors="replace")
 
     def cpu_seconds(self) -> float:
-        """User and system CPU time of the process so far (Linux: /proc)."""
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        user, system = int(fields[11]), int(fields[12])  # utime, stime (fields 14, 15)
-        return (user + system) / os.sysconf("SC_CLK_TCK")
+        return cpu_seconds(self.process.pid)
 
     def pause(self) -> None:
         """SIGSTOP: a worker that is not measured neither polls nor counts in Redis's CPU."""
@@ -113,6 +110,13 @@ class Worker:
         return RuntimeError(
             f"{self.label}: {why} (worker {state}); its output ends:\n{self.output()}"
         )
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (Linux: /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    user, system = int(fields[11]), int(fields[12])  # utime, stime (fields 14, 15)
+    return (user + system) / os.sysconf("SC_CLK_TCK")
 
 
 def start_worker(

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from {{ cookiecutter.package_name }}.dev import free_port, server_binary
 
-from .common import PROJECT, Goal, Run, median, percentile, ratio, table
+from .common import PROJECT, Goal, Run, cpu_seconds, median, percentile, ratio, table
 
 CONNECTIONS = 32
 JOB = {"task": "word_count", "args": {"text": "hello bench"}}
@@ -140,23 +140,42 @@ async def serve(
         return server, port
 
 
+def redis_cpu(redis: Redis) -> float:
+    info = redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def measure(run: Run) -> str:
     seconds, rounds = (1.0, 1) if run.quick else (5.0, 3)
     server, port = await serve(run)
+    # CPU per request of the web process and of Redis, over each round (the web serves nothing
+    # else meanwhile; the bare endpoint's Redis figure is what the others' is measured against).
+    web_us: dict[str, list[float]] = {kind: [] for kind in [*ENDPOINTS, "batch"]}
+    redis_us: dict[str, list[float]] = {kind: [] for kind in [*ENDPOINTS, "batch"]}
     try:
-        for path in ENDPOINTS.values():  # warm-up: connections, imports, pools
-            await load(port, path, 0.5)
-        rates: dict[str, list[float]] = {kind: [] for kind in ENDPOINTS}
-        latencies: dict[str, list[float]] = {kind: [] for kind in ENDPOINTS}
-        for n in range(rounds):
-            # Alternated: each round starts with the next endpoint, so drift hits all alike.
-            kinds = list(ENDPOINTS)
-            for kind in kinds[n % len(kinds) :] + kinds[: n % len(kinds)]:
-                per_second, samples = await load(port, ENDPOINTS[kind], seconds)
-                rates[kind].append(per_second)
-                latencies[kind].extend(samples)
-        # The bulk path: POST /jobs/batch with BATCH jobs a request.
-        batch_rate, batch_latencies = await load(port, "/jobs/batch", seconds, BATCH_BODY)
+        with Redis.from_url(str(run.settings.redis_url)) as redis:
+
+            async def timed(kind: str, path: str, body: bytes = BODY) -> tuple[float, list[float]]:
+                web, store = cpu_seconds(server.pid), redis_cpu(redis)
+                per_second, samples = await load(port, path, seconds, body)
+                done = len(samples) * (BATCH if kind == "batch" else 1)
+                web_us[kind].append((cpu_seconds(server.pid) - web) / done * 1e6)
+                redis_us[kind].append((redis_cpu(redis) - store) / done * 1e6)
+                return per_second, samples
+
+            for path in ENDPOINTS.values():  # warm-up: connections, imports, pools
+                await load(port, path, 0.5)
+            rates: dict[str, list[float]] = {kind: [] for kind in ENDPOINTS}
+            latencies: dict[str, list[float]] = {kind: [] for kind in ENDPOINTS}
+            for n in range(rounds):
+                # Alternated: each round starts with the next endpoint, so drift hits all alike.
+                kinds = list(ENDPOINTS)
+                for kind in kinds[n % len(kinds) :] + kinds[: n % len(kinds)]:
+                    per_second, samples = await timed(kind, ENDPOINTS[kind])
+                    rates[kind].append(per_second)
+                    latencies[kind].extend(samples)
+            # The bulk path: POST /jobs/batch with BATCH jobs a request (CPU per job).
+            batch_rate, batch_latencies = await timed("batch", "/jobs/batch", BATCH_BODY)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -169,6 +188,8 @@ async def measure(run: Run) -> str:
             ratio(rate[kind], rate["bare"]),
             f"{percentile(latencies[kind], 0.50) * 1000:.1f}",
             f"{percentile(latencies[kind], 0.99) * 1000:.1f}",
+            f"{median(web_us[kind]):.0f}",
+            f"{median(redis_us[kind]):.0f}",
         ]
         for kind, label in LABELS.items()
     ]
@@ -181,6 +202,8 @@ async def measure(run: Run) -> str:
             ratio(batch, rate["bare"]),
             f"{percentile(batch_latencies, 0.50) * 1000:.1f}",
             f"{percentile(batch_latencies, 0.99) * 1000:.1f}",
+            f"{median(web_us['batch']):.0f}",
+            f"{median(redis_us['batch']):.0f}",
         ]
     )
     durable = await measure_durable(run, seconds, rounds)
@@ -200,8 +223,9 @@ async def measure(run: Run) -> str:
     )
     main = table(
         f"HTTP (uvloop + httptools): {CONNECTIONS} keep-alive connections, {rounds} x "
-        f"{seconds:g} s per endpoint, median req/s; ratios to the naive enqueue and to bare",
-        ["endpoint", "req/s", "/ naive", "/ bare", "p50 ms", "p99 ms"],
+        f"{seconds:g} s per endpoint, median req/s; ratios to the naive enqueue and to bare; "
+        "CPU us per request (per job for the batch) of the web process and of Redis",
+        ["endpoint", "req/s", "/ naive", "/ bare", "p50 ms", "p99 ms", "web us", "Redis us"],
         rows,
     )
     return f"{main}\n\n{durable}"
