@@ -282,8 +282,13 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
             children.append(spawn([*watch, worker, str(SOURCE)], env))
             watchdog.watch(children[-1].pid)
             names.append(f"the {queue} queue's worker")
+        # The bulk queue's own Redis, if set, is the processes' to reach (never started here).
+        bulk = ""
+        if (other := settings.bulk_redis_url) is not None:  # (its password, if any, not shown)
+            bulk = f"\nBulk:    {other.scheme}://{other.host}:{other.port}{other.path or ''}"
+            bulk += "  (BULK_REDIS_URL: the bulk queue's own Redis)"
         print(
-            f"Redis:   {url}  ({origin})\n"
+            f"Redis:   {url}  ({origin}){bulk}\n"
             f"Web:     http://{host}:{port}  (API docs: /docs; reloads on changes)\n"
             f"Workers: {', '.join(get_args(QueueKey))} queues  (restart on changes)\n"
             "Ctrl-C stops everything.",

@@ -3,6 +3,8 @@ the web and a worker per queue as the Dockerfile runs them. Every job runs, ever
 job on the right server from the id alone, and the operator's reads show both servers."""
 
 import asyncio
+import signal
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -14,7 +16,7 @@ from redis.asyncio import Redis as AsyncRedis
 
 from {{ cookiecutter.package_name }}.queue import DeadLetter, JobError
 from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for
-from {{ cookiecutter.package_name }}.queue.shards import BULK_ID_PREFIX, open_queue
+from {{ cookiecutter.package_name }}.queue.shards import BULK_ID_PREFIX, MERGED_READ_TIMEOUT, open_queue
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from ..auth import AUTH
@@ -204,3 +206,28 @@ async def test_an_outage_of_the_bulk_queue_s_redis_leaves_the_default_queue_whol
         assert stats.unreachable == [sharded.bulk_queue_name]
         assert [depth.name for depth in stats.queues] == [sharded.queue_name]
         assert [info.queue for info in await admin.workers()] == [sharded.queue_name]
+
+
+async def test_a_stalled_bulk_redis_holds_no_read_of_the_default_queue(
+    sharded: Settings, own_redis: RedisServer, spawn_web: SpawnWeb
+) -> None:
+    base, _web = spawn_web(sharded)
+    assert own_redis.process is not None
+    own_redis.process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+    async with httpx.AsyncClient(base_url=base, headers=AUTH, timeout=30) as http:
+        started = time.monotonic()
+        assert (await http.get("/health/ready")).status_code == 200
+        accepted = await http.post("/jobs", json={"task": "word_count", "args": {"text": "x"}})
+        assert accepted.status_code == 202, accepted.text
+        assert (await http.get(f"/jobs/{accepted.json()['id']}")).status_code == 200
+        assert time.monotonic() - started < 2  # none of these waits for the bulk server
+
+    async with open_queue(sharded) as admin:  # what /metrics and the dashboard's overview read
+        started = time.monotonic()
+        stats = await admin.stats()
+        workers = await admin.workers()
+        waited = time.monotonic() - started
+    assert stats.unreachable == [sharded.bulk_queue_name]
+    assert [depth.name for depth in stats.queues] == [sharded.queue_name]
+    assert workers == []
+    assert waited < 2 * MERGED_READ_TIMEOUT + 1, waited  # bounded, not the socket timeouts

@@ -39,6 +39,8 @@ from .base import (
 )
 
 BULK_ID_PREFIX = "bulk-"
+MERGED_READ_TIMEOUT = 2.0
+"""Seconds a merged read (depths, workers) waits for each server before leaving it out."""
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +73,20 @@ async def open_queue(settings: Settings) -> AsyncIterator[QueueBackend]:
         # Two URLs may still reach one database (another name of the host, a proxy): each queue
         # would then list the other's jobs as its own, twice. (Not checked while either
         # server is away at start-up.)
-        first, second = await asyncio.gather(default.server_identity(), bulk.server_identity())
+        first, second = await asyncio.gather(identity(default), identity(bulk))
         if first is not None and first == second:
             raise ValueError(
                 "BULK_REDIS_URL reaches the same Redis database as REDIS_URL: leave it unset "
                 "for one Redis"
             )
         yield ShardedQueue(default, bulk, settings.queue_name, settings.bulk_queue_name)
+
+
+async def identity(store: ArqJobQueue) -> str | None:
+    try:
+        return await asyncio.wait_for(store.server_identity(), MERGED_READ_TIMEOUT)
+    except TimeoutError:
+        return None
 
 
 class ShardedQueue:
@@ -242,8 +251,9 @@ class ShardedQueue:
 
 
 async def answering(*reads: Awaitable[Any]) -> list[Any]:
-    """Each read's answer, None for a store that did not answer (logged); raises when none did."""
-    answers = await asyncio.gather(*reads, return_exceptions=True)
+    """Each read's answer, None for a store that did not answer within MERGED_READ_TIMEOUT
+    (logged); raises when none did."""
+    answers = await asyncio.gather(*map(bounded, reads), return_exceptions=True)
     for answer in answers:
         if isinstance(answer, BaseException) and not isinstance(answer, QueueUnavailableError):
             raise answer
@@ -253,6 +263,16 @@ async def answering(*reads: Awaitable[Any]) -> list[Any]:
         if isinstance(answer, QueueUnavailableError):
             log.warning("a queue's Redis does not answer (%s): read without it", answer)
     return [None if isinstance(answer, BaseException) else answer for answer in answers]
+
+
+async def bounded(read: Awaitable[Any]) -> Any:
+    """A read that a stalled server cannot hold past MERGED_READ_TIMEOUT: the web's own socket
+    timeout and retries would keep /metrics (and the dashboard's overview) waiting longer than a
+    scrape lasts, and the other queue's figures would be lost with the stalled one's."""
+    try:
+        return await asyncio.wait_for(read, MERGED_READ_TIMEOUT)
+    except TimeoutError as exc:
+        raise QueueUnavailableError(f"no answer within {MERGED_READ_TIMEOUT:g} s") from exc
 
 
 def newest_first(letter: DeadLetter) -> float:
