@@ -79,9 +79,10 @@ class Round:
     redis_cpu: list[float]
     """CPU seconds of each distinct server over the drain, in Layout.distinct's order."""
     default_ids: list[str]
-    connections: int
-    """The most connections the layout's servers held at once while draining (INFO clients), the
-    benchmark's own left out: its workers' connections."""
+    connections: int | None
+    """The most connections the bulk queue's workers held at once while draining, on its own
+    Redis (INFO clients, the benchmark's one left out); None with one Redis, where the other
+    layout's idle workers are connected too."""
 
 
 def layout(run: Run, name: str, servers: dict[QueueKey, Redis], bulk_url: str | None) -> Layout:
@@ -124,11 +125,13 @@ async def drain_both(run: Run, where: Layout, jobs: int) -> Round:
     started = time.perf_counter()
     for worker in where.workers:
         worker.resume()
+    own = where.servers["bulk"] if len(servers) > 1 else None  # only its workers connect there
     for queue, redis in where.servers.items():
         while await redis.zcard(settings.queue_for(queue)):
             if time.perf_counter() - started > 300:
                 raise where.workers[0].failed(f"{where.name}: the {queue} queue did not drain")
-            peak = max(peak, await connections(servers) - len(servers))  # (ours: one each)
+            if own is not None:
+                peak = max(peak, await connections(own) - 1)  # (the benchmark's own: one)
             await asyncio.sleep(0.005)
     seconds = time.perf_counter() - started
     for worker in where.workers:
@@ -140,7 +143,7 @@ async def drain_both(run: Run, where: Layout, jobs: int) -> Round:
         sum(worker.cpu_seconds() for worker in where.workers) - cpu,
         [end - start for start, end in zip(before, after, strict=True)],
         ids["default"],
-        peak,
+        peak if own is not None else None,
     )
 
 
@@ -174,12 +177,9 @@ async def enqueue_cost(run: Run, where: Layout, jobs: int) -> float:
     return spent / jobs
 
 
-async def connections(servers: Sequence[Redis]) -> int:
-    total = 0
-    for redis in servers:
-        clients: dict[str, Any] = await redis.info("clients")
-        total += int(clients["connected_clients"])
-    return total
+async def connections(redis: Redis) -> int:
+    clients: dict[str, Any] = await redis.info("clients")
+    return int(clients["connected_clients"])
 
 
 async def kept_bytes(
@@ -269,7 +269,7 @@ async def measure(run: Run) -> str:
                 " + ".join(
                     f"{median([r.redis_cpu[i] / r.seconds for r in done]):.2f}" for i in servers
                 ),
-                str(max(r.connections for r in done)),
+                str(max(r.connections or 0 for r in done)) if done[0].connections else "-",
             ]
         )
     single = results[one.name]
@@ -287,7 +287,7 @@ async def measure(run: Run) -> str:
         f"Capacity: {WORKERS_PER_QUEUE} workers per queue drain {jobs} jobs on each of two queues "
         f"at once; medians of {rounds} rounds, ratio to one Redis; per job the CPU us of the "
         f"workers and of each Redis; while draining, the cores each kept busy (of {cores}) and "
-        f"the most connections the {WORKERS_PER_QUEUE * len(WORK)} workers held",
+        f"the most connections the bulk queue's {WORKERS_PER_QUEUE} workers held on its own Redis",
         HEADER,
         rows,
     )

@@ -139,6 +139,7 @@ def start_ours(run: Run, label: str, queue: QueueKey = "default", number: int = 
     env = {
         "REDIS_URL": str(settings.redis_url),
         "BULK_REDIS_URL": str(settings.bulk_redis_url or ""),
+        "REDIS_SENTINELS": "",  # the run's own Redis, whatever the environment or .env says
         "QUEUE_NAME": settings.queue_name,
         "BULK_QUEUE_NAME": settings.bulk_queue_name,
         "JOB_KEEP_RESULT": str(settings.job_keep_result),

@@ -109,6 +109,9 @@ def start_server(run: Run, app: str, **extra: str) -> tuple["subprocess.Popen[by
         "REDIS_URL": str(run.settings.redis_url),
         "QUEUE_NAME": run.settings.queue_name,
         "BULK_QUEUE_NAME": run.settings.bulk_queue_name,
+        # The run's own Redis for everything, whatever the environment or .env says.
+        "BULK_REDIS_URL": "",
+        "REDIS_SENTINELS": "",
         "LOG_LEVEL": "WARNING",
 {%- if cookiecutter.use_api_key %}
         "API_KEY": API_KEY,

@@ -231,3 +231,11 @@ async def test_a_stalled_bulk_redis_holds_no_read_of_the_default_queue(
     assert [depth.name for depth in stats.queues] == [sharded.queue_name]
     assert workers == []
     assert waited < 2 * MERGED_READ_TIMEOUT + 1, waited  # bounded, not the socket timeouts
+
+
+async def test_two_urls_that_reach_one_database_are_refused_at_start(settings: Settings) -> None:
+    # model_copy skips the settings' own check of the URLs: this is the servers' run ids'.
+    same = settings.model_copy(update={"bulk_redis_url": RedisDsn(f"{settings.redis_url}")})
+    with pytest.raises(ValueError, match="reaches the same Redis database as REDIS_URL"):
+        async with open_queue(same):
+            pass

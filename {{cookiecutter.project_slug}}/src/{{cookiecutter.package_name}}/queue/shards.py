@@ -185,18 +185,21 @@ class ShardedQueue:
         return sum(counts)
 
     async def dead_letters(self, limit: int, offset: int = 0) -> DeadLetterPage:
+        # Whole or a 503, and soon: each step waits MERGED_READ_TIMEOUT at most for a server (a
+        # stalled one would otherwise hold the dashboard's overview for its socket timeouts).
         first, second = self._both
-        totals = await asyncio.gather(*(store.dead_letters(1, 0) for store in self._both))
+        totals = await asyncio.gather(*(bounded(store.dead_letters(1, 0)) for store in self._both))
         total = sum(page.total for page in totals)
         skip_first = await split(
             offset,
             totals[0].total,
             totals[1].total,
-            first.dead_letter_time,
-            second.dead_letter_time,
+            lambda rank: bounded(first.dead_letter_time(rank)),
+            lambda rank: bounded(second.dead_letter_time(rank)),
         )
         pages = await asyncio.gather(
-            first.dead_letters(limit, skip_first), second.dead_letters(limit, offset - skip_first)
+            bounded(first.dead_letters(limit, skip_first)),
+            bounded(second.dead_letters(limit, offset - skip_first)),
         )
         # One order with `split`'s: newest first, on equal times the first store's letters first
         # (heapq.merge keeps each page's own order and prefers the earlier page on a tie).

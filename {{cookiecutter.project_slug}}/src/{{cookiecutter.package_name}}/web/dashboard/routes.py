@@ -8,6 +8,8 @@ OPERATOR_KEY (web/operator.py): a browser logs in once with the key and then car
 cookie (sessions.py).
 """
 
+import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import parse_qs, urlsplit
@@ -19,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from ...queue import (
     FINISHED,
+    DeadLetter,
     JobFinishedError,
     JobNotFoundError,
     JobQueue,
@@ -85,14 +88,21 @@ def back(path: str, notice: str) -> RedirectResponse:
 
 
 async def overview_html(admin: QueueAdmin) -> str:
-    stats = await admin.stats()
-    workers = await admin.workers()
-    try:
-        failures = (await admin.dead_letters(5)).letters
-    except QueueUnavailableError:
-        if not stats.unreachable:
-            raise
-        failures = []  # (the overview names the queue whose Redis does not answer)
+    # At once: with the bulk queue on a Redis of its own, a stalled one costs each read its
+    # bound (queue.shards), and the three would otherwise pay it one after another.
+    stats, workers, letters = await asyncio.gather(
+        admin.stats(), admin.workers(), admin.dead_letters(5), return_exceptions=True
+    )
+    if isinstance(stats, BaseException):
+        raise stats
+    if isinstance(workers, BaseException):
+        raise workers
+    if isinstance(letters, QueueUnavailableError) and stats.unreachable:
+        failures: Sequence[DeadLetter] = []  # (the overview names the Redis that is missing)
+    elif isinstance(letters, BaseException):
+        raise letters
+    else:
+        failures = letters.letters
     # The schedule as the freshest worker that runs cron reports it (workers are newest first);
     # no section while no worker reports one (a project without cron jobs never does).
     cron = next((dict(worker.cron) for worker in workers if worker.cron), None)
