@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -291,17 +291,22 @@ def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
 
 
 class SpawnWeb(Protocol):
-    def __call__(self, settings: Settings | None = None, **env: object) -> tuple[str, Process]: ...
+    def __call__(
+        self, settings: Settings | None = None, options: Sequence[str] = (), **env: object
+    ) -> tuple[str, Process]: ...
 
 
 @pytest.fixture
 def spawn_web(settings: Settings, tmp_path: Path) -> Iterator[SpawnWeb]:
     """Start the web app as a process of its own (the Dockerfile's command) and return its base
-    URL once it is ready, with the process; stopped at the end of the test."""
+    URL once it is ready, with the process; stopped at the end of the test. `options` go to
+    uvicorn, `env` over the settings' environment."""
     started: list[Process] = []
     default = settings
 
-    def spawn(settings: Settings | None = None, **env: object) -> tuple[str, Process]:
+    def spawn(
+        settings: Settings | None = None, options: Sequence[str] = (), **env: object
+    ) -> tuple[str, Process]:
         port = free_port()
         command = [
             str(Path(sys.executable).with_name("uvicorn")),
@@ -311,6 +316,7 @@ def spawn_web(settings: Settings, tmp_path: Path) -> Iterator[SpawnWeb]:
             "127.0.0.1",
             "--port",
             str(port),
+            *options,
         ]
         log = tmp_path / f"web-{len(started)}.log"
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
@@ -335,7 +341,7 @@ def spawn_web(settings: Settings, tmp_path: Path) -> Iterator[SpawnWeb]:
     yield spawn
     for web in started:
         if web.alive():
-            web.stop(timeout=15)
+            web.stop(timeout=30)
 
 
 class RedisServer:

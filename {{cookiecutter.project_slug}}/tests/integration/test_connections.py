@@ -12,7 +12,6 @@ import contextlib
 import json
 import resource
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,13 +25,15 @@ from {{ cookiecutter.package_name }}.dev import answers, free_port
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from ..auth import AUTH
-from .conftest import Process, SpawnWorker, require_server_binary, service_env
+from .conftest import SpawnWeb, SpawnWorker, require_server_binary
 
 pytestmark = pytest.mark.slow
 
 STREAMS = 1000
 PAGES = 10  # the job reports progress PAGES times, one page every SECONDS_PER_PAGE
 SECONDS_PER_PAGE = 0.4
+BACKLOG = ("--backlog", str(2 * STREAMS))
+"""uvicorn's listen backlog: room for every stream's connection at once."""
 
 
 @dataclass
@@ -70,44 +71,6 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
         process.terminate()
         process.wait(timeout=10)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
-
-
-def start_web(settings: Settings, redis: OwnRedis, log: Path, **env: object) -> tuple[str, Process]:
-    """The web app as its own process (the Dockerfile's command), as Redis user `web`."""
-    port = free_port()
-    command = [
-        str(Path(sys.executable).with_name("uvicorn")),
-        "{{ cookiecutter.package_name }}.web.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--backlog",
-        str(2 * STREAMS),
-    ]
-    environment = service_env(settings, redis_url=redis.web_url, **env)
-    with log.open("wb") as out:  # the child keeps its own copy of the descriptor
-        process = subprocess.Popen(command, env=environment, stdout=out, stderr=subprocess.STDOUT)
-    web = Process("web", process, log)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        with contextlib.suppress(httpx.TransportError):
-            if httpx.get(f"{base}/health/ready", timeout=5).status_code == 200:
-                return base, web
-        if not web.alive() or time.monotonic() > deadline:
-            pytest.fail(f"the web process did not start:\n{web.output()}")
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def webs() -> Iterator[list[Process]]:
-    started: list[Process] = []
-    yield started
-    for web in started:
-        if web.alive():
-            web.stop(timeout=30)
 
 
 class StreamClient:
@@ -166,13 +129,13 @@ async def test_a_thousand_streams_of_one_job_share_bounded_redis_connections(
     own_redis: OwnRedis,
     settings: Settings,
     spawn_worker: SpawnWorker,
-    webs: list[Process],
-    tmp_path: Path,
+    spawn_web: SpawnWeb,
 ) -> None:
     on_own = settings.model_copy(update={"redis_url": own_redis.url})
     idle_timeout = 2  # the default is 30 s: this test waits for the fall back
-    base, web = start_web(on_own, own_redis, tmp_path / "web.log", redis_idle_timeout=idle_timeout)
-    webs.append(web)
+    base, _web = spawn_web(
+        on_own, BACKLOG, redis_url=own_redis.web_url, redis_idle_timeout=idle_timeout
+    )
     pool_bound = Settings(_env_file=None).redis_max_connections
     location = await enqueue_report(base)  # no worker yet: the job waits for the streams
 
@@ -243,14 +206,13 @@ async def test_a_thousand_streams_of_one_job_share_bounded_redis_connections(
 
 
 async def test_a_stream_beyond_max_streams_is_a_503_with_retry_after_and_frees_its_slot(
-    own_redis: OwnRedis, settings: Settings, webs: list[Process], tmp_path: Path
+    own_redis: OwnRedis, settings: Settings, spawn_web: SpawnWeb
 ) -> None:
     on_own = settings.model_copy(update={"redis_url": own_redis.url})
     cap = 5
-    base, web = start_web(
-        on_own, own_redis, tmp_path / "web.log", max_streams=cap, stream_ping_interval=0.5
+    base, _web = spawn_web(
+        on_own, BACKLOG, redis_url=own_redis.web_url, max_streams=cap, stream_ping_interval=0.5
     )
-    webs.append(web)
     location = await enqueue_report(base)  # no worker: the streams stay open
 
     clients = [StreamClient(base, f"{location}/stream") for _ in range(cap)]
@@ -285,15 +247,13 @@ async def test_streams_outlive_the_loss_of_the_webs_redis_connections(
     own_redis: OwnRedis,
     settings: Settings,
     spawn_worker: SpawnWorker,
-    webs: list[Process],
-    tmp_path: Path,
+    spawn_web: SpawnWeb,
 ) -> None:
     """Redis drops every connection of the web (a failover, a proxy restart) mid-job: the shared
     reader reconnects, and each stream goes on or ends so that its client resumes with
     Last-Event-ID; either way every client gets every event once, up to the job's end."""
     on_own = settings.model_copy(update={"redis_url": own_redis.url})
-    base, web = start_web(on_own, own_redis, tmp_path / "web.log", stream_ping_interval=1)
-    webs.append(web)
+    base, _web = spawn_web(on_own, BACKLOG, redis_url=own_redis.web_url, stream_ping_interval=1)
     location = await enqueue_report(base)
     resumed = 0
 
