@@ -477,13 +477,12 @@ class ArqJobQueue:
                 raise
 
     async def server_identity(self) -> str | None:
-        """The server's run id and the database this store uses; None while Redis is away."""
+        """The server's run id and the database this store uses; None while Redis is away, or
+        when its ACL refuses INFO (a check made where it can be, never a reason not to start)."""
         try:
             info: dict[str, Any] = await self._redis.info("server")
-        except RedisError as exc:
-            if unavailable(exc):
-                return None
-            raise
+        except RedisError:
+            return None
         return f"{info.get('run_id')}/{self._settings.redis_database}"
 
     async def ping(self) -> None:
