@@ -364,8 +364,12 @@ def test_the_v0_2_0_migration_carries_edits_of_the_renamed_queue_module(
     # Rebuild v0.1.0 as released: the arq adapter was queue/arq_backend.py then.
     old = template_repo.file("src/my_service/queue/arq_backend.py")
     shutil.move(template_repo.file("src/my_service/queue/arq_queue.py"), old)
-    for user in ("src/my_service/web/app.py", "src/my_service/worker/options.py"):
-        template_repo.replace(user, "..queue.arq_queue import", "..queue.arq_backend import")
+    template_repo.replace(
+        "src/my_service/worker/options.py", "..queue.arq_queue import", "..queue.arq_backend import"
+    )
+    template_repo.replace(
+        "src/my_service/queue/shards.py", ".arq_queue import", ".arq_backend import"
+    )
     template_repo.replace(
         "tests/unit/test_settings.py", ".queue.arq_queue import", ".queue.arq_backend import"
     )

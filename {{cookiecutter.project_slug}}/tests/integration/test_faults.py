@@ -71,7 +71,8 @@ async def test_sigterm_mid_job_loses_nothing_and_runs_each_job_to_the_end_once(
     wait = 2
     first = spawn_worker("bulk", bulk_worker_max_jobs=10, job_completion_wait=wait)
     short = [(await client.post("/jobs", json=report(2, 0.25))).headers["location"] for _ in "ab"]
-    long = [(await client.post("/jobs", json=report(10, 0.5))).headers["location"] for _ in "abc"]
+    # Long: far past the completion wait however late the SIGTERM comes (a slow machine).
+    long = [(await client.post("/jobs", json=report(10, 1.0))).headers["location"] for _ in "abc"]
     # Slow pages: the progress of its second try is seen before that try reports any.
     slow = (await client.post("/jobs", json=report(4, 1.5))).headers["location"]
     for location in [*short, *long, slow]:
