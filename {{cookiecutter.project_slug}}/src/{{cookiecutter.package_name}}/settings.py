@@ -341,7 +341,7 @@ class Settings(BaseSettings):
 
     @property
     def redis_database(self) -> int:
-        return int((self.redis_url.path or "/0").lstrip("/") or 0)
+        return database_of(self.redis_url)
 
     @property
     def redis_username(self) -> str | None:
@@ -407,14 +407,18 @@ class Settings(BaseSettings):
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
 
+def database_of(url: RedisDsn) -> int:
+    """The database number a Redis URL names (0 when it names none)."""
+    return int((url.path or "/0").lstrip("/") or 0)
+
+
 def same_database(one: RedisDsn, other: RedisDsn) -> bool:
     """Whether two URLs name one database of one server, as far as the URLs tell (queue.shards
     also compares the servers' run ids once both answer)."""
 
     def where(url: RedisDsn) -> tuple[str, int, int]:
         host = (url.host or "localhost").lower()
-        database = int((url.path or "/0").lstrip("/") or 0)
-        return ("loopback" if host in LOOPBACK else host, url.port or 6379, database)
+        return ("loopback" if host in LOOPBACK else host, url.port or 6379, database_of(url))
 
     return where(one) == where(other)
 
