@@ -3,11 +3,13 @@ the `{{ cookiecutter.project_slug }} worker --burst` command that drains a queue
 
 import asyncio
 import contextlib
+import dataclasses
 import http.server
 import io
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -264,6 +267,46 @@ async def test_a_worker_closed_while_a_job_ends_still_shuts_down(
     finally:
         if not task.done():
             task.cancel()
+
+
+async def test_a_job_that_returns_as_the_stop_comes_is_not_run_again(
+    settings: Settings, client: httpx.AsyncClient
+) -> None:
+    """A stop that lands after a job returned and before arq resumed to write its end: arq's
+    own stop cancels the whole run, the result is lost, and the job goes back into the queue
+    although the ledger had been told it succeeded (it then ran twice, "succeeded" twice in its
+    events). The stop is scheduled by the job's last step, so it runs in exactly that gap."""
+    worker = WakingWorker(**{**worker_options(settings, "default"), "handle_signals": False})
+    function = worker.functions["word_count"]
+    loop = asyncio.get_running_loop()
+
+    async def returns_as_the_stop_comes(ctx: dict[Any, Any], *args: Any, **kwargs: Any) -> Any:
+        result = await function.coroutine(ctx, *args, **kwargs)
+        loop.call_soon(worker.handle_sig, signal.SIGTERM)  # before arq's run resumes
+        return result
+
+    worker.functions["word_count"] = dataclasses.replace(
+        function, coroutine=returns_as_the_stop_comes
+    )
+    location = (
+        await client.post("/jobs", json={"task": "word_count", "args": {"text": "just in time"}})
+    ).headers["location"]
+    job_id = location.rsplit("/", 1)[-1]
+    task = asyncio.create_task(worker.async_run())
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(task, 10)
+    finally:
+        await worker.close()
+
+    job = (await client.get(location)).json()
+    assert (job["state"], job["tries"], job["result"]["words"]) == ("succeeded", 1, 3)
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        assert await redis.zscore(settings.queue_name, job_id) is None  # not queued again
+        assert await redis.exists(f"arq:result:{job_id}")  # arq's end, with the result
+    events = (await client.get(f"{location}/events")).json()
+    states = [event["state"] for event in events if event["kind"] == "state"]
+    assert states.count("succeeded") == 1
 
 
 async def test_a_success_is_recorded_with_arqs_end_even_when_redis_lost_the_script(

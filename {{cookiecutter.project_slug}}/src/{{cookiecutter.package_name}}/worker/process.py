@@ -272,7 +272,8 @@ class WakingWorker(Worker):
     ) -> None:
         # The job's outcome is known: write it once Redis takes it, however long that is. (arq
         # would drop it, and the job would run again only after its in-progress key expired.)
-        # A success's record goes in the same transaction (worker.job_end).
+        # A success's record goes in the same transaction (worker.job_end); never with a job
+        # that arq puts back in the queue, whose next try records its own outcome.
         record = self._successes.pop(job_id, None)
         await persist(
             lambda: end_job(
@@ -285,7 +286,7 @@ class WakingWorker(Worker):
                 keep_result_forever,
                 incr_score,
                 keep_in_progress,
-                record,
+                record if finish else None,
             ),
             "record the end of a job",
         )
@@ -415,6 +416,39 @@ class WakingWorker(Worker):
                 with contextlib.suppress(*REDIS_ERRORS):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis-py 5
             await asyncio.sleep(delay)
+
+    def handle_sig(self, signum: int) -> None:
+        """arq's stop now (SIGINT, or SIGTERM without a completion wait), its jobs stopped as
+        `_stop_jobs` does."""
+        log.info("shutdown on %s: %d jobs to stop", signal.Signals(signum).name, len(self.tasks))
+        self._stop_jobs()
+        self._stop_main(signum)
+
+    async def _wait_for_tasks_to_complete(self, signum: signal.Signals) -> None:
+        """arq's stop after SIGTERM: running jobs get the completion wait, then are stopped."""
+        if self.tasks:  # (no job starts after the signal)
+            await asyncio.wait(list(self.tasks.values()), timeout=self._job_completion_wait)
+        left = sum(not task.done() for task in self.tasks.values())
+        log.info("shutdown on %s: completion wait over, %d jobs to stop", signum.name, left)
+        self._stop_jobs()
+        self._stop_main(signum)
+
+    def _stop_jobs(self) -> None:
+        """Stop every job still running, to be re-queued. arq cancels the task of its whole run
+        (read, job, end); but a job that has just returned (its task done, arq not yet resumed
+        to write its end) would lose its result to that cancel and run again, after the ledger
+        had been told it succeeded. A running job is cancelled through its own task, which is a
+        no-op once it has returned; the others (not started yet, or writing their end in arq's
+        shield, which goes on) are cancelled whole, as arq does."""
+        for job_id, task in self.tasks.items():
+            if not task.done():
+                (self.job_tasks.get(job_id) or task).cancel()
+
+    def _stop_main(self, signum: int) -> None:
+        if self.main_task is not None:
+            self.main_task.cancel()
+        if self.on_stop is not None:
+            self.on_stop(signal.Signals(signum))
 
     async def close(self) -> None:
         if self._listener is not None:
