@@ -75,6 +75,8 @@ class Worker:
     process: "subprocess.Popen[bytes]"
     log: IO[bytes]
     kind: Literal["ours", "arq", "saq"]
+    task: str | None = None
+    """The task it is given instead of the line's (ours with limits: bench.limited_worker)."""
 
     @property
     def ours(self) -> bool:
@@ -135,8 +137,29 @@ def start_worker(
 def start_ours(run: Run, label: str, queue: QueueKey = "default", number: int = 0) -> Worker:
     """The project's `worker` command, every hook as shipped, on the run's queues (and the bulk
     queue's own Redis, if the run's settings name one); `number` tells a queue's workers apart."""
-    settings = run.settings
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker", "--queue", queue]
+    return start_worker(
+        label, command, ours_env(run, queue, number), run.settings.queue_for(queue), "ours"
+    )
+
+
+def start_limited(run: Run, label: str) -> Worker:
+    """Ours with its limited task (bench.limited_worker), on a default queue of its own."""
+    queue_name = f"{run.settings.queue_name}-limited"
     env = {
+        **ours_env(run, "default", 0),
+        "QUEUE_NAME": queue_name,
+        "WORKER_ID": f"{run.prefix}-limited",
+    }
+    command = [sys.executable, "-m", "bench.limited_worker"]
+    worker = start_worker(label, command, env, queue_name, "ours")
+    worker.task = "word_count_limited"
+    return worker
+
+
+def ours_env(run: Run, queue: QueueKey, number: int) -> dict[str, str]:
+    settings = run.settings
+    return {
         "REDIS_URL": str(settings.redis_url),
         "BULK_REDIS_URL": str(settings.bulk_redis_url or ""),
         "REDIS_SENTINELS": "",  # the run's own Redis, whatever the environment or .env says
@@ -146,8 +169,6 @@ def start_ours(run: Run, label: str, queue: QueueKey = "default", number: int = 
         "BULK_WORKER_MAX_JOBS": str(settings.bulk_worker_max_jobs),
         "WORKER_ID": f"{run.prefix}-{queue}-{number}",
     }
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker", "--queue", queue]
-    return start_worker(label, command, env, settings.queue_for(queue), "ours")
 
 
 def start_raw(run: Run, label: str, queue_name: str, max_jobs: int, poll_delay: float) -> Worker:

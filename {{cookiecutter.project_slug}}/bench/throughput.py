@@ -48,6 +48,7 @@ from .common import (
     median,
     ratio,
     ready,
+    start_limited,
     start_ours,
     start_raw,
     start_saq,
@@ -102,7 +103,8 @@ async def fill(
         return ids
     if worker.ours:
         for start in range(0, jobs, 1000):
-            batch = [NewJob(line.task, line.kwargs, worker.queue_name)] * min(1000, jobs - start)
+            task = worker.task or line.task
+            batch = [NewJob(task, line.kwargs, worker.queue_name)] * min(1000, jobs - start)
             ids += await backend.enqueue_many(batch)
     else:
         now = int(time.time() * 1000)
@@ -186,6 +188,11 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
         run, "raw arq defaults (max_jobs 10, poll 0.5 s)", f"{raw_name}-d", 10, 0.5
     )
     workers = [ours, tuned, project, defaults]
+    limited = None
+    if line.queue == "default":
+        # The cost of limits: the same task with a rate limit and a cap that are never reached.
+        limited = start_limited(run, "this service, the task with a rate limit and a cap")
+        workers.insert(1, limited)
     if SAQ:
         name = f"{run.prefix}:saq-{line.queue}"
         workers.append(start_saq(run, f"saq (concurrency {max_jobs})", name, max_jobs))
@@ -278,13 +285,24 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
                 mine["redis_cpu"] <= 1.5 * base["redis_cpu"],
             ),
         ]
+    if limited is not None:
+        theirs = {name: median(values) for name, values in vars(figures[limited.label]).items()}
+        limits_cost = (
+            f"\nLimits' cost (queue.limits): jobs/s {ratio(theirs['rates'], mine['rates'])} this "
+            f"service's without limits; per job, worker CPU "
+            f"{(theirs['cpu'] - mine['cpu']) * 1e6:+.0f} us, Redis CPU "
+            f"{(theirs['redis_cpu'] - mine['redis_cpu']) * 1e6:+.0f} us, commands "
+            f"{theirs['commands'] - mine['commands']:+.1f}"
+        )
+    else:
+        limits_cost = ""
     text = table(
         f"Worker throughput, {line.title}: jobs a drain; per job the worker's CPU, Redis's CPU and "
         f"commands; medians of {rounds} rounds, ratios to raw arq tuned",
         ["worker", "jobs", "jobs/s", "ratio", "CPU us", "ratio", "Redis us", "ratio", "commands"],
         rows,
     )
-    return text, goals
+    return text + limits_cost, goals
 
 
 async def measure(run: Run) -> str:

@@ -8,10 +8,11 @@ expiry.
 """
 
 import asyncio
+import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from {{ cookiecutter.package_name }}.queue.base import (
@@ -35,10 +36,12 @@ from {{ cookiecutter.package_name }}.queue.base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    Waiting,
     WorkerInfo,
     carried,
     first_state,
 )
+from {{ cookiecutter.package_name }}.queue.limits import CAP_RECHECK, TaskLimits
 
 
 def _now() -> datetime:
@@ -65,6 +68,11 @@ class FakeQueue:
         self.alive: list[WorkerInfo] = []
         """What `workers()` answers: this fake has no workers of its own; tests put some here."""
         self.available = True
+        # The tasks' limits (queue.limits), kept in memory by the same rules as the ledger's
+        # script: start times of the last window per task, and the jobs holding a cap's places.
+        self.limit_starts: dict[str, list[float]] = {}
+        self.limit_running: dict[str, set[str]] = {}
+        self.limit_waiting: dict[str, list[str]] = {}  # a cap's line, longest waiting first
 
     def _check(self) -> None:
         if not self.available:
@@ -82,10 +90,20 @@ class FakeQueue:
         **changes: Any,
     ) -> JobRecord:
         job = self.jobs[job_id]
+        if "state" in changes and "waiting" not in changes:
+            changes["waiting"] = None  # a wait for a limit ends with any other change of state
         job.record = replace(job.record, **changes)
         if "state" in changes:
             state = changes["state"]
-            self._event(job_id, kind="state", state=state, error=event_error, retry_in=retry_in)
+            waiting = changes["waiting"]
+            self._event(
+                job_id,
+                kind="state",
+                state=state,
+                error=event_error,
+                retry_in=retry_in,
+                waiting=waiting,
+            )
         return job.record
 
     async def enqueue(
@@ -189,10 +207,44 @@ class FakeQueue:
         queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
-    ) -> None:
+        limits: TaskLimits | None = None,
+    ) -> float | None:
+        if limits is not None:
+            wait = self._limited(job_id, limits)
+            if wait is not None:
+                reason, seconds = wait
+                until = _now() + timedelta(seconds=seconds)
+                self._update(job_id, state=JobState.DEFERRED, waiting=Waiting(reason, until))
+                return seconds
         self._update(
             job_id, state=JobState.IN_PROGRESS, tries=job_try, started_at=_now(), progress=None
         )
+        return None
+
+    def _limited(self, job_id: str, limits: TaskLimits) -> tuple[str, float] | None:
+        """Why and how long the job waits, or None: it starts, and is counted."""
+        now = time.monotonic()
+        running = self.limit_running.setdefault(limits.task, set())
+        line = self.limit_waiting.setdefault(limits.task, [])
+        if limits.concurrency and job_id not in running and len(running) >= limits.concurrency:
+            if job_id not in line:
+                line.append(job_id)
+            behind = line.index(job_id) // limits.concurrency
+            return "concurrency", CAP_RECHECK * min(12, 1 + behind)
+        window = limits.per_ms / 1000
+        starts = [at for at in self.limit_starts.get(limits.task, []) if at > now - window]
+        if limits.rate and len(starts) >= limits.rate:
+            return "rate", starts[-limits.rate] + window - now
+        if limits.rate:
+            self.limit_starts[limits.task] = [*starts, now]
+        if limits.concurrency:
+            running.add(job_id)
+            if job_id in line:
+                line.remove(job_id)
+        return None
+
+    async def release(self, job_id: str, queue_name: str, limits: TaskLimits) -> None:
+        self.limit_running.get(limits.task, set()).discard(job_id)
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         progress = Progress(max(0.0, min(100.0, float(percent))), message)

@@ -32,9 +32,11 @@ from .base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    Waiting,
     WorkerInfo,
     first_state,
 )
+from .limits import TaskLimits
 
 __all__ = [
     "FINISHED",
@@ -63,6 +65,8 @@ __all__ = [
     "QueueDepth",
     "QueueStats",
     "QueueUnavailableError",
+    "TaskLimits",
+    "Waiting",
     "WorkerInfo",
     "first_state",
 ]

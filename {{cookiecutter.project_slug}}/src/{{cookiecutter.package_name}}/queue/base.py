@@ -6,6 +6,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from .limits import TaskLimits
+
 JOB_META = "_meta"
 """The keyword that carries a job's metadata (request id, trace context if traced) next to its
 arguments; the worker's job wrapper takes it out before the task sees them. Jobs from plain arq
@@ -53,6 +55,14 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class Waiting:
+    """Why a job waits for its task's limits (queue.limits), and until when it is booked."""
+
+    reason: str  # "rate" or "concurrency"
+    until: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class JobEvent:
     """One entry of a job's history: a state change or a progress report."""
 
@@ -64,6 +74,8 @@ class JobEvent:
     error: JobError | None = None
     """Failed, or a try failed and the job is deferred for another (then `retry_in` seconds)."""
     retry_in: float | None = None
+    waiting: Waiting | None = None
+    """Deferred by its task's limits."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +94,8 @@ class JobRecord:
     cancel_requested: bool = False
     request_id: str | None = None
     """The web request that enqueued the job (its X-Request-ID)."""
+    waiting: Waiting | None = None
+    """Deferred by its task's limits, not started yet (queue.limits)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +236,15 @@ class JobRecorder(Protocol):
         queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
-    ) -> None: ...
+        limits: TaskLimits | None = None,
+    ) -> float | None:
+        """The try's start; with `limits`, only if they allow it now: else the seconds the job
+        waits, and its record says why (queue.limits)."""
+        ...
+
+    async def release(self, job_id: str, queue_name: str, limits: TaskLimits) -> None:
+        """A job of a capped task ended (however): its place in the cap is free."""
+        ...
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None: ...
 

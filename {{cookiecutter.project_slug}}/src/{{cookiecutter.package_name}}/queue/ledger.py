@@ -21,8 +21,10 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
-from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress
+from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress, Waiting
 from .dead_letters import DeadLetters
+from .limits import CHECK, RELEASE, TaskLimits
+from .wake_channel import wake_channel
 
 EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
 RECENT_WINDOW = 200  # records read per round trip when listing jobs
@@ -117,6 +119,8 @@ class Ledger:
         # Redis forgets its scripts): the 1.2 KB text would otherwise travel, and be hashed by
         # Redis, on every write, which was a third of the worker's Redis time per job.
         self._write_script = redis.register_script(WRITE)
+        self._limited_start = redis.register_script(RECORD + CHECK)
+        self._release_script = redis.register_script(RELEASE)
         self.prefix = prefix
         self.retention = retention
         self.dead_letters = DeadLetters(redis, prefix, dead_letter_limit)
@@ -252,15 +256,35 @@ class Ledger:
         queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
-    ) -> None:
+        limits: TaskLimits | None = None,
+    ) -> float | None:
+        """The try's start; with `limits`, only if the task's limits allow it now (queue.limits):
+        else the record says why the job waits, and the answer is how long (seconds)."""
         at = now().isoformat()
         fields = {"task": task, "queue": queue_name, "state": JobState.IN_PROGRESS}
-        await self._write(
+        keys, args = self.change(
             job_id,
             {**fields, "tries": str(job_try), "started_at": at},
             {"kind": "state", "state": "in_progress", "at": at},
-            drop=("percent", "message"),  # a new try's progress starts anew
+            # A new try's progress starts anew; a wait for a limit is over.
+            drop=("percent", "message", "wait_reason", "wait_until"),
         )
+        if limits is None:
+            await self._write_script(keys, args)
+            return None
+        waiting = {"state": JobState.DEFERRED.value}
+        event = {"kind": "state", "state": JobState.DEFERRED.value, "at": at}
+        wait = json.dumps({"drop": [], "set": waiting, "event": event})
+        wait_ms = await self._limited_start(
+            (*keys, *limits.keys(self.prefix, job_id)),
+            (*args, wait, *limits.args(job_id, job_try)),
+        )
+        return None if int(wait_ms) < 0 else int(wait_ms) / 1000
+
+    async def release(self, job_id: str, queue_name: str, limits: TaskLimits) -> None:
+        """A job of a capped task ended: its place goes to the job that waited longest."""
+        keys = limits.release_keys(self.prefix, queue_name)
+        await self._release_script(keys, (job_id, wake_channel(queue_name)))
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         percent = max(0.0, min(100.0, float(percent)))
@@ -303,8 +327,10 @@ class Ledger:
         event = {"kind": "state", "state": state.value, "at": at}
         if error is not None:
             event.update(error_type=error.type, error_message=error.message)
-        # An error of an earlier, retried try is not this outcome's.
-        drop = () if error is not None else ("error_type", "error_message")
+        # An error of an earlier, retried try is not this outcome's; nor is a wait for a limit.
+        drop: tuple[str, ...] = ("wait_reason", "wait_until")
+        if error is None:
+            drop += ("error_type", "error_message")
         return self.change(job_id, fields, event, drop)
 
     async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
@@ -363,8 +389,20 @@ def event_from(entry_id: bytes | str, raw: dict[bytes, bytes]) -> JobEvent:
     if "error_type" in fields:
         error = JobError(fields["error_type"], fields.get("error_message", ""))
     retry_in = float(fields["retry_in"]) if "retry_in" in fields else None
+    waiting = None
+    if "reason" in fields:
+        until = datetime.fromtimestamp(int(fields["until"]) / 1000, tz=UTC)
+        waiting = Waiting(fields["reason"], until)
     state = JobState(fields["state"])
-    return JobEvent(id=event_id, kind="state", at=at, state=state, error=error, retry_in=retry_in)
+    return JobEvent(
+        id=event_id,
+        kind="state",
+        at=at,
+        state=state,
+        error=error,
+        retry_in=retry_in,
+        waiting=waiting,
+    )
 
 
 def record_from(job_id: str, fields: dict[str, str]) -> JobRecord:
@@ -389,4 +427,13 @@ def record_from(job_id: str, fields: dict[str, str]) -> JobRecord:
         progress=progress,
         cancel_requested=fields.get("cancel_requested") == "1",
         request_id=fields.get("request_id"),
+        waiting=_waiting(fields),
     )
+
+
+def _waiting(fields: dict[str, str]) -> Waiting | None:
+    """Why and until when a job waits for its task's limits (queue.limits), if it does."""
+    if "wait_reason" not in fields:
+        return None
+    until = datetime.fromtimestamp(int(fields["wait_until"]) / 1000, tz=UTC)
+    return Waiting(fields["wait_reason"], until)

@@ -11,6 +11,7 @@ from ..settings import QueueKey
 from . import check_url, render_report, word_count
 from .registry import (
     Context,
+    Rate,
     RetryPolicy,
     Task,
     UnknownTaskError,
@@ -28,6 +29,7 @@ __all__ = [
     "TASKS",
     "Context",
     "QueueKey",
+    "Rate",
     "RetryPolicy",
     "Task",
     "UnknownTaskError",

@@ -10,7 +10,7 @@ import time
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl
 
-from .registry import Context, RetryPolicy, Task
+from .registry import Context, Rate, RetryPolicy, Task
 
 log = logging.getLogger(__name__)
 
@@ -52,4 +52,8 @@ TASK = Task(
     timeout=15,
     # A refused connection or a slow answer may pass; an invalid URL will not.
     retry=RetryPolicy(on=(httpx.TransportError,), timeouts=True, backoff=2),
+    # Polite to the hosts it checks, across every worker: at most 20 checks in any second and
+    # 10 at once; a job over either waits its turn (queue.limits), other tasks are not held up.
+    rate=Rate(20, per=1),
+    concurrency=10,
 )

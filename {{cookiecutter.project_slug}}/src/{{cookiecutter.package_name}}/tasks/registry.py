@@ -50,6 +50,21 @@ NO_RETRY: Final = RetryPolicy()
 
 
 @dataclass(frozen=True, slots=True)
+class Rate:
+    """At most `limit` starts of a task in any `per` seconds, counted across every worker (the
+    queue's Redis holds the count: queue.limits). A job over it waits, burning no try."""
+
+    limit: int
+    per: float
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError(f"a rate allows at least 1 start, not {self.limit}")
+        if not 0.001 <= self.per <= 86_400:  # (NaN fails this too)
+            raise ValueError(f"a rate's period is 1 ms to a day, not {self.per!r} s")
+
+
+@dataclass(frozen=True, slots=True)
 class Task:
     name: str
     function: TaskFunction
@@ -62,6 +77,18 @@ class Task:
     """Starts allowed (crash and shutdown re-runs included); None takes JOB_MAX_TRIES."""
     keep_result: int | None = None
     """Seconds arq keeps the result; None takes JOB_KEEP_RESULT. The job record lives longer."""
+    rate: Rate | None = None
+    """Starts allowed per period, fleet-wide (queue.limits); None: no limit."""
+    concurrency: int | None = None
+    """Jobs of this task running at once, fleet-wide (queue.limits); None: no cap."""
+
+    def __post_init__(self) -> None:
+        if self.concurrency is not None and self.concurrency < 1:
+            raise ValueError(f"task {self.name!r}: concurrency is at least 1")
+
+    @property
+    def limited(self) -> bool:
+        return self.rate is not None or self.concurrency is not None
 
 
 class UnknownTaskError(LookupError):

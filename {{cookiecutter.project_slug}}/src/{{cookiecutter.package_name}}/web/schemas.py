@@ -6,9 +6,9 @@ from typing import Annotated, Any
 from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..queue import DeadLetter, JobEvent, JobRecord, JobState
+from ..queue import DeadLetter, JobEvent, JobRecord, JobState, Waiting
 from ..settings import QueueKey
-from ..tasks import TASKS, redact
+from ..tasks import TASKS, Task, redact
 
 JOB_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
 """A job id as reads take it: ids the service makes itself may hold `:` (a cron run's is
@@ -83,6 +83,19 @@ class ProgressOut(BaseModel):
     message: str
 
 
+class WaitingOut(BaseModel):
+    reason: str = Field(
+        description='"rate": the task\'s rate limit; "concurrency": its cap of running jobs.'
+    )
+    until: datetime = Field(
+        description="When the job is due again (a running job's end may make it sooner)."
+    )
+
+    @classmethod
+    def of(cls, waiting: Waiting | None) -> "WaitingOut | None":
+        return None if waiting is None else cls(reason=waiting.reason, until=waiting.until)
+
+
 class JobOut(BaseModel):
     id: str
     task: str
@@ -98,6 +111,9 @@ class JobOut(BaseModel):
     cancel_requested: bool = False
     request_id: str | None = Field(
         default=None, description="X-Request-ID of the request that enqueued the job."
+    )
+    waiting: WaitingOut | None = Field(
+        default=None, description="Deferred by the task's limits: why, and until when."
     )
 
     @classmethod
@@ -120,6 +136,7 @@ class JobOut(BaseModel):
             else None,
             cancel_requested=record.cancel_requested,
             request_id=record.request_id,
+            waiting=WaitingOut.of(record.waiting),
         )
 
 
@@ -132,6 +149,9 @@ class EventOut(BaseModel):
     error: JobErrorOut | None = None
     retry_in: float | None = Field(
         default=None, description="Seconds until the next try, when a try failed and is retried."
+    )
+    waiting: WaitingOut | None = Field(
+        default=None, description="Deferred by the task's limits: why, and until when."
     )
 
     @classmethod
@@ -147,13 +167,36 @@ class EventOut(BaseModel):
             else None,
             error=JobErrorOut(type=error.type, message=error.message) if error else None,
             retry_in=event.retry_in,
+            waiting=WaitingOut.of(event.waiting),
         )
+
+
+class RateOut(BaseModel):
+    limit: int = Field(description="Starts allowed in any `per` seconds, fleet-wide.")
+    per: float
 
 
 class TaskOut(BaseModel):
     name: str
     queue: QueueKey
     args_schema: dict[str, Any]
+    rate: RateOut | None = Field(
+        default=None, description="The task's rate limit: a job over it waits, burning no try."
+    )
+    concurrency: int | None = Field(
+        default=None, description="How many of the task's jobs run at once at most, fleet-wide."
+    )
+
+    @classmethod
+    def of(cls, task: Task) -> "TaskOut":
+        rate = task.rate
+        return cls(
+            name=task.name,
+            queue=task.queue,
+            args_schema=task.args.model_json_schema(),
+            rate=RateOut(limit=rate.limit, per=rate.per) if rate else None,
+            concurrency=task.concurrency,
+        )
 
 
 class HealthOut(BaseModel):

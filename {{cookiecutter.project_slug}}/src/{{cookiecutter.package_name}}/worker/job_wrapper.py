@@ -23,7 +23,14 @@ import structlog
 from arq.worker import Retry
 
 from ..json_values import first_unencodable, printable
-from ..queue import DeadLetter, JobCancelledError, JobError, JobRecorder, JobState
+from ..queue import (
+    DeadLetter,
+    JobCancelledError,
+    JobError,
+    JobRecorder,
+    JobState,
+    TaskLimits,
+)
 from ..queue.base import JOB_META
 from ..queue.serializer import RemoteError
 from ..queue.unavailable import unavailable
@@ -106,14 +113,14 @@ class RecordKeeper:
         self.inner = inner
         self.until = until
 
-    async def _write(self, write: Callable[[], Awaitable[None]]) -> None:
+    async def _write(self, write: Callable[[], Awaitable[T]]) -> T:
         """Write, and again after a pause if Redis fails it, as long as `until` allows."""
         backoff = Backoff()
         loop = asyncio.get_running_loop()
         while True:
             try:
                 async with asyncio.timeout_at(self.until):
-                    await write()
+                    return await write()
             except REDIS_ERRORS as exc:  # (a TimeoutError is an OSError)
                 if not unavailable(exc):
                     raise  # a bug: the job fails now, it does not wait out its timeout
@@ -121,8 +128,6 @@ class RecordKeeper:
                 if loop.time() + delay >= self.until:
                     raise RecordUnavailableError(str(exc) or type(exc).__name__) from exc
                 await asyncio.sleep(delay)
-            else:
-                return
 
     async def _soft(self, call: Awaitable[T], fallback: T, lost: str) -> T:
         """For what may fail softly: wait for Redis at most SOFT_WAIT, then log `lost` and
@@ -143,9 +148,10 @@ class RecordKeeper:
         queue_name: str,
         job_try: int,
         enqueued_at: datetime | None = None,
-    ) -> None:
-        await self._write(
-            lambda: self.inner.started(job_id, task, queue_name, job_try, enqueued_at)
+        limits: TaskLimits | None = None,
+    ) -> float | None:
+        return await self._write(
+            lambda: self.inner.started(job_id, task, queue_name, job_try, enqueued_at, limits)
         )
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
@@ -196,6 +202,33 @@ def timeout(task: Task, settings: Settings) -> float:
     return settings.bulk_job_timeout if task.queue == "bulk" else settings.job_timeout
 
 
+def limits_of(task: Task, settings: Settings) -> TaskLimits | None:
+    """The task's limits as the ledger checks them, or None."""
+    if not task.limited:
+        return None
+    rate = task.rate
+    return TaskLimits(
+        task.name,
+        rate=rate.limit if rate else 0,
+        per_ms=max(1, round(rate.per * 1000)) if rate else 0,
+        concurrency=task.concurrency or 0,
+        # A start holds its place no longer than arq lets the job run, then its claim lapses.
+        hold_ms=round((timeout(task, settings) + TIMEOUT_BACKSTOP) * 1000),
+    )
+
+
+async def release(ctx: Context, limits: TaskLimits) -> None:
+    """Give a capped job's place back; lost to an outage, it lapses with the job's longest run.
+    Shielded: a worker stopping mid-job still frees its places."""
+    try:
+        async with asyncio.timeout(SOFT_WAIT):
+            await asyncio.shield(ctx["ledger"].release(ctx["job_id"], ctx["queue_name"], limits))
+    except REDIS_ERRORS as exc:
+        if not unavailable(exc):
+            raise
+        log.warning("the job's place in its task's cap could not be given back (%s)", exc)
+
+
 def job_function(task: Task) -> Any:
     """The coroutine arq runs for `task`: the task itself, with its record kept in the ledger."""
 
@@ -210,15 +243,19 @@ def job_function(task: Task) -> Any:
             request_id=meta.get("request_id"),
         )
         with log_context, job_span(task.name, ctx, meta):
+            held: list[TaskLimits] = []  # the cap this try holds a place in, once it does
             try:
-                return await execute(ctx, kwargs)
+                return await execute(ctx, kwargs, held)
             except RecordUnavailableError as exc:
                 # arq re-queues the job (its end is written once Redis takes it, see
                 # worker.process) and it runs again: the try counts, like one cut off by a deploy.
                 log.warning("the job's record could not be written (%s); it will run again", exc)
                 raise Retry(defer=OUTAGE_RETRY_DELAY) from exc
+            finally:
+                for limits in held:
+                    await release(ctx, limits)
 
-    async def execute(ctx: Context, kwargs: dict[str, Any]) -> Any:
+    async def execute(ctx: Context, kwargs: dict[str, Any], held: list[TaskLimits]) -> Any:
         settings: Settings = ctx["settings"]
         job_id: str = ctx["job_id"]
         job_try: int = ctx["job_try"]
@@ -251,13 +288,21 @@ def job_function(task: Task) -> Any:
             raise TriesExhaustedError(message)
 
         enqueued = ctx.get("enqueue_time")
-        await recorder.started(
+        limits = limits_of(task, settings)
+        wait = await recorder.started(
             job_id,
             task.name,
             ctx["queue_name"],
             job_try,
             enqueued if isinstance(enqueued, datetime) else None,
+            limits,
         )
+        if wait is not None:
+            # Over the task's limits (queue.limits): back in the queue until its booked time,
+            # its try given back, this worker's slot free for other jobs at once.
+            raise Retry(defer=wait)
+        if limits is not None and limits.concurrency:
+            held.append(limits)  # its place in the cap is given back when the try ends
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
         recorder.until = ends + TIMEOUT_BACKSTOP / 2  # the outcome's write, whatever it is

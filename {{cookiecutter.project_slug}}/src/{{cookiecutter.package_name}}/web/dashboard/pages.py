@@ -18,6 +18,7 @@ from ...queue import (
     JobRecord,
     JobState,
     QueueStats,
+    Waiting,
     WorkerInfo,
 )
 
@@ -314,6 +315,8 @@ def job_fragment(record: JobRecord, events: Sequence[JobEvent]) -> str:
         ("started", when(record.started_at)),
         ("finished", when(record.finished_at)),
     ]
+    if record.waiting is not None:
+        facts.append(("waiting for", waiting_text(record.waiting)))
     if record.error is not None:
         facts.append(
             ("error", f"<code>{esc(record.error.type)}</code>: {esc(record.error.message)}")
@@ -339,7 +342,16 @@ def event_text(event: JobEvent) -> str:
         text += f" · {esc(event.error.type)}: {esc(event.error.message)}"
     if event.retry_in is not None:
         text += f" · retry in {esc(duration(event.retry_in))}"
+    if event.waiting is not None:
+        text += f" · {waiting_text(event.waiting)}"
     return text
+
+
+def waiting_text(waiting: Waiting) -> str:
+    """A wait for the task's limits (queue.limits), as the dashboard says it."""
+    why = "its rate limit" if waiting.reason == "rate" else "a free place in its cap"
+    due = waiting.until.astimezone(UTC).strftime("%H:%M:%S UTC")
+    return f"waiting for {esc(why)}, due by {esc(due)}"
 
 
 def pretty(value: Any) -> str:

@@ -10,8 +10,5 @@ router = APIRouter(prefix="/tasks", tags=["tasks"])
 
 @router.get("")
 async def list_tasks() -> list[TaskOut]:
-    """Each task's name, queue and the JSON schema of its arguments."""
-    return [
-        TaskOut(name=task.name, queue=task.queue, args_schema=task.args.model_json_schema())
-        for task in TASKS.values()
-    ]
+    """Each task's name, queue, the JSON schema of its arguments, and its limits."""
+    return [TaskOut.of(task) for task in TASKS.values()]
