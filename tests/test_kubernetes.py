@@ -461,7 +461,7 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
     # REDIS_URL may carry a password: Secret, not ConfigMap.
     assert "REDIS_URL" in secrets
     assert "REDIS_URL" not in shared
-    expected_secrets = {"REDIS_URL", "BULK_REDIS_URL", "OPERATOR_KEY"} | (
+    expected_secrets = {"REDIS_URL", "BULK_REDIS_URL", "WEBHOOK_SECRET", "OPERATOR_KEY"} | (
         {"API_KEY"} if answers.get("use_api_key") else set()
     )
     assert set(secrets) == expected_secrets
@@ -483,7 +483,7 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
             assert all(ref["name"] == generated[0]["name"] for ref in refs), name
             keys = {ref["key"] for ref in refs}
             assert keys <= set(secrets), name
-            assert {"REDIS_URL", "BULK_REDIS_URL"} <= keys, name
+            assert {"REDIS_URL", "BULK_REDIS_URL", "WEBHOOK_SECRET"} <= keys, name
             assert ("API_KEY" in keys) is (name.endswith("-web") and "API_KEY" in secrets), name
             assert ("OPERATOR_KEY" in keys) is name.endswith("-web"), name
             assert all("secretRef" not in ref for ref in container["envFrom"]), name

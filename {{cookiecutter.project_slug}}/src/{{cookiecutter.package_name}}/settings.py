@@ -20,6 +20,8 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .webhooks import secret_bytes as webhook_key
+
 # The placeholder of .env.example: a copied .env must not run with it.
 WEAK_KEYS = frozenset({"replace-with-a-generated-key"})
 GENERATE_KEY = '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
@@ -278,6 +280,27 @@ class Settings(BaseSettings):
         description="Seconds a dashboard login lasts; logging out ends it sooner.",
     )
 {%- endif %}
+    # Completion webhooks (webhooks.py): a job's callback_url is refused while this is unset.
+    webhook_secret: SecretStr | None = Field(
+        default=None,
+        description=(
+            "Signs completion webhooks (Standard Webhooks): whsec_ and at least 24 bytes in "
+            "base64; unset, a job's callback_url is refused (422)."
+        ),
+    )
+    webhook_allow_http: bool = Field(
+        default=False, description="Let callbacks be http, not only https (a test receiver)."
+    )
+    webhook_allow_private: bool = Field(
+        default=False,
+        description=(
+            "Let callbacks reach loopback, private and link-local addresses (refused by "
+            "default: a client could otherwise make the service call its own network)."
+        ),
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=60, description="Seconds a receiver has to answer a delivery."
+    )
     # uvicorn reads the same variable, so the server and the app trust the same peers.
     forwarded_allow_ips: str = Field(
         default="127.0.0.1",
@@ -375,11 +398,24 @@ class Settings(BaseSettings):
             )
         return self
 
-    @field_validator("operator_key", mode="before")
+    @field_validator("operator_key", "webhook_secret", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         # compose passes `${OPERATOR_KEY:-}`: an empty value means "not set", not a short key.
         return None if value == "" else value
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _a_usable_webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        text = value.get_secret_value()
+        if not text.startswith("whsec_") or len(webhook_key(text)) < 24:
+            raise ValueError(
+                "WEBHOOK_SECRET is whsec_ followed by at least 24 random bytes in base64, e.g. "
+                "whsec_$(openssl rand -base64 32)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _refuse_weak_operator_key(self) -> Self:

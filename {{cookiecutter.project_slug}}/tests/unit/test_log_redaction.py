@@ -2,9 +2,15 @@
 
 import logging
 
+import httpx
 import pytest
 
-from {{ cookiecutter.package_name }}.worker.log_redaction import JOB_START, hide_job_arguments
+from {{ cookiecutter.package_name }}.worker.log_redaction import (
+    JOB_START,
+    HideUrlQueries,
+    hide_job_arguments,
+    hide_url_queries,
+)
 
 
 def test_the_job_start_line_keeps_the_job_and_drops_its_arguments(
@@ -52,3 +58,19 @@ def test_shown_arguments_still_hide_the_redacted_ones(
         "  0.01s → job-2:word_count(text='kept')",
     ]
     assert "s3cret" not in caplog.text
+
+
+def test_httpx_request_lines_lose_their_query(caplog: pytest.LogCaptureFixture) -> None:
+    """A URL's query may carry a token (a webhook receiver's, a URL given to check_url)."""
+    hide_url_queries()
+    hide_url_queries()  # installed once however often the worker starts
+    url = httpx.URL("https://hooks.example.com/in?token=s3cret&x=1")
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        logging.getLogger("httpx").info(
+            'HTTP Request: %s %s "%s %d %s"', "POST", url, "HTTP/1.1", 200, "OK"
+        )
+    assert "https://hooks.example.com/in" in caplog.text
+    assert "s3cret" not in caplog.text
+    assert (
+        len([f for f in logging.getLogger("httpx").filters if isinstance(f, HideUrlQueries)]) == 1
+    )

@@ -18,15 +18,21 @@ from {{ cookiecutter.package_name }}.worker.options import (
 
 
 def test_every_task_the_web_can_enqueue_is_served_on_its_queue(settings: Settings) -> None:
-    served = {}
+    served: dict[str, set[str]] = {}
     for key in get_args(QueueKey):
         options = worker_options(settings, key)
         for function in options["functions"]:
-            assert function.name not in served, f"{function.name} is served by two queues"
-            served[function.name] = options["queue_name"]
+            served.setdefault(function.name, set()).add(options["queue_name"])
 
-    # The web enqueues a task on settings.queue_for(task.queue): a worker of that queue serves it.
-    assert served == {name: settings.queue_for(task.queue) for name, task in TASKS.items()}
+    # The web enqueues a task on settings.queue_for(task.queue): a worker of that queue, and only
+    # of that one, serves it. The service's own tasks (a job's webhook delivery, queued on the
+    # job's own queue) are served on every queue.
+    every = {settings.queue_for(key) for key in get_args(QueueKey)}
+    assert served == {
+        name: every if task.internal else {settings.queue_for(task.queue)}
+        for name, task in TASKS.items()
+    }
+    assert [name for name, task in TASKS.items() if task.internal] == ["deliver_webhook"]
 
 
 def test_the_two_queues_are_distinct(settings: Settings) -> None:

@@ -30,6 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from ..settings import Settings
+from ..webhooks import event_body
 from .base import (
     JOB_META,
     DeadLetter,
@@ -54,6 +55,7 @@ from .base import (
     first_state,
 )
 from .connections import bounded_pool, redis_pool, retry_policy
+from .deliveries import Delivery, queue_delivery
 from .enqueue import ENQUEUE, ENQUEUE_MANY
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
@@ -321,6 +323,22 @@ class ArqJobQueue:
             return Enqueued(earlier_id, created=False)
         raise IdempotencyConflictError(idempotency.key, earlier_id)
 
+    async def _callback_of(self, job_id: str) -> str | None:
+        """The callback URL its client gave the job (in its meta), if any."""
+        raw = await self._redis.get(job_key_prefix + job_id)
+        if raw is None:
+            return None
+        try:
+            meta = deserialize_job(raw, deserializer=deserialize).kwargs.get(JOB_META) or {}
+        except DeserializationError:  # a plain arq client's job in another format: none
+            return None
+        callback = meta.get("callback_url") if isinstance(meta, dict) else None
+        return callback if isinstance(callback, str) else None
+
+    @property
+    def _expires_ms(self) -> int:
+        return int(self._redis.expires_extra_ms)
+
     def _new_id(self) -> str:
         return self._id_prefix + uuid.uuid4().hex
 
@@ -442,12 +460,21 @@ class ArqJobQueue:
         if record.state.finished:
             raise JobFinishedError(job_id, record.state)
         if record.state in (JobState.QUEUED, JobState.DEFERRED):
-            removed = 0
             for queue_name in self._queues:
-                removed += await self._redis.zrem(queue_name, job_id)
-            if removed:  # taken off the queue before any worker claimed it: it never starts
+                if not await self._redis.zrem(queue_name, job_id):
+                    continue
+                # Taken off the queue before any worker claimed it: it never starts.
+                callback = await self._callback_of(job_id)
                 await self._redis.delete(job_key_prefix + job_id)
                 await self._ledger.finished(job_id, JobState.CANCELLED)
+                if callback is not None:
+                    # Its webhook, as a worker would have sent it (queue.deliveries); queued
+                    # after the record, so a web process that dies in between sends none.
+                    body = event_body(job_id, record.task, "cancelled", tries=record.tries)
+                    async with self._redis.pipeline(transaction=True) as pipe:
+                        delivery = Delivery(callback, body)
+                        queue_delivery(pipe, queue_name, job_id, delivery, self._expires_ms)
+                        await pipe.execute()
                 return await self._get(job_id) or record
         # Running (or claimed a moment ago): ask its worker to cancel it.
         await self._ledger.request_cancel(job_id)

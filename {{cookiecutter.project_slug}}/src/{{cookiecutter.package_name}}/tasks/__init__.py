@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..settings import QueueKey
-from . import check_url, render_report, word_count
+from . import check_url, deliver_webhook, render_report, word_count
 from .registry import (
     Context,
     Rate,
@@ -22,7 +22,10 @@ from .registry import (
 )
 
 TASKS: Mapping[str, Task] = MappingProxyType(
-    {task.name: task for task in (word_count.TASK, check_url.TASK, render_report.TASK)}
+    {
+        task.name: task
+        for task in (word_count.TASK, check_url.TASK, render_report.TASK, deliver_webhook.TASK)
+    }
 )
 
 __all__ = [

@@ -50,6 +50,8 @@ class Context(TypedDict, total=False):
     loop_wedged: Callable[[], float | None]
     success_sink: Callable[[str, Any], None]
     """Takes a success's record write, to send with arq's end of the job (queue.ledger)."""
+    delivery_sink: Callable[[str, Any], None]
+    """Takes a job's webhook delivery, to queue with arq's end of the job (queue.deliveries)."""
     # worker.job_wrapper, for each try
     progress: ReportProgress
     cancel_requested: Callable[[], Awaitable[bool]]

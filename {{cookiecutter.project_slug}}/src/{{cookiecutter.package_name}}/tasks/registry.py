@@ -81,6 +81,9 @@ class Task:
     """Starts allowed per period, fleet-wide (queue.limits); None: no limit."""
     concurrency: int | None = None
     """Jobs of this task running at once, fleet-wide (queue.limits); None: no cap."""
+    internal: bool = False
+    """The service's own (deliver_webhook): clients cannot enqueue it, every queue's worker
+    serves it, an operator's replay of its dead letter may."""
 
     def __post_init__(self) -> None:
         if self.concurrency is not None and self.concurrency < 1:
@@ -93,7 +96,8 @@ class Task:
 
 class UnknownTaskError(LookupError):
     def __init__(self, name: str, known: Mapping[str, Task]) -> None:
-        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(sorted(known))}")
+        public = sorted(task for task, declared in known.items() if not declared.internal)
+        super().__init__(f"unknown task {name!r}; known tasks: {', '.join(public)}")
 
 
 REDACTED = "[redacted]"
@@ -153,13 +157,20 @@ def scrub(text: str, secrets: tuple[str, ...]) -> str:
     return text
 
 
-def prepare(tasks: Mapping[str, Task], name: str, raw_args: Mapping[str, Any]) -> dict[str, Any]:
+def prepare(
+    tasks: Mapping[str, Task],
+    name: str,
+    raw_args: Mapping[str, Any],
+    *,
+    internal: bool = False,
+) -> dict[str, Any]:
     """Validate `raw_args` for task `name`; return the JSON-ready keyword arguments to enqueue.
+    An internal task is unknown unless `internal` (an operator's replay of its dead letter).
 
     Raises UnknownTaskError, or pydantic's ValidationError for bad arguments.
     """
     task = tasks.get(name)
-    if task is None:
+    if task is None or (task.internal and not internal):
         raise UnknownTaskError(name, tasks)
     kwargs = task.args.model_validate(raw_args).model_dump(mode="json")
     # A model may still make what a job cannot carry (a float field takes the string "nan").

@@ -45,6 +45,13 @@ class EnqueueRequest(BaseModel):
         gt=0,
         description="Start the job this many seconds from now, at most JOB_RETENTION.",
     )
+    callback_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="Called when the job ends (succeeded, failed, cancelled) with its final "
+        "state, signed as Standard Webhooks sign (needs WEBHOOK_SECRET; https and public "
+        "addresses only, unless allowed).",
+    )
 
 
 class BatchItem(BaseModel):

@@ -26,6 +26,7 @@ from ..queue import (
 from ..settings import Settings
 from ..spans import caller_context, enqueue_span
 from ..tasks import TASKS, UnknownTaskError, prepare
+from ..webhooks import CallbackRefusedError, check_url
 from .schemas import BatchItem
 
 
@@ -63,11 +64,17 @@ async def submit(
     defer: float | None = None,
     idempotency_key: str | None = None,
     meta: dict[str, str] | None = None,
+    callback_url: str | None = None,
+    internal: bool = False,
 ) -> tuple[Enqueued, str]:
     """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
-    replay of a dead letter. Returns the job and its queue; bad input raises a 4xx."""
+    replay of a dead letter (`internal`: the service's own tasks too). Returns the job and its
+    queue; bad input raises a 4xx."""
+    meta = meta or {}
+    if callback_url is not None:
+        meta["callback_url"] = checked_callback(settings, callback_url)
     try:
-        kwargs = prepare(TASKS, task_name, raw_args)
+        kwargs = prepare(TASKS, task_name, raw_args, internal=internal)
     except UnknownTaskError as exc:
         raise RequestValidationError(
             [{"type": "unknown_task", "loc": ("body", "task"), "msg": str(exc), "input": task_name}]
@@ -90,11 +97,10 @@ async def submit(
         )
     idempotency = None
     if idempotency_key is not None:
-        canonical = json.dumps([task_name, kwargs, job_id, defer], sort_keys=True)
+        canonical = json.dumps([task_name, kwargs, job_id, defer, callback_url], sort_keys=True)
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
     queue_name = settings.queue_for(TASKS[task_name].queue)
-    meta = meta or {}
 
     try:
         with enqueue_span(task_name, queue_name, meta):  # puts its trace context into meta
@@ -145,6 +151,24 @@ async def submit_batch(
     for job in jobs:
         count_enqueued(job.task)
     return ids, jobs
+
+
+def checked_callback(settings: Settings, url: str) -> str:
+    """A job's callback URL, if this service may call it (webhooks.py), else a 422."""
+    try:
+        check_url(
+            url,
+            allow_http=settings.webhook_allow_http,
+            allow_private=settings.webhook_allow_private,
+        )
+    except CallbackRefusedError as exc:
+        kind, message = "callback_refused", f"callback_url refused: {exc}"
+    else:
+        if settings.webhook_secret is not None:
+            return url
+        kind, message = "webhooks_not_configured", "this service has no WEBHOOK_SECRET set"
+    error = {"type": kind, "loc": ("body", "callback_url"), "msg": message, "input": url}
+    raise RequestValidationError([error])
 
 
 def misplaced(loc: tuple[str, ...], message: str, given: Any) -> RequestValidationError:

@@ -17,6 +17,7 @@ from arq.constants import (
 from arq.utils import to_ms
 from redis.exceptions import NoScriptError
 
+from ..queue.deliveries import Delivery, queue_delivery
 from ..queue.ledger import RecordWrite
 
 
@@ -31,8 +32,10 @@ async def end_job(
     incr_score: int | None,
     keep_in_progress: float | None,
     record: RecordWrite | None,
+    delivery: Delivery | None = None,
 ) -> None:
-    """arq 0.28's Worker.finish_job (the same writes, arguments in its order), and `record`."""
+    """arq 0.28's Worker.finish_job (the same writes, arguments in its order), `record`, and
+    the job's webhook `delivery` (queue.deliveries), queued with its end or not at all."""
     async with pool.pipeline(transaction=True) as tr:
         delete_keys = []
         in_progress_key = in_progress_key_prefix + job_id
@@ -51,6 +54,8 @@ async def end_job(
             tr.zincrby(queue_name, incr_score, job_id)
         if delete_keys:
             tr.delete(*delete_keys)
+        if delivery is not None:
+            queue_delivery(tr, queue_name, job_id, delivery, pool.expires_extra_ms)
         if record is not None:
             record.queue_in(tr)
         try:

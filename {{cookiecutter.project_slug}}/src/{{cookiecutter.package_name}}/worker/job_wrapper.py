@@ -32,11 +32,13 @@ from ..queue import (
     TaskLimits,
 )
 from ..queue.base import JOB_META
+from ..queue.deliveries import Delivery
 from ..queue.serializer import RemoteError
 from ..queue.unavailable import unavailable
 from ..settings import Settings
 from ..spans import job_span
 from ..tasks import Context, Task, scrub, secrets_of
+from ..webhooks import event_body
 from .outage import REDIS_ERRORS, Backoff
 
 log = logging.getLogger(__name__)
@@ -245,7 +247,7 @@ def job_function(task: Task) -> Any:
         with log_context, job_span(task.name, ctx, meta):
             held: list[TaskLimits] = []  # the cap this try holds a place in, once it does
             try:
-                return await execute(ctx, kwargs, held)
+                return await execute(ctx, kwargs, held, meta.get("callback_url"))
             except RecordUnavailableError as exc:
                 # arq re-queues the job (its end is written once Redis takes it, see
                 # worker.process) and it runs again: the try counts, like one cut off by a deploy.
@@ -255,7 +257,33 @@ def job_function(task: Task) -> Any:
                 for limits in held:
                     await release(ctx, limits)
 
-    async def execute(ctx: Context, kwargs: dict[str, Any], held: list[TaskLimits]) -> Any:
+    def announce(
+        ctx: Context,
+        callback: str | None,
+        state: JobState,
+        tries: int,
+        *,
+        result: Any = None,
+        error: JobError | None = None,
+    ) -> None:
+        """Hand the job's webhook (its client gave a callback_url) to the worker, which queues
+        its delivery with the job's end: both written, or neither (queue.deliveries)."""
+        sink = ctx.get("delivery_sink")
+        if callback is None or sink is None:
+            return
+        body = event_body(
+            ctx["job_id"],
+            task.name,
+            state.value,
+            tries=tries,
+            result=result,
+            error=(error.type, error.message) if error else None,
+        )
+        sink(ctx["job_id"], Delivery(callback, body))
+
+    async def execute(
+        ctx: Context, kwargs: dict[str, Any], held: list[TaskLimits], callback: str | None
+    ) -> Any:
         settings: Settings = ctx["settings"]
         job_id: str = ctx["job_id"]
         job_try: int = ctx["job_try"]
@@ -281,6 +309,7 @@ def job_function(task: Task) -> Any:
                     failed_at=datetime.now(tz=UTC),
                 )
             )
+            announce(ctx, callback, JobState.FAILED, min(job_try, tries), error=error)
 
         if job_try > tries:
             message = f"started {tries} times, never finished (its worker stopped or died)"
@@ -313,12 +342,14 @@ def job_function(task: Task) -> Any:
                 result = await task.function(ctx, **kwargs)
         except JobCancelledError:
             await recorder.finished(job_id, JobState.CANCELLED)
+            announce(ctx, callback, JobState.CANCELLED, job_try)
             return None
         except asyncio.CancelledError:
             # An abort (cancel requested) is final; a shutdown re-queues the job, and its history
             # says so. (Past arq's own timeout, arq fails the job instead: nothing to add.)
             if await asyncio.shield(recorder.cancel_requested(job_id)):
                 await asyncio.shield(recorder.finished(job_id, JobState.CANCELLED))
+                announce(ctx, callback, JobState.CANCELLED, job_try)
             elif asyncio.get_running_loop().time() < ends + TIMEOUT_BACKSTOP / 2:
                 await asyncio.shield(recorder.requeued(job_id, WORKER_STOPPED))
             raise
@@ -360,6 +391,7 @@ def job_function(task: Task) -> Any:
             await fail(JobError(UnencodableResultError.__name__, message))
             raise UnencodableResultError(message)
         await recorder.finished(job_id, JobState.SUCCEEDED, result=result)
+        announce(ctx, callback, JobState.SUCCEEDED, job_try, result=result)
         return result
 
     run.__name__ = run.__qualname__ = task.name

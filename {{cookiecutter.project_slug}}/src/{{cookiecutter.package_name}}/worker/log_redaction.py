@@ -10,6 +10,8 @@ import logging
 import re
 from collections.abc import Mapping
 
+import httpx
+
 from ..tasks import TASKS, Task
 from ..tasks.registry import REDACTED, redacted_fields
 
@@ -41,6 +43,25 @@ class HideJobArguments(logging.Filter):
             pattern = rf"(?<![\w]){re.escape(name)}={VALUE}"
             arguments = re.sub(pattern, f"{name}='{REDACTED}'", arguments)
         return arguments
+
+
+class HideUrlQueries(logging.Filter):
+    """httpx logs each request's URL whole: a query may carry a token (a webhook receiver's, a
+    URL a client gave check_url). Logged without its query."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and len(record.args) > 1:
+            url = record.args[1]
+            if isinstance(url, httpx.URL) and url.query:
+                record.args = (record.args[0], url.copy_with(query=None), *record.args[2:])
+        return True
+
+
+def hide_url_queries() -> None:
+    """Install HideUrlQueries on httpx's logger, once."""
+    target = logging.getLogger("httpx")
+    if not any(isinstance(f, HideUrlQueries) for f in target.filters):
+        target.addFilter(HideUrlQueries())
 
 
 def hide_job_arguments(

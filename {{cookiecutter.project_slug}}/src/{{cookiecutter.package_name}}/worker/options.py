@@ -46,7 +46,9 @@ def worker_options(settings: Settings, queue: QueueKey = "default") -> dict[str,
     # with BULK_REDIS_URL (queue.shards), else REDIS_URL's.
     settings = settings.with_queue_redis(queue)
     queue_name = settings.queue_for(queue)
-    tasks = [task for task in TASKS.values() if task.queue == queue]
+    # A queue's own tasks, and the service's internal ones (a job's webhook is delivered from
+    # the job's own queue: tasks/deliver_webhook.py).
+    tasks = [task for task in TASKS.values() if task.queue == queue or task.internal]
     for task in tasks:
         if max_tries(task, settings) < 2:
             raise ValueError(

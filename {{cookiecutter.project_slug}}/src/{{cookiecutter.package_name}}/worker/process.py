@@ -35,6 +35,7 @@ from ..cancellation import raise_if_cancelled
 from ..logs import configure_logging
 from ..queue.arq_queue import ledger_for, settle
 from ..queue.connections import redis_pool
+from ..queue.deliveries import Delivery
 from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
 from ..queue.wake_channel import wake_channel
@@ -102,6 +103,9 @@ class WakingWorker(Worker):
         # Successes the ledger hands over, written with arq's end of the job (finish_job).
         self._successes: dict[str, RecordWrite] = {}
         self.ctx["success_sink"] = self._successes.__setitem__
+        # Webhook deliveries the job wrapper hands over, queued with arq's end of the job.
+        self._deliveries: dict[str, Delivery] = {}
+        self.ctx["delivery_sink"] = self._deliveries.__setitem__
         self.ctx["running_jobs"] = lambda: self.job_counter  # reported by the heartbeat
         self.ctx["loop_wedged"] = self.wedged_for  # no beat while stuck: the probe fails
 
@@ -243,6 +247,7 @@ class WakingWorker(Worker):
             # A success handed over by a job stopped before its end was written: the job runs
             # again (its claim expires), and its next try records its own outcome.
             self._successes.pop(job_id, None)
+            self._deliveries.pop(job_id, None)
 
     async def _release(self, job_id: str, claimed: float) -> None:
         """Delete this worker's claim of a job that never started, while it surely is still
@@ -275,6 +280,7 @@ class WakingWorker(Worker):
         # A success's record goes in the same transaction (worker.job_end); never with a job
         # that arq puts back in the queue, whose next try records its own outcome.
         record = self._successes.pop(job_id, None)
+        delivery = self._deliveries.pop(job_id, None)
         await persist(
             lambda: end_job(
                 self.pool,
@@ -287,6 +293,7 @@ class WakingWorker(Worker):
                 incr_score,
                 keep_in_progress,
                 record if finish else None,
+                delivery if finish else None,
             ),
             "record the end of a job",
         )

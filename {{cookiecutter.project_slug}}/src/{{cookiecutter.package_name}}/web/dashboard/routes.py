@@ -270,7 +270,7 @@ async def replay(
         return back("/dead-letters", f"No dead letter for job {job_id}.")
     try:
         enqueued, _queue_name = await submit(
-            job_queue, settings, letter.task, letter.kwargs, meta=job_meta(request)
+            job_queue, settings, letter.task, letter.kwargs, meta=job_meta(request), internal=True
         )
     except RequestValidationError as exc:
         reason = "; ".join(str(error.get("msg")) for error in exc.errors())

@@ -85,6 +85,7 @@ async def replay_dead_letter(
         letter.task,
         letter.kwargs,
         meta=job_meta(request),
+        internal=True,  # a webhook's delivery is replayed like any job
     )
     # Redis gone here: 503, the new job is queued and the letter stays, visibly.
     await admin.remove_dead_letter(job_id)

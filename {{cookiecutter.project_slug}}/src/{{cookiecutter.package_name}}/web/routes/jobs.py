@@ -101,6 +101,7 @@ async def enqueue(
         defer=body.defer_seconds,
         idempotency_key=idempotency_key,
         meta=job_meta(request),
+        callback_url=body.callback_url,
     )
     url = job_url(request, enqueued.job_id)
     headers = {"Location": url}

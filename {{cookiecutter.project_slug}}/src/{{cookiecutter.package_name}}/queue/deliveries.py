@@ -1,0 +1,43 @@
+"""A job's webhook delivery (webhooks.py), queued as a job of the service's own task
+`deliver_webhook` with the writes that end the job: the worker's end-of-job transaction
+(worker.job_end), or the web's cancel of a job that never started. Its id is the job's with
+`:webhook` (no client id holds a `:`), on the job's own queue and Redis, so the delivery of a
+bulk job stays on the bulk queue's server."""
+
+import time
+from dataclasses import dataclass
+
+from arq.constants import job_key_prefix
+from arq.jobs import serialize_job
+from redis.asyncio.client import Pipeline
+
+from .serializer import serialize
+from .wake_channel import wake_channel
+
+DELIVERY_TASK = "deliver_webhook"
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """What to POST where, once the job's end is written."""
+
+    url: str
+    body: str
+
+
+def delivery_id(job_id: str) -> str:
+    return f"{job_id}:webhook"
+
+
+def queue_delivery(
+    pipe: Pipeline, queue_name: str, job_id: str, delivery: Delivery, expires_ms: int
+) -> None:
+    """The delivery's job, queued in `pipe` (arq's own writes for a job, plain commands: no
+    script a restarted Redis could have lost). A delivery already waiting is left as it is."""
+    message_id = delivery_id(job_id)
+    now = int(time.time() * 1000)
+    kwargs = {"url": delivery.url, "message_id": message_id, "body": delivery.body}
+    payload = serialize_job(DELIVERY_TASK, (), kwargs, None, now, serializer=serialize)
+    pipe.set(job_key_prefix + message_id, payload, px=expires_ms, nx=True)
+    pipe.zadd(queue_name, {message_id: now}, nx=True)
+    pipe.publish(wake_channel(queue_name), "")

@@ -1,0 +1,95 @@
+"""The service's own task: deliver a finished job's webhook (webhooks.py says how it is signed and
+what it may reach). Internal: clients cannot enqueue it (POST /jobs answers as for an unknown
+task, GET /tasks leaves it out); every queue's worker serves it, so a job's delivery is queued
+with the job's end, on the job's own Redis (worker.job_end). A delivery that fails for good is a
+dead letter like any job's, and an operator's replay sends it again."""
+
+import asyncio
+import ipaddress
+import logging
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..settings import Settings
+from ..webhooks import CallbackRefusedError, check_url, headers, refuse_unless_public, secret_bytes
+from .registry import Context, RetryPolicy, Task
+
+log = logging.getLogger(__name__)
+
+
+class DeliveryFailedError(Exception):
+    """The receiver answered, but not with a 2xx: tried again, as Standard Webhooks expects."""
+
+
+class WebhookNotConfiguredError(Exception):
+    """No WEBHOOK_SECRET on this worker: nothing is sent unsigned."""
+
+
+class DeliveryArgs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # A receiver's URL may carry a token in its query: shown redacted, as secrets are.
+    url: str = Field(max_length=2048, json_schema_extra={"redact": True})
+    message_id: str = Field(max_length=300)
+    body: str = Field(max_length=10_000_000)
+
+
+async def deliver_webhook(ctx: Context, url: str, message_id: str, body: str) -> dict[str, int]:
+    settings: Settings = ctx["settings"]
+    if settings.webhook_secret is None:
+        raise WebhookNotConfiguredError("WEBHOOK_SECRET is not set on this worker")
+    allow_private = settings.webhook_allow_private
+    scheme, host, port = check_url(
+        url, allow_http=settings.webhook_allow_http, allow_private=allow_private
+    )
+    # Every address the name has now is checked, and the request goes to one of them: a name
+    # that resolves elsewhere a moment later reaches nothing unchecked.
+    loop = asyncio.get_running_loop()
+    found = await loop.getaddrinfo(host, port, type=0, proto=6)  # TCP
+    addresses = [str(entry[4][0]) for entry in found]
+    for address in addresses:
+        refuse_unless_public(ip(address), allow_private=allow_private)
+    chosen = addresses[0]
+    netloc = f"[{chosen}]:{port}" if ":" in chosen else f"{chosen}:{port}"
+    parts = urlsplit(url)
+    target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
+    content = body.encode()
+    sent = headers(secret_bytes(settings.webhook_secret.get_secret_value()), message_id, content)
+    client: httpx.AsyncClient = ctx["http"]
+    response = await client.post(
+        target,
+        content=content,
+        headers={**sent, "host": parts.netloc.rpartition("@")[2]},
+        extensions={"sni_hostname": host},  # TLS checks the name, not the address
+        follow_redirects=False,
+        timeout=settings.webhook_timeout,
+    )
+    if not 200 <= response.status_code < 300:
+        raise DeliveryFailedError(f"the receiver answered {response.status_code}")
+    log.info("webhook %s delivered (%d)", message_id, response.status_code)
+    return {"status_code": response.status_code}
+
+
+def ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(address.partition("%")[0])  # (an IPv6 zone is no part of it)
+
+
+TASK = Task(
+    name="deliver_webhook",
+    function=deliver_webhook,
+    args=DeliveryArgs,
+    timeout=60,
+    # Refused (CallbackRefusedError) or unsigned: failed at once. A refused connection, a
+    # timeout or an answer other than 2xx: tried again, from 2 s doubling to 5 minutes.
+    retry=RetryPolicy(
+        on=(httpx.TransportError, DeliveryFailedError, OSError),
+        timeouts=True,
+        backoff=2,
+        max_backoff=300,
+    ),
+    internal=True,
+)
+
+__all__ = ["TASK", "CallbackRefusedError", "DeliveryFailedError", "WebhookNotConfiguredError"]

@@ -1,0 +1,202 @@
+"""Signed completion webhooks (webhooks.py, tasks/deliver_webhook.py) against real Redis, a real
+worker and a real HTTP receiver, checked with Standard Webhooks' own verifier."""
+
+import asyncio
+import base64
+import http.server
+import json
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from standardwebhooks import Webhook
+
+from {{ cookiecutter.package_name }}.settings import Settings
+
+from ..auth import TEST_OPERATOR_KEY
+from .conftest import StartWorkers
+
+SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, ok!!!").decode()
+OPERATOR = {"X-Operator-Key": TEST_OPERATOR_KEY}
+
+
+@dataclass
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that answers each POST with the next of `answers` (then
+    200), and keeps what it got."""
+
+    url: str
+    answers: list[int] = field(default_factory=list)
+    got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def wait(self, count: int, within: float = 30) -> list[tuple[dict[str, str], bytes]]:
+        deadline = time.monotonic() + within
+        while len(self.got) < count:
+            assert time.monotonic() < deadline, f"{len(self.got)} of {count} deliveries came"
+            await asyncio.sleep(0.05)
+        return self.got
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    state = Receiver("")
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("content-length", "0")))
+            state.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            self.send_response(state.answers.pop(0) if state.answers else 200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.url = f"http://127.0.0.1:{server.server_address[1]}/hooks?token=t0ken"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield state
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The tests' settings with webhooks on, and a receiver on loopback http allowed."""
+    return settings.model_copy(
+        update={
+            "webhook_secret": SecretStr(SECRET),
+            "webhook_allow_http": True,
+            "webhook_allow_private": True,
+            "job_max_tries": 2,  # a delivery's tries too: the dead letter comes in seconds
+        }
+    )
+
+
+@pytest.fixture
+async def workers(start_workers: StartWorkers) -> None:
+    await start_workers()
+
+
+def verified(delivery: tuple[dict[str, str], bytes]) -> Any:
+    """The delivery's JSON, once Standard Webhooks' verifier accepts its signature."""
+    headers, body = delivery
+    return Webhook(SECRET).verify(body, headers)
+
+
+async def test_a_finished_job_is_posted_to_its_callback_signed_as_standard_webhooks_verify(
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    workers: None,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    body = {"task": "word_count", "args": {"text": "called back"}, "callback_url": receiver.url}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+
+    [delivery] = await receiver.wait(1)
+    event = verified(delivery)
+    assert event["type"] == "job.succeeded"
+    assert event["data"] == {
+        "id": job_id,
+        "task": "word_count",
+        "state": "succeeded",
+        "tries": 1,
+        "result": {"words": 2, "characters": 11},
+    }
+    headers, _ = delivery
+    assert headers["webhook-id"] == f"{job_id}:webhook"
+    assert abs(int(headers["webhook-timestamp"]) - time.time()) < 30
+    with pytest.raises(Exception, match="signature"):  # another secret: refused
+        Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(delivery[1], headers)
+    # The job had ended when its webhook came; the delivery is a job of its own, readable.
+    assert (await client.get(f"/jobs/{job_id}")).json()["state"] == "succeeded"
+    sent = (await client.get(f"/jobs/{job_id}:webhook")).json()
+    assert (sent["task"], sent["state"]) == ("deliver_webhook", "succeeded")
+    assert SECRET not in caplog.text
+    assert "127.0.0.1" in caplog.text  # httpx's request line is there, without its query
+    assert "t0ken" not in caplog.text
+    assert SECRET.removeprefix("whsec_") not in caplog.text
+
+
+async def test_a_receiver_that_fails_gets_the_same_message_again_until_it_takes_it(
+    client: httpx.AsyncClient, receiver: Receiver, workers: None
+) -> None:
+    receiver.answers = [500]
+    body = {"task": "word_count", "args": {"text": "again"}, "callback_url": receiver.url}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+
+    first, second = await receiver.wait(2)
+    assert verified(first) == verified(second)  # the same event, signed again at each try
+    assert first[0]["webhook-id"] == second[0]["webhook-id"] == f"{job_id}:webhook"
+    sent = (await client.get(f"/jobs/{job_id}:webhook")).json()
+    assert (sent["state"], sent["tries"]) == ("succeeded", 2)
+
+
+async def test_a_delivery_that_fails_for_good_is_a_dead_letter_an_operator_replays(
+    client: httpx.AsyncClient, receiver: Receiver, workers: None
+) -> None:
+    receiver.answers = [503, 503]  # both tries (JOB_MAX_TRIES=2 here)
+    body = {"task": "word_count", "args": {"text": "lost"}, "callback_url": receiver.url}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    await receiver.wait(2)
+
+    letter_url = f"/dead-letters/{job_id}:webhook"
+    deadline = time.monotonic() + 10
+    while (letter := await client.get(letter_url, headers=OPERATOR)).status_code == 404:
+        assert time.monotonic() < deadline, "no dead letter for the delivery"
+        await asyncio.sleep(0.1)
+    shown = letter.json()
+    assert shown["task"] == "deliver_webhook"
+    assert shown["error"]["type"] == "DeliveryFailedError"
+    assert shown["args"]["url"] == "[redacted]"  # its query may hold the receiver's token
+
+    replay = await client.post(f"{letter_url}/replay", headers=OPERATOR)
+    assert replay.status_code == 202
+    third = (await receiver.wait(3))[2]
+    assert verified(third)["data"]["id"] == job_id
+    assert third[0]["webhook-id"] == f"{job_id}:webhook"  # the same message: dropped if a repeat
+
+
+async def test_a_job_cancelled_before_it_starts_is_called_back_too(
+    client: httpx.AsyncClient, receiver: Receiver, start_workers: StartWorkers
+) -> None:
+    body = {
+        "task": "word_count",
+        "args": {"text": "never"},
+        "callback_url": receiver.url,
+        "defer_seconds": 60,
+    }
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    assert (await client.post(f"/jobs/{job_id}/cancel")).json()["state"] == "cancelled"
+    await start_workers()
+
+    [delivery] = await receiver.wait(1)
+    assert verified(delivery)["type"] == "job.cancelled"
+    assert verified(delivery)["data"]["state"] == "cancelled"
+
+
+async def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
+    client: httpx.AsyncClient, receiver: Receiver, settings: Settings, workers: None
+) -> None:
+    """The worker resolves the name and checks every address it gets: localhost is loopback.
+    Refused for good: no try more, a dead letter, nothing reaches the receiver."""
+    settings.webhook_allow_private = False  # the worker's settings are this object
+    url = receiver.url.replace("127.0.0.1", "localhost")
+    body = {"task": "word_count", "args": {"text": "inside"}, "callback_url": url}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+
+    deadline = time.monotonic() + 10
+    letter_url = f"/dead-letters/{job_id}:webhook"
+    while (letter := await client.get(letter_url, headers=OPERATOR)).status_code == 404:
+        assert time.monotonic() < deadline, "no dead letter for the refused delivery"
+        await asyncio.sleep(0.1)
+    assert letter.json()["error"]["type"] == "CallbackRefusedError"
+    assert letter.json()["tries"] == 1
+    assert receiver.got == []
+    assert json.dumps(letter.json()).count("not a public address") == 1
