@@ -89,6 +89,24 @@ def check_url(url: str, *, allow_http: bool, allow_private: bool) -> tuple[str, 
     return parts.scheme, host, port or (443 if parts.scheme == "https" else 80)
 
 
+# IPv6 ranges that carry or reach an IPv4 address (IPv4-compatible and -translated, NAT64, 6to4,
+# Teredo) or are
+# no public address whatever `is_global` says (site-local): refused whole, as whatever IPv4
+# address they lead to is not checked.
+CARRIERS = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "::/96",
+        "::ffff:0:0:0/96",
+        "64:ff9b::/96",
+        "64:ff9b:1::/48",
+        "2002::/16",
+        "2001::/32",
+        "fec0::/10",
+    )
+)
+
+
 def refuse_unless_public(
     address: ipaddress.IPv4Address | ipaddress.IPv6Address, *, allow_private: bool
 ) -> None:
@@ -96,7 +114,8 @@ def refuse_unless_public(
         return
     # An IPv4 address written inside IPv6 (::ffff:127.0.0.1) is the IPv4 one.
     mapped = getattr(address, "ipv4_mapped", None) or address
-    if not mapped.is_global or mapped.is_multicast:
+    carried = isinstance(mapped, ipaddress.IPv6Address) and any(mapped in net for net in CARRIERS)
+    if carried or not mapped.is_global or mapped.is_multicast:
         raise CallbackRefusedError(
             f"{address} is not a public address (WEBHOOK_ALLOW_PRIVATE allows such addresses)"
         )

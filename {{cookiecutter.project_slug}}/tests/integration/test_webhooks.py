@@ -32,6 +32,7 @@ class Receiver:
 
     url: str
     answers: list[int] = field(default_factory=list)
+    delays: list[float] = field(default_factory=list)
     got: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
 
     async def wait(self, count: int, within: float = 30) -> list[tuple[dict[str, str], bytes]]:
@@ -50,6 +51,8 @@ def receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("content-length", "0")))
             state.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
+            if state.delays:
+                time.sleep(state.delays.pop(0))
             self.send_response(state.answers.pop(0) if state.answers else 200)
             self.send_header("content-length", "0")
             self.end_headers()
@@ -110,13 +113,13 @@ async def test_a_finished_job_is_posted_to_its_callback_signed_as_standard_webho
         "result": {"words": 2, "characters": 11},
     }
     headers, _ = delivery
-    assert headers["webhook-id"] == f"{job_id}:webhook"
+    assert headers["webhook-id"].startswith(f"{job_id}:webhook:")
     assert abs(int(headers["webhook-timestamp"]) - time.time()) < 30
     with pytest.raises(Exception, match="signature"):  # another secret: refused
         Webhook("whsec_" + base64.b64encode(b"x" * 32).decode()).verify(delivery[1], headers)
     # The job had ended when its webhook came; the delivery is a job of its own, readable.
     assert (await client.get(f"/jobs/{job_id}")).json()["state"] == "succeeded"
-    sent = (await client.get(f"/jobs/{job_id}:webhook")).json()
+    sent = (await client.get(f"/jobs/{headers['webhook-id']}")).json()
     assert (sent["task"], sent["state"]) == ("deliver_webhook", "succeeded")
     assert SECRET not in caplog.text
     assert "127.0.0.1" in caplog.text  # httpx's request line is there, without its query
@@ -133,8 +136,10 @@ async def test_a_receiver_that_fails_gets_the_same_message_again_until_it_takes_
 
     first, second = await receiver.wait(2)
     assert verified(first) == verified(second)  # the same event, signed again at each try
-    assert first[0]["webhook-id"] == second[0]["webhook-id"] == f"{job_id}:webhook"
-    sent = (await client.get(f"/jobs/{job_id}:webhook")).json()
+    message_id = first[0]["webhook-id"]
+    assert second[0]["webhook-id"] == message_id
+    assert message_id.startswith(f"{job_id}:webhook:")
+    sent = (await client.get(f"/jobs/{message_id}")).json()
     assert (sent["state"], sent["tries"]) == ("succeeded", 2)
 
 
@@ -144,9 +149,9 @@ async def test_a_delivery_that_fails_for_good_is_a_dead_letter_an_operator_repla
     receiver.answers = [503, 503]  # both tries (JOB_MAX_TRIES=2 here)
     body = {"task": "word_count", "args": {"text": "lost"}, "callback_url": receiver.url}
     job_id = (await client.post("/jobs", json=body)).json()["id"]
-    await receiver.wait(2)
+    first, _ = await receiver.wait(2)
 
-    letter_url = f"/dead-letters/{job_id}:webhook"
+    letter_url = f"/dead-letters/{first[0]['webhook-id']}"
     deadline = time.monotonic() + 10
     while (letter := await client.get(letter_url, headers=OPERATOR)).status_code == 404:
         assert time.monotonic() < deadline, "no dead letter for the delivery"
@@ -160,7 +165,7 @@ async def test_a_delivery_that_fails_for_good_is_a_dead_letter_an_operator_repla
     assert replay.status_code == 202
     third = (await receiver.wait(3))[2]
     assert verified(third)["data"]["id"] == job_id
-    assert third[0]["webhook-id"] == f"{job_id}:webhook"  # the same message: dropped if a repeat
+    assert third[0]["webhook-id"] == first[0]["webhook-id"]  # the same message: a repeat
 
 
 async def test_a_job_cancelled_before_it_starts_is_called_back_too(
@@ -192,11 +197,26 @@ async def test_a_name_that_resolves_to_a_private_address_is_refused_at_delivery(
     job_id = (await client.post("/jobs", json=body)).json()["id"]
 
     deadline = time.monotonic() + 10
-    letter_url = f"/dead-letters/{job_id}:webhook"
-    while (letter := await client.get(letter_url, headers=OPERATOR)).status_code == 404:
+    while not (letters := (await client.get("/dead-letters", headers=OPERATOR)).json()["letters"]):
         assert time.monotonic() < deadline, "no dead letter for the refused delivery"
         await asyncio.sleep(0.1)
-    assert letter.json()["error"]["type"] == "CallbackRefusedError"
-    assert letter.json()["tries"] == 1
+    [letter] = letters
+    assert letter["job_id"].startswith(f"{job_id}:webhook:")
+    assert letter["error"]["type"] == "CallbackRefusedError"
+    assert letter["tries"] == 1
     assert receiver.got == []
-    assert json.dumps(letter.json()).count("not a public address") == 1
+    assert json.dumps(letter).count("not a public address") == 1
+
+
+async def test_a_receiver_slower_than_the_timeout_gets_the_message_again(
+    client: httpx.AsyncClient, receiver: Receiver, settings: Settings, workers: None
+) -> None:
+    """The whole exchange ends by WEBHOOK_TIMEOUT (a receiver that never answers holds no
+    worker slot), and the try counts as failed."""
+    settings.webhook_timeout = 0.5
+    receiver.delays = [2.0]  # the first answer comes late
+    body = {"task": "word_count", "args": {"text": "slow"}, "callback_url": receiver.url}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    first, second = await receiver.wait(2)
+    assert first[0]["webhook-id"] == second[0]["webhook-id"]
+    assert verified(second)["data"]["id"] == job_id

@@ -7,9 +7,10 @@ import pytest
 
 from {{ cookiecutter.package_name }}.worker.log_redaction import (
     JOB_START,
-    HideUrlQueries,
+    HideJobArguments,
+    HideUrlPaths,
     hide_job_arguments,
-    hide_url_queries,
+    hide_url_paths,
 )
 
 
@@ -60,17 +61,23 @@ def test_shown_arguments_still_hide_the_redacted_ones(
     assert "s3cret" not in caplog.text
 
 
-def test_httpx_request_lines_lose_their_query(caplog: pytest.LogCaptureFixture) -> None:
-    """A URL's query may carry a token (a webhook receiver's, a URL given to check_url)."""
-    hide_url_queries()
-    hide_url_queries()  # installed once however often the worker starts
-    url = httpx.URL("https://hooks.example.com/in?token=s3cret&x=1")
+def test_httpx_request_lines_lose_their_path_and_query(caplog: pytest.LogCaptureFixture) -> None:
+    """A URL's path or query may carry a token (a webhook receiver's, a URL given to check_url)."""
+    hide_url_paths()
+    hide_url_paths()  # installed once however often the worker starts
+    url = httpx.URL("https://hooks.example.com/T0KEN/in?token=s3cret&x=1")
     with caplog.at_level(logging.INFO, logger="httpx"):
         logging.getLogger("httpx").info(
             'HTTP Request: %s %s "%s %d %s"', "POST", url, "HTTP/1.1", 200, "OK"
         )
-    assert "https://hooks.example.com/in" in caplog.text
+    assert "https://hooks.example.com/..." in caplog.text
     assert "s3cret" not in caplog.text
-    assert (
-        len([f for f in logging.getLogger("httpx").filters if isinstance(f, HideUrlQueries)]) == 1
-    )
+    assert "T0KEN" not in caplog.text
+    assert len([f for f in logging.getLogger("httpx").filters if isinstance(f, HideUrlPaths)]) == 1
+
+
+def test_shown_arguments_never_show_the_jobs_meta() -> None:
+    """LOG_JOB_ARGUMENTS shows a job's arguments, not its meta: it may hold a callback URL."""
+    arguments = "text='hi', _meta={'request_id': 'r1', 'callback_url': 'https://h.example/T0KEN'}"
+    shown = HideJobArguments(redacted_only=True).redact("abc:word_count", arguments)
+    assert shown == "text='hi', _meta=…"

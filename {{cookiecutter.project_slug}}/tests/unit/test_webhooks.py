@@ -139,3 +139,20 @@ async def test_the_job_wrapper_hands_the_webhook_over_at_the_jobs_end(
     other = (await memory_queue.enqueue("word_count", {}, queue_name="q")).job_id
     await run({**job_ctx, "job_id": other}, text="a b")
     assert handed == {}
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b:1::a00:1",  # local-use NAT64
+        "2002:7f00:1::",  # 6to4 of 127.0.0.1
+        "2001:0:4136:e378:8000:63bf:3fff:fdd2",  # Teredo
+        "::7f00:1",  # IPv4-compatible 127.0.0.1
+        "::ffff:0:7f00:1",  # IPv4-translated
+        "fec0::1",  # site-local
+    ],
+)
+def test_ipv6_forms_that_lead_to_an_ipv4_address_are_refused(address: str) -> None:
+    with pytest.raises(CallbackRefusedError, match="not a public address"):
+        check_url(f"https://[{address}]/hook", allow_http=False, allow_private=False)

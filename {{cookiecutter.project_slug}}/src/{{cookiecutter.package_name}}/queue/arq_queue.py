@@ -55,7 +55,7 @@ from .base import (
     first_state,
 )
 from .connections import bounded_pool, redis_pool, retry_policy
-from .deliveries import Delivery, queue_delivery
+from .deliveries import Delivery, delivery_id, queue_delivery
 from .enqueue import ENQUEUE, ENQUEUE_MANY
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
@@ -471,9 +471,10 @@ class ArqJobQueue:
                     # Its webhook, as a worker would have sent it (queue.deliveries); queued
                     # after the record, so a web process that dies in between sends none.
                     body = event_body(job_id, record.task, "cancelled", tries=record.tries)
+                    message_id = delivery_id(job_id, record.enqueued_at)
                     async with self._redis.pipeline(transaction=True) as pipe:
-                        delivery = Delivery(callback, body)
-                        queue_delivery(pipe, queue_name, job_id, delivery, self._expires_ms)
+                        delivery = Delivery(callback, body, message_id)
+                        queue_delivery(pipe, queue_name, delivery, self._expires_ms)
                         await pipe.execute()
                 return await self._get(job_id) or record
         # Running (or claimed a moment ago): ask its worker to cancel it.

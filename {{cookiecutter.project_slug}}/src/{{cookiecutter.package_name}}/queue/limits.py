@@ -47,8 +47,10 @@ by a later end, is passed over)."""
 # ARGV: RECORD's six arguments for the start (their `fresh` is "0"); the wait's change (JSON,
 # completed here with its reason and time); rate limit and window (ms) (0: none); cap and hold
 # (ms) (0: none); the cap's recheck (ms); the start's member (the job id and try: unique);
-# how long to keep the waiting list (s).
-# Returns -1 for a start, else the milliseconds to wait.
+# how long to keep the waiting list (s); the try.
+# Returns -1 for a start, else the milliseconds to wait. A call sent again (redis-py resends one
+# whose reply was lost) answers as the first did: a start already counted starts, and a try
+# already given back is not given back twice.
 CHECK = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -57,6 +59,10 @@ local rate, per = tonumber(ARGV[8]), tonumber(ARGV[9])
 local cap, hold, recheck = tonumber(ARGV[10]), tonumber(ARGV[11]), tonumber(ARGV[12])
 local starts, booked, running, waiting = KEYS[4], KEYS[5], KEYS[6], KEYS[7]
 local due, reason = nil, nil
+if rate > 0 and redis.call('ZSCORE', starts, ARGV[13]) then
+    record(KEYS[1], KEYS[2], KEYS[3], unpack(ARGV, 1, 6))  -- this try's start, sent again
+    return -1
+end
 if cap > 0 then
     redis.call('ZREMRANGEBYSCORE', running, '-inf', now)  -- holds of jobs killed mid-run
     if not redis.call('ZSCORE', running, job_id) and redis.call('ZCARD', running) >= cap then
@@ -83,11 +89,14 @@ if not due and rate > 0 then
         due, reason = math.max(now + 1, times[rate] + per), 'rate'
         redis.call('ZADD', booked, due, job_id)
         redis.call('PEXPIRE', booked, due - now + per)
+        if cap > 0 then redis.call('ZREM', waiting, job_id) end  -- not waiting for the cap
     end
 end
 if due then
     -- Not a try: arq counted this start, which did not happen.
-    if redis.call('EXISTS', KEYS[8]) == 1 then redis.call('DECR', KEYS[8]) end
+    if tonumber(redis.call('GET', KEYS[8]) or '0') == tonumber(ARGV[15]) then
+        redis.call('DECR', KEYS[8])
+    end
     local change = cjson.decode(ARGV[7])
     change.set.wait_reason, change.set.wait_until = reason, string.format('%d', due)
     change.event.reason, change.event['until'] = reason, string.format('%d', due)
@@ -108,21 +117,24 @@ record(KEYS[1], KEYS[2], KEYS[3], unpack(ARGV, 1, 6))
 return -1
 """
 
-# A capped job's end: its hold goes, and the job that has waited longest (still deferred in the
-# queue: not cancelled, not started by another way) is due now, its workers woken.
+# A capped job's end: its hold goes, and the job that has waited longest and is not due yet is
+# due now, its workers woken. It keeps its place in line until it starts (a job that comes while
+# the place is free may take it first: it then waits again, still at the head).
 # KEYS: running, waiting, the arq queue. ARGV: the job id, the queue's wake channel.
 RELEASE = """
 redis.call('ZREM', KEYS[1], ARGV[1])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-for _ = 1, 20 do
-    local head = redis.call('ZRANGE', KEYS[2], 0, 0)
-    if #head == 0 then return 0 end
-    redis.call('ZREM', KEYS[2], head[1])
-    if redis.call('ZADD', KEYS[3], 'XX', 'LT', 'CH', now, head[1]) == 1 then
+for _, waiter in ipairs(redis.call('ZRANGE', KEYS[2], 0, 19)) do
+    local score = redis.call('ZSCORE', KEYS[3], waiter)
+    if not score then
+        redis.call('ZREM', KEYS[2], waiter)  -- no longer queued (cancelled): out of the line
+    elseif tonumber(score) > now then
+        redis.call('ZADD', KEYS[3], 'XX', now, waiter)
         redis.call('PUBLISH', ARGV[2], '')
         return 1
     end
+    -- (already due, woken by an earlier end: this place goes to the next in line)
 end
 return 0
 """
@@ -161,6 +173,7 @@ class TaskLimits:
             str(int(CAP_RECHECK * 1000)),
             f"{job_id}:{job_try}",
             str(WAITING_KEPT),
+            str(job_try),
         )
 
     def release_keys(self, prefix: str, queue_name: str) -> tuple[str, str, str]:

@@ -55,7 +55,7 @@ async def end_job(
         if delete_keys:
             tr.delete(*delete_keys)
         if delivery is not None:
-            queue_delivery(tr, queue_name, job_id, delivery, pool.expires_extra_ms)
+            queue_delivery(tr, queue_name, delivery, pool.expires_extra_ms)
         if record is not None:
             record.queue_in(tr)
         try:

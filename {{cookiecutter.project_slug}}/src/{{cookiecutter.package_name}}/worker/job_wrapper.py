@@ -32,7 +32,7 @@ from ..queue import (
     TaskLimits,
 )
 from ..queue.base import JOB_META
-from ..queue.deliveries import Delivery
+from ..queue.deliveries import Delivery, delivery_id
 from ..queue.serializer import RemoteError
 from ..queue.unavailable import unavailable
 from ..settings import Settings
@@ -279,7 +279,11 @@ def job_function(task: Task) -> Any:
             result=result,
             error=(error.type, error.message) if error else None,
         )
-        sink(ctx["job_id"], Delivery(callback, body))
+        enqueued = ctx.get("enqueue_time")
+        message_id = delivery_id(
+            ctx["job_id"], enqueued if isinstance(enqueued, datetime) else None
+        )
+        sink(ctx["job_id"], Delivery(callback, body, message_id))
 
     async def execute(
         ctx: Context, kwargs: dict[str, Any], held: list[TaskLimits], callback: str | None
@@ -318,6 +322,11 @@ def job_function(task: Task) -> Any:
 
         enqueued = ctx.get("enqueue_time")
         limits = limits_of(task, settings)
+        if limits is not None and limits.concurrency:
+            # Held from the call on: a cancel that lands after Redis counted the start, before
+            # its answer, still gives the place back (giving back a place never taken is a no-op
+            # that wakes the head of the line).
+            held.append(limits)
         wait = await recorder.started(
             job_id,
             task.name,
@@ -329,9 +338,8 @@ def job_function(task: Task) -> Any:
         if wait is not None:
             # Over the task's limits (queue.limits): back in the queue until its booked time,
             # its try given back, this worker's slot free for other jobs at once.
+            held.clear()  # (no place taken)
             raise Retry(defer=wait)
-        if limits is not None and limits.concurrency:
-            held.append(limits)  # its place in the cap is given back when the try ends
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
         recorder.until = ends + TIMEOUT_BACKSTOP / 2  # the outcome's write, whatever it is

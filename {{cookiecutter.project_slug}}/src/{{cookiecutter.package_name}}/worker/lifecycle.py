@@ -15,7 +15,7 @@ from ..settings import Settings
 from ..spans import configure_tracing
 from ..tasks import Context
 from .heartbeat import beat_forever, worker_key
-from .log_redaction import hide_job_arguments, hide_url_queries
+from .log_redaction import hide_job_arguments, hide_url_paths
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ async def startup(ctx: Context) -> None:
     settings: Settings = ctx["settings"]
     configure_logging(settings.log_level, settings.log_format)
     hide_job_arguments(redacted_only=settings.log_job_arguments)
-    hide_url_queries()
+    hide_url_paths()
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
     ledger = ledger_for(ctx["redis"], settings, ctx.get("success_sink"))
     ctx["ledger"] = metered_recorder(ledger)

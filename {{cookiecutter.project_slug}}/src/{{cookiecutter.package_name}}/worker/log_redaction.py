@@ -12,6 +12,7 @@ from collections.abc import Mapping
 
 import httpx
 
+from ..queue.base import JOB_META
 from ..tasks import TASKS, Task
 from ..tasks.registry import REDACTED, redacted_fields
 
@@ -42,26 +43,28 @@ class HideJobArguments(logging.Filter):
         for name in redacted_fields(task):
             pattern = rf"(?<![\w]){re.escape(name)}={VALUE}"
             arguments = re.sub(pattern, f"{name}='{REDACTED}'", arguments)
-        return arguments
+        # The job's meta, last of its arguments, may hold its client's callback URL.
+        return re.sub(rf"(?<![\w]){JOB_META}=.*$", f"{JOB_META}=…", arguments)
 
 
-class HideUrlQueries(logging.Filter):
-    """httpx logs each request's URL whole: a query may carry a token (a webhook receiver's, a
-    URL a client gave check_url). Logged without its query."""
+class HideUrlPaths(logging.Filter):
+    """httpx logs each request's URL whole: its path or query may carry a token (a webhook
+    receiver's, a URL a client gave check_url). Logged as its origin and `/...`."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and len(record.args) > 1:
             url = record.args[1]
-            if isinstance(url, httpx.URL) and url.query:
-                record.args = (record.args[0], url.copy_with(query=None), *record.args[2:])
+            if isinstance(url, httpx.URL) and (url.query or url.path not in ("", "/")):
+                shown = url.copy_with(path="/...", query=None, fragment=None)
+                record.args = (record.args[0], shown, *record.args[2:])
         return True
 
 
-def hide_url_queries() -> None:
-    """Install HideUrlQueries on httpx's logger, once."""
+def hide_url_paths() -> None:
+    """Install HideUrlPaths on httpx's logger, once."""
     target = logging.getLogger("httpx")
-    if not any(isinstance(f, HideUrlQueries) for f in target.filters):
-        target.addFilter(HideUrlQueries())
+    if not any(isinstance(f, HideUrlPaths) for f in target.filters):
+        target.addFilter(HideUrlPaths())
 
 
 def hide_job_arguments(

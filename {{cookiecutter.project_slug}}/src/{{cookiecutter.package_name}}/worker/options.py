@@ -14,6 +14,7 @@ from arq import func
 from arq.cron import CronJob
 
 from ..queue.arq_queue import redis_settings
+from ..queue.base import JOB_META
 from ..queue.serializer import deserialize, serialize
 from ..settings import Settings
 from ..tasks import TASKS, QueueKey, redact
@@ -36,7 +37,9 @@ def serialize_stored(value: Any) -> bytes:
     it gets them redacted. Values of redacted fields never leave the worker: the job itself,
     the ledger and the dead letter keep what a run and a replay need."""
     if isinstance(value, dict) and "s" in value and isinstance(value.get("k"), dict):
-        value = {**value, "k": redact(TASKS, str(value.get("f")), value["k"])}
+        # (Nor the job's meta: it may hold the client's callback URL.)
+        kwargs = {name: given for name, given in value["k"].items() if name != JOB_META}
+        value = {**value, "k": redact(TASKS, str(value.get("f")), kwargs)}
     return serialize(value)
 
 
