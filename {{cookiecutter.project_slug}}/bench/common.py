@@ -2,6 +2,7 @@
 counters, cleanup, percentiles, tables and the goals."""
 
 import asyncio
+import base64
 import importlib.util
 import os
 import signal
@@ -77,6 +78,8 @@ class Worker:
     kind: Literal["ours", "arq", "saq"]
     task: str | None = None
     """The task it is given instead of the line's (ours with limits: bench.limited_worker)."""
+    meta: dict[str, str] | None = None
+    """What travels with each of its jobs (ours with webhooks: the callback URL)."""
 
     @property
     def ours(self) -> bool:
@@ -145,16 +148,37 @@ def start_ours(run: Run, label: str, queue: QueueKey = "default", number: int = 
 
 def start_limited(run: Run, label: str) -> Worker:
     """Ours with its limited task (bench.limited_worker), on a default queue of its own."""
-    queue_name = f"{run.settings.queue_name}-limited"
+    worker = start_variant(run, label, "limited", [sys.executable, "-m", "bench.limited_worker"])
+    worker.task = "word_count_limited"
+    return worker
+
+
+def start_calling_back(run: Run, label: str, receiver: str) -> Worker:
+    """Ours on a default queue of its own, each job with a callback URL: its webhook is signed
+    and POSTed to `receiver` (bench.receiver) by a delivery job on the same queue."""
+    env = {
+        "WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"bench-" * 6).decode(),
+        "WEBHOOK_ALLOW_HTTP": "true",
+        "WEBHOOK_ALLOW_PRIVATE": "true",
+    }
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker"]
+    worker = start_variant(run, label, "webhooks", command, env)
+    worker.meta = {"callback_url": receiver}
+    return worker
+
+
+def start_variant(
+    run: Run, label: str, suffix: str, command: list[str], extra: Mapping[str, str] | None = None
+) -> Worker:
+    """Ours, by `command`, on a default queue of its own (`<queue>-<suffix>`)."""
+    queue_name = f"{run.settings.queue_name}-{suffix}"
     env = {
         **ours_env(run, "default", 0),
         "QUEUE_NAME": queue_name,
-        "WORKER_ID": f"{run.prefix}-limited",
+        "WORKER_ID": f"{run.prefix}-{suffix}",
+        **(extra or {}),
     }
-    command = [sys.executable, "-m", "bench.limited_worker"]
-    worker = start_worker(label, command, env, queue_name, "ours")
-    worker.task = "word_count_limited"
-    return worker
+    return start_worker(label, command, env, queue_name, "ours")
 
 
 def ours_env(run: Run, queue: QueueKey, number: int) -> dict[str, str]:

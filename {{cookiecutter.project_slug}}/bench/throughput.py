@@ -20,9 +20,9 @@ progress and cancel checks; raw arq sleeps 10 ms) at the bulk worker's max_jobs.
 import asyncio
 {%- if cookiecutter.use_dashboard %}
 import os
+{%- endif %}
 import subprocess
 import sys
-{%- endif %}
 import time
 import uuid
 from dataclasses import dataclass, replace
@@ -32,15 +32,14 @@ from arq.constants import result_key_prefix
 from arq.jobs import serialize_job
 from redis.asyncio import Redis
 
+from {{ cookiecutter.package_name }}.dev import free_port
 from {{ cookiecutter.package_name }}.queue import NewJob
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
 from {{ cookiecutter.package_name }}.settings import QueueKey
 
 from . import saq_worker
 from .common import (
-{%- if cookiecutter.use_dashboard %}
     PROJECT,
-{%- endif %}
     SAQ,
     Goal,
     Run,
@@ -48,6 +47,7 @@ from .common import (
     median,
     ratio,
     ready,
+    start_calling_back,
     start_limited,
     start_ours,
     start_raw,
@@ -105,7 +105,7 @@ async def fill(
         for start in range(0, jobs, 1000):
             task = worker.task or line.task
             batch = [NewJob(task, line.kwargs, worker.queue_name)] * min(1000, jobs - start)
-            ids += await backend.enqueue_many(batch)
+            ids += await backend.enqueue_many(batch, worker.meta)
     else:
         now = int(time.time() * 1000)
         ids = [uuid.uuid4().hex for _ in range(jobs)]
@@ -165,6 +165,13 @@ def start_poller(run: Run) -> "subprocess.Popen[bytes]":
 {%- endif %}
 
 
+def start_receiver() -> tuple["subprocess.Popen[bytes]", str]:
+    """A webhook receiver (bench/receiver.py) on a free port, and its URL."""
+    port = free_port()
+    command = [sys.executable, "-m", "bench.receiver", str(port)]
+    return subprocess.Popen(command, cwd=PROJECT), f"http://127.0.0.1:{port}/"
+
+
 async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Goal]]:
     settings = run.settings
     if line.queue == "default":
@@ -188,11 +195,15 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
         run, "raw arq defaults (max_jobs 10, poll 0.5 s)", f"{raw_name}-d", 10, 0.5
     )
     workers = [ours, tuned, project, defaults]
-    limited = None
+    limited = calling = receiver = None
     if line.queue == "default":
         # The cost of limits: the same task with a rate limit and a cap that are never reached.
         limited = start_limited(run, "this service, the task with a rate limit and a cap")
-        workers.insert(1, limited)
+        # The cost of webhooks: each job's end signed and POSTed (by its delivery job, on the
+        # same queue, counted in the drain) to a receiver that answers at once.
+        receiver, url = start_receiver()
+        calling = start_calling_back(run, "this service, each job calling back (webhook)", url)
+        workers[1:1] = [limited, calling]
     if SAQ:
         name = f"{run.prefix}:saq-{line.queue}"
         workers.append(start_saq(run, f"saq (concurrency {max_jobs})", name, max_jobs))
@@ -247,6 +258,9 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
     finally:
         for worker in workers:
             worker.stop()
+        if receiver is not None:
+            receiver.terminate()
+            receiver.wait(timeout=30)
     base = {name: median(values) for name, values in vars(figures[tuned.label]).items()}
     rows = []
     for label, row in figures.items():
@@ -285,24 +299,24 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
                 mine["redis_cpu"] <= 1.5 * base["redis_cpu"],
             ),
         ]
-    if limited is not None:
-        theirs = {name: median(values) for name, values in vars(figures[limited.label]).items()}
-        limits_cost = (
-            f"\nLimits' cost (queue.limits): jobs/s {ratio(theirs['rates'], mine['rates'])} this "
-            f"service's without limits; per job, worker CPU "
-            f"{(theirs['cpu'] - mine['cpu']) * 1e6:+.0f} us, Redis CPU "
+    costs = ""
+    for variant, what in ((limited, "Limits' cost (queue.limits)"), (calling, "Webhooks' cost")):
+        if variant is None:
+            continue
+        theirs = {name: median(values) for name, values in vars(figures[variant.label]).items()}
+        costs += (
+            f"\n{what}: jobs/s {ratio(theirs['rates'], mine['rates'])} this service's plain "
+            f"jobs; per job, worker CPU {(theirs['cpu'] - mine['cpu']) * 1e6:+.0f} us, Redis CPU "
             f"{(theirs['redis_cpu'] - mine['redis_cpu']) * 1e6:+.0f} us, commands "
             f"{theirs['commands'] - mine['commands']:+.1f}"
         )
-    else:
-        limits_cost = ""
     text = table(
         f"Worker throughput, {line.title}: jobs a drain; per job the worker's CPU, Redis's CPU and "
         f"commands; medians of {rounds} rounds, ratios to raw arq tuned",
         ["worker", "jobs", "jobs/s", "ratio", "CPU us", "ratio", "Redis us", "ratio", "commands"],
         rows,
     )
-    return text + limits_cost, goals
+    return text + costs, goals
 
 
 async def measure(run: Run) -> str:
