@@ -280,6 +280,11 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^raw arq tuned \(max_jobs 50, poll 0\.01 s\)\s+\d+\s+\d+\s+1\.00x\s",
         r"^raw arq, project settings \(max_jobs 50, poll 0\.5 s\)\s+\d+\s+\d+\s+[0-9.]+x\s",
         r"^raw arq defaults \(max_jobs 10, poll 0\.5 s\)\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^this service, the task with a rate limit and a cap\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^this service, each job calling back \(webhook\)\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^Limits' cost \(queue\.limits\): jobs/s [0-9.]+x this service's plain jobs; per job, "
+        r"worker CPU [+-]\d+ us, Redis CPU [+-]\d+ us, commands [+-][0-9.]+$",
+        r"^Webhooks' cost: jobs/s [0-9.]+x this service's plain jobs; ",
         r"^Worker throughput, 10 ms I/O: ",
         r"^HTTP \(uvloop \+ httptools\): ",
         r"^POST /jobs \(this service\)\s+\d+\s+[0-9.]+x\s+[0-9.]+x\s",

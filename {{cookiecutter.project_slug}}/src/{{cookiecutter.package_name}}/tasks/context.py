@@ -41,6 +41,8 @@ class Context(TypedDict, total=False):
     # worker.lifecycle: shared by every job of the worker
     http: httpx.AsyncClient
     """One HTTP client for all tasks (connection pooling; 10 s timeout, redirects followed)."""
+    webhook_clients: Any
+    """The deliveries' HTTP clients, one per receiver's name (webhooks.WebhookClients)."""
     ledger: Any
     heartbeat: asyncio.Task[None]
     tracing: Any

@@ -5,17 +5,24 @@ with the job's end, on the job's own Redis (worker.job_end). A delivery that fai
 dead letter like any job's, and an operator's replay sends it again."""
 
 import asyncio
-import functools
+import contextlib
 import ipaddress
 import logging
-import ssl
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..settings import Settings
-from ..webhooks import CallbackRefusedError, check_url, headers, refuse_unless_public, secret_bytes
+from ..webhooks import (
+    CallbackRefusedError,
+    WebhookClients,
+    check_url,
+    headers,
+    new_client,
+    refuse_unless_public,
+    secret_bytes,
+)
 from .registry import Context, RetryPolicy, Task
 
 log = logging.getLogger(__name__)
@@ -59,33 +66,30 @@ async def deliver_webhook(ctx: Context, url: str, message_id: str, body: str) ->
     target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
     content = body.encode()
     sent = headers(secret_bytes(settings.webhook_secret.get_secret_value()), message_id, content)
-    # A client of its own for each delivery: no proxy from the environment (its tunnel would
-    # check the certificate against the address, not the name), no connection kept for another
-    # name at the same address (whose certificate it would not check). The whole exchange ends
-    # by WEBHOOK_TIMEOUT and the answer's body is never read: a receiver that streams forever
-    # holds neither the worker's memory nor its slot.
-    async with (
-        asyncio.timeout(settings.webhook_timeout),
-        httpx.AsyncClient(trust_env=False, verify=tls_context(), follow_redirects=False) as client,
-        client.stream(
-            "POST",
-            target,
-            content=content,
-            headers={**sent, "host": parts.netloc},
-            extensions={"sni_hostname": host},  # TLS checks the name, not the address
-        ) as response,
-    ):
-        code = response.status_code
+    # A client per receiver's name (webhooks.WebhookClients), or of its own where the worker
+    # keeps none. The whole exchange ends by WEBHOOK_TIMEOUT and the answer's body is never
+    # read: a receiver that streams forever holds neither the worker's memory nor its slot.
+    clients: WebhookClients | None = ctx.get("webhook_clients")
+    async with contextlib.AsyncExitStack() as stack:
+        if clients is None:
+            client = await stack.enter_async_context(new_client())
+        else:
+            client = await clients.for_host(host)
+        async with (
+            asyncio.timeout(settings.webhook_timeout),
+            client.stream(
+                "POST",
+                target,
+                content=content,
+                headers={**sent, "host": parts.netloc},
+                extensions={"sni_hostname": host},  # TLS checks the name, not the address
+            ) as response,
+        ):
+            code = response.status_code
     if not 200 <= code < 300:
         raise DeliveryFailedError(f"the receiver answered {code}")
     log.info("webhook %s delivered (%d)", message_id, code)
     return {"status_code": code}
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One context for every delivery: making one loads the CA bundle (milliseconds)."""
-    return httpx.create_ssl_context()
 
 
 def ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
@@ -96,7 +100,8 @@ TASK = Task(
     name="deliver_webhook",
     function=deliver_webhook,
     args=DeliveryArgs,
-    timeout=60,
+    # No timeout of its own: the smaller of the queues' (worker.job_wrapper.timeout), so that
+    # serving it lengthens no queue's crash recovery; WEBHOOK_TIMEOUT bounds each try within.
     # Refused (CallbackRefusedError) or unsigned: failed at once. A refused connection, a
     # timeout or an answer other than 2xx: tried again, from 2 s doubling to 5 minutes.
     retry=RetryPolicy(

@@ -201,6 +201,11 @@ def max_tries(task: Task, settings: Settings) -> int:
 def timeout(task: Task, settings: Settings) -> float:
     if task.timeout is not None:
         return task.timeout
+    if task.internal:
+        # Served by every queue's workers: never longer than any queue's own tasks, or it would
+        # lengthen that queue's crash recovery (arq re-runs a dead worker's job only after the
+        # longest timeout of its tasks + 10 s: worker.options).
+        return min(settings.job_timeout, settings.bulk_job_timeout)
     return settings.bulk_job_timeout if task.queue == "bulk" else settings.job_timeout
 
 

@@ -14,6 +14,7 @@ from ..queue.arq_queue import ledger_for
 from ..settings import Settings
 from ..spans import configure_tracing
 from ..tasks import Context
+from ..webhooks import WebhookClients
 from .heartbeat import beat_forever, worker_key
 from .log_redaction import hide_job_arguments, hide_url_paths
 
@@ -32,6 +33,7 @@ async def startup(ctx: Context) -> None:
     ctx["ledger"] = metered_recorder(ledger)
     ctx["metrics_server"] = serve_worker_metrics(settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
+    ctx["webhook_clients"] = WebhookClients()
     ctx["heartbeat"] = asyncio.create_task(
         beat_forever(
             ctx["redis"],
@@ -70,6 +72,9 @@ async def shutdown(ctx: Context) -> None:
     http: httpx.AsyncClient | None = ctx.pop("http", None)
     if http is not None:
         await http.aclose()
+    clients: WebhookClients | None = ctx.pop("webhook_clients", None)
+    if clients is not None:
+        await clients.aclose()
     tracing = ctx.pop("tracing", None)
     if tracing is not None:
         tracing.shutdown()  # sends the spans still buffered

@@ -23,6 +23,11 @@ JOB_START = "%6.2fs → %s(%s)%s"  # arq 0.28's format of the job start line
 VALUE = r"""(?:'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)|[^,]*)"""
 
 
+# The job's meta as arq shows it: a dict's repr, its texts quoted (up to its closing brace, or to
+# the end when arq cut the line short).
+META = r"""\{(?:'(?:[^'\\]|\\.)*(?:'|$)|"(?:[^"\\]|\\.)*(?:"|$)|[^'"}])*(?:\}|$)"""
+
+
 class HideJobArguments(logging.Filter):
     def __init__(self, *, redacted_only: bool = False, tasks: Mapping[str, Task] = TASKS) -> None:
         super().__init__()
@@ -43,8 +48,8 @@ class HideJobArguments(logging.Filter):
         for name in redacted_fields(task):
             pattern = rf"(?<![\w]){re.escape(name)}={VALUE}"
             arguments = re.sub(pattern, f"{name}='{REDACTED}'", arguments)
-        # The job's meta, last of its arguments, may hold its client's callback URL.
-        return re.sub(rf"(?<![\w]){JOB_META}=.*$", f"{JOB_META}=…", arguments)
+        # The job's meta may hold its client's callback URL: a dict of texts, shown as `…`.
+        return re.sub(rf"(?<![\w]){JOB_META}={META}", f"{JOB_META}=…", arguments)
 
 
 class HideUrlPaths(logging.Filter):
