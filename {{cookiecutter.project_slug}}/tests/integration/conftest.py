@@ -247,27 +247,36 @@ def project_command() -> str:
 
 class SpawnWorker(Protocol):
     def __call__(
-        self, queue: QueueKey = "default", settings: Settings | None = None, **env: object
+        self,
+        queue: QueueKey = "default",
+        settings: Settings | None = None,
+        command: Sequence[str] = (),
+        **env: object,
     ) -> Process: ...
 
 
 @pytest.fixture
 def spawn_worker(settings: Settings, tmp_path: Path) -> Iterator[SpawnWorker]:
-    """Start `{{ cookiecutter.project_slug }} worker [--queue bulk]` as a process of its own, and
-    return once its liveness key is there: it is connected and ready to take jobs."""
+    """Start `{{ cookiecutter.project_slug }} worker [--queue bulk]` (or `command`) as a process of
+    its own, and return once its liveness key is there: it is connected and ready to take jobs."""
     started: list[Process] = []
 
     default = settings
 
     def spawn(
-        queue: QueueKey = "default", settings: Settings | None = None, **env: object
+        queue: QueueKey = "default",
+        settings: Settings | None = None,
+        command: Sequence[str] = (),
+        **env: object,
     ) -> Process:
         settings = settings or default
         name = f"{settings.worker_id}-{queue}-{len(started)}"
         log = tmp_path / f"{name}.log"
         with log.open("wb") as out:  # the child keeps its own copy of the descriptor
             process = subprocess.Popen(
-                [project_command(), "worker", "--queue", queue],
+                # (Or a worker of the tests' own, as a module: test_limits.py's.)
+                list(command) or [project_command(), "worker", "--queue", queue],
+                cwd=Path(__file__).resolve().parents[2],
                 env=service_env(settings, worker_id=name, **env),
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -16,6 +16,7 @@ import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -124,7 +125,11 @@ async def start_workers(
     """A default and a bulk worker, processes of their own."""
 
     def spawn(queue: QueueKey) -> Process:
-        options = {"job_timeout": JOB_TIMEOUT, "bulk_job_timeout": JOB_TIMEOUT, **env}
+        options: dict[str, Any] = {
+            "job_timeout": JOB_TIMEOUT,
+            "bulk_job_timeout": JOB_TIMEOUT,
+            **env,
+        }
         return spawn_worker(queue, settings, **options)
 
     return list(await asyncio.gather(*(asyncio.to_thread(spawn, q) for q in ("default", "bulk"))))

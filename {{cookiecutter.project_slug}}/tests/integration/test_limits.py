@@ -2,17 +2,14 @@
 check on its own, then worker processes sharing a limit (tests.integration.limited_worker)."""
 
 import asyncio
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from arq.constants import retry_key_prefix
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue import JobEvent, JobRecord, JobState, NewJob, TaskLimits
@@ -20,9 +17,8 @@ from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_
 from {{ cookiecutter.package_name }}.queue.limits import CAP_RECHECK
 from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 
-from .conftest import Process, service_env
+from .conftest import SpawnWorker
 from .limited_worker import CAP, RATE
 
 PROJECT = Path(__file__).resolve().parents[2]
@@ -144,39 +140,8 @@ async def test_a_place_held_by_a_job_killed_mid_run_lapses_with_its_longest_run(
 # Worker processes sharing the limits.
 
 
-@pytest.fixture
-def limited_workers(settings: Settings, tmp_path: Path) -> Iterator[Callable[[int], list[Process]]]:
-    """Start worker processes serving the limited tasks; each is ready when its liveness key is."""
-    started: list[Process] = []
-
-    def spawn(count: int) -> list[Process]:
-        for index in range(count):
-            name = f"{settings.worker_id}-limited-{index}"
-            log = tmp_path / f"{name}.log"
-            with log.open("wb") as out:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", "tests.integration.limited_worker"],
-                    cwd=PROJECT,
-                    env=service_env(settings, worker_id=name),
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                )
-            started.append(Process(name, process, log))
-        for worker in started:
-            key = worker_key(settings.model_copy(update={"worker_id": worker.name}), "default")
-            deadline = time.monotonic() + 30
-            with SyncRedis.from_url(str(settings.redis_url)) as redis:
-                while not redis.exists(key):
-                    if not worker.alive() or time.monotonic() > deadline:
-                        pytest.fail(f"{worker.name} did not start:\n{worker.output()}")
-                    time.sleep(0.05)
-        return started
-
-    yield spawn
-    for worker in started:
-        if worker.alive():
-            worker.process.kill()
-            worker.process.wait()
+LIMITED_WORKER = (sys.executable, "-m", "tests.integration.limited_worker")
+"""A worker serving the limited tasks too (limited_worker.py)."""
 
 
 async def finished(settings: Settings, ids: list[str], within: float) -> list[JobRecord]:
@@ -196,10 +161,11 @@ async def finished(settings: Settings, ids: list[str], within: float) -> list[Jo
 
 @pytest.mark.slow
 async def test_three_workers_never_start_more_than_the_rate_in_any_window(
-    settings: Settings, limited_workers: Callable[[int], list[Process]]
+    settings: Settings, spawn_worker: SpawnWorker
 ) -> None:
     """300 jobs of a task limited to 50 starts in any 10 s, served by three worker processes."""
-    limited_workers(3)
+    for _ in range(3):
+        spawn_worker(command=LIMITED_WORKER)
     async with ArqJobQueue.connect(settings) as backend:
         ids = await backend.enqueue_many(
             [NewJob("rate_limited", {}, settings.queue_name) for _ in range(300)]
@@ -222,9 +188,10 @@ async def test_three_workers_never_start_more_than_the_rate_in_any_window(
 
 @pytest.mark.slow
 async def test_a_cap_holds_across_workers_while_other_tasks_run_at_full_speed(
-    settings: Settings, limited_workers: Callable[[int], list[Process]]
+    settings: Settings, spawn_worker: SpawnWorker
 ) -> None:
-    limited_workers(2)
+    for _ in range(2):
+        spawn_worker(command=LIMITED_WORKER)
     async with ArqJobQueue.connect(settings) as backend:
         capped = await backend.enqueue_many(
             [NewJob("capped", {"seconds": 0.3}, settings.queue_name) for _ in range(30)]
