@@ -17,18 +17,14 @@ nowhere.
 """
 
 import base64
-import functools
 import hashlib
 import hmac
 import ipaddress
 import json
-import ssl
 import time
-from collections import OrderedDict
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic_core import to_jsonable_python
 
 SECRET_PREFIX = "whsec_"  # noqa: S105 - the format's prefix, not a secret
@@ -143,41 +139,3 @@ def event_body(
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     document = {"type": f"job.{state}", "timestamp": now, "data": data}
     return json.dumps(to_jsonable_python(document, fallback=str))
-
-
-class WebhookClients:
-    """The worker's HTTP clients for deliveries: one per receiver's host name, so that a
-    receiver's connections are kept between deliveries while none is ever used for another name
-    at the same address (its certificate was checked for this name only). No proxy from the
-    environment: its tunnel would check the certificate against the address, not the name. The
-    least recently used client goes past `limit` names."""
-
-    def __init__(self, limit: int = 256) -> None:
-        self.limit = limit
-        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
-
-    async def for_host(self, host: str) -> httpx.AsyncClient:
-        client = self._clients.get(host)
-        if client is not None:
-            self._clients.move_to_end(host)
-            return client
-        client = self._clients[host] = new_client()
-        while len(self._clients) > self.limit:
-            _, oldest = self._clients.popitem(last=False)
-            await oldest.aclose()
-        return client
-
-    async def aclose(self) -> None:
-        while self._clients:
-            _, client = self._clients.popitem()
-            await client.aclose()
-
-
-def new_client() -> httpx.AsyncClient:
-    return httpx.AsyncClient(trust_env=False, verify=tls_context(), follow_redirects=False)
-
-
-@functools.cache
-def tls_context() -> ssl.SSLContext:
-    """One context for every client: making one loads the CA bundle (milliseconds)."""
-    return httpx.create_ssl_context()

@@ -42,7 +42,7 @@ class Context(TypedDict, total=False):
     http: httpx.AsyncClient
     """One HTTP client for all tasks (connection pooling; 10 s timeout, redirects followed)."""
     webhook_clients: Any
-    """The deliveries' HTTP clients, one per receiver's name (webhooks.WebhookClients)."""
+    """The deliveries' HTTP clients, one per receiver's name (tasks.deliver_webhook)."""
     ledger: Any
     heartbeat: asyncio.Task[None]
     tracing: Any

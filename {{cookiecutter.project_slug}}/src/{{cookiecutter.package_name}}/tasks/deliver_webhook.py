@@ -6,8 +6,11 @@ dead letter like any job's, and an operator's replay sends it again."""
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
+import ssl
+from collections import OrderedDict
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -16,10 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..settings import Settings
 from ..webhooks import (
     CallbackRefusedError,
-    WebhookClients,
     check_url,
     headers,
-    new_client,
     refuse_unless_public,
     secret_bytes,
 )
@@ -66,7 +67,7 @@ async def deliver_webhook(ctx: Context, url: str, message_id: str, body: str) ->
     target = urlunsplit((scheme, netloc, parts.path or "/", parts.query, ""))
     content = body.encode()
     sent = headers(secret_bytes(settings.webhook_secret.get_secret_value()), message_id, content)
-    # A client per receiver's name (webhooks.WebhookClients), or of its own where the worker
+    # A client per receiver's name (WebhookClients, below), or of its own where the worker
     # keeps none. The whole exchange ends by WEBHOOK_TIMEOUT and the answer's body is never
     # read: a receiver that streams forever holds neither the worker's memory nor its slot.
     clients: WebhookClients | None = ctx.get("webhook_clients")
@@ -92,6 +93,44 @@ async def deliver_webhook(ctx: Context, url: str, message_id: str, body: str) ->
     return {"status_code": code}
 
 
+class WebhookClients:
+    """The worker's HTTP clients for deliveries: one per receiver's host name, so that a
+    receiver's connections are kept between deliveries while none is ever used for another name
+    at the same address (its certificate was checked for this name only). No proxy from the
+    environment: its tunnel would check the certificate against the address, not the name. The
+    least recently used client goes past `limit` names."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self.limit = limit
+        self._clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+
+    async def for_host(self, host: str) -> httpx.AsyncClient:
+        client = self._clients.get(host)
+        if client is not None:
+            self._clients.move_to_end(host)
+            return client
+        client = self._clients[host] = new_client()
+        while len(self._clients) > self.limit:
+            _, oldest = self._clients.popitem(last=False)
+            await oldest.aclose()
+        return client
+
+    async def aclose(self) -> None:
+        while self._clients:
+            _, client = self._clients.popitem()
+            await client.aclose()
+
+
+def new_client() -> httpx.AsyncClient:
+    return httpx.AsyncClient(trust_env=False, verify=tls_context(), follow_redirects=False)
+
+
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One context for every client: making one loads the CA bundle (milliseconds)."""
+    return httpx.create_ssl_context()
+
+
 def ip(address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     return ipaddress.ip_address(address.partition("%")[0])  # (an IPv6 zone is no part of it)
 
@@ -113,4 +152,10 @@ TASK = Task(
     internal=True,
 )
 
-__all__ = ["TASK", "CallbackRefusedError", "DeliveryFailedError", "WebhookNotConfiguredError"]
+__all__ = [
+    "TASK",
+    "CallbackRefusedError",
+    "DeliveryFailedError",
+    "WebhookClients",
+    "WebhookNotConfiguredError",
+]

@@ -14,7 +14,7 @@ from ..queue.arq_queue import ledger_for
 from ..settings import Settings
 from ..spans import configure_tracing
 from ..tasks import Context
-from ..webhooks import WebhookClients
+from ..tasks.deliver_webhook import WebhookClients
 from .heartbeat import beat_forever, worker_key
 from .log_redaction import hide_job_arguments, hide_url_paths
 
