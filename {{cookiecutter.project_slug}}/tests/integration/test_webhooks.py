@@ -13,13 +13,19 @@ from typing import Any
 
 import httpx
 import pytest
+from arq.connections import ArqRedis
 from pydantic import SecretStr
+from redis import Redis as SyncRedis
+from redis.exceptions import RedisError
 from standardwebhooks import Webhook
 
+from {{ cookiecutter.package_name }}.queue.deliveries import Delivery
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.worker.job_end import end_job
 
 from ..auth import TEST_OPERATOR_KEY
-from .conftest import StartWorkers
+from .conftest import RedisServer, StartWorkers
+from .test_redis_faults_web import fill
 
 SECRET = "whsec_" + base64.b64encode(b"a test secret of 32 bytes, ok!!!").decode()
 OPERATOR = {"X-Operator-Key": TEST_OPERATOR_KEY}
@@ -228,3 +234,53 @@ async def test_a_receiver_slower_than_the_timeout_gets_the_message_again(
     first, second = await receiver.wait(2)
     assert first[0]["webhook-id"] == second[0]["webhook-id"]
     assert verified(second)["data"]["id"] == job_id
+
+
+async def test_a_jobs_end_and_its_delivery_are_written_together_or_not_at_all(
+    own_redis: RedisServer,
+) -> None:
+    """The delivery rides in arq's end-of-job transaction (worker.job_end): on a full Redis
+    neither the job's end nor its delivery is written (the job runs again, and announces its
+    end then); once there is room, both are, in one step."""
+    job_id, queue = "ending", "q"
+    delivery = Delivery("https://hooks.example.com/", '{"type": "job.succeeded"}', "ending:wh")
+    with SyncRedis.from_url(own_redis.url) as redis:
+        redis.zadd(queue, {job_id: 1})
+        redis.set(f"arq:job:{job_id}", b"job")
+        filler = fill(redis)
+    pool = ArqRedis.from_url(own_redis.url)
+    try:
+
+        async def end() -> None:
+            await end_job(
+                pool, queue, job_id, True, b"result", 60, False, None, None, None, delivery
+            )
+
+        with pytest.raises(RedisError):
+            await end()
+        assert await pool.exists(f"arq:result:{job_id}", "arq:job:ending:wh") == 0
+        assert await pool.zrange(queue, 0, -1) == [job_id.encode()]  # still queued, alone
+
+        await pool.delete(*filler)
+        sent: list[set[str]] = []  # the keys of each transaction end_job sends
+        pipeline = pool.pipeline
+
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            pipe = pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            async def recorded(*args: Any, **kwargs: Any) -> Any:
+                sent.append({str(cmd[1]) for cmd, _ in pipe.command_stack if len(cmd) > 1})
+                return await execute(*args, **kwargs)
+
+            pipe.execute = recorded
+            return pipe
+
+        pool.pipeline = watched
+        await end()
+        # One transaction holds the job's end and its delivery: no crash can fall between them.
+        assert [keys >= {f"arq:result:{job_id}", "arq:job:ending:wh"} for keys in sent] == [True]
+        assert await pool.exists(f"arq:result:{job_id}", "arq:job:ending:wh") == 2
+        assert await pool.zrange(queue, 0, -1) == [b"ending:wh"]  # the job gone, its delivery in
+    finally:
+        await pool.aclose()
