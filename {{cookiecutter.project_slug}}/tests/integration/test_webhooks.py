@@ -284,3 +284,21 @@ async def test_a_jobs_end_and_its_delivery_are_written_together_or_not_at_all(
         assert await pool.zrange(queue, 0, -1) == [b"ending:wh"]  # the job gone, its delivery in
     finally:
         await pool.aclose()
+
+
+async def test_a_proxy_named_in_the_environment_is_not_used(
+    client: httpx.AsyncClient,
+    receiver: Receiver,
+    workers: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A proxy's tunnel would check the receiver's certificate against its address, not its
+    name: deliveries ignore HTTP(S)_PROXY. Here the proxy is a port nobody listens on."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    body = {"task": "word_count", "args": {"text": "direct"}, "callback_url": receiver.url}
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    [delivery] = await receiver.wait(1)
+    assert verified(delivery)["data"]["id"] == job_id
