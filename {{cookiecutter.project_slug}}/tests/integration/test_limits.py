@@ -60,6 +60,8 @@ async def test_a_start_over_the_rate_waits_for_its_booked_time_and_burns_no_try(
         ]
         assert third_until is not None
         assert fourth_until is not None
+        assert third_until.until is not None
+        assert fourth_until.until is not None
         assert fourth_until.until > third_until.until
         assert await redis.get(retry_key_prefix + ids[2]) == b"0"  # the try given back
         assert await redis.get(retry_key_prefix + ids[0]) == b"1"
@@ -68,6 +70,7 @@ async def test_a_start_over_the_rate_waits_for_its_booked_time_and_burns_no_try(
         assert waiting.state is JobState.DEFERRED
         assert waiting.waiting is not None
         assert waiting.waiting.reason == "rate"
+        assert waiting.waiting.until is not None
         booked = (waiting.waiting.until - datetime.now(tz=UTC)).total_seconds()
         assert 58 < booked <= 60
         assert (await record(redis, settings, ids[0])).state is JobState.IN_PROGRESS

@@ -11,7 +11,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -36,11 +36,13 @@ from {{ cookiecutter.package_name }}.queue.base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    UnknownParentError,
     Waiting,
     WorkerInfo,
     carried,
     first_state,
 )
+from {{ cookiecutter.package_name }}.queue.dependencies import WAITING_FOR_PARENTS, in_batch
 from {{ cookiecutter.package_name }}.queue.limits import CAP_RECHECK, TaskLimits
 
 
@@ -55,6 +57,10 @@ class _Job:
     meta: dict[str, str]
     retry_due: bool = False
     """A try failed and asked for another: deferred, but the next `ready()` includes it."""
+    pending: set[str] = field(default_factory=set)
+    """Parents not yet succeeded, while it waits for them (queue.dependencies)."""
+    inputs: dict[str, Any] = field(default_factory=dict)
+    doomed: str | None = None
 
 
 class FakeQueue:
@@ -73,6 +79,7 @@ class FakeQueue:
         self.limit_starts: dict[str, list[float]] = {}
         self.limit_running: dict[str, set[str]] = {}
         self.limit_waiting: dict[str, list[str]] = {}  # a cap's line, longest waiting first
+        self.children: dict[str, list[str]] = {}  # by parent, as the ledger's children sets
 
     def _check(self) -> None:
         if not self.available:
@@ -116,8 +123,12 @@ class FakeQueue:
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Enqueued:
         self._check()
+        for parent in after:
+            if parent not in self.jobs:
+                raise UnknownParentError(parent)
         chosen = job_id or uuid.uuid4().hex
         if idempotency is not None and idempotency.key in self.idempotency:
             fingerprint, earlier = self.idempotency[idempotency.key]
@@ -140,22 +151,71 @@ class FakeQueue:
             request_id=(meta or {}).get("request_id"),
         )
         self.jobs[chosen] = _Job(record, dict(kwargs), dict(meta or {}))
-        self._event(chosen, kind="state", state=state)
+        if not after:
+            self._event(chosen, kind="state", state=state)
+            return Enqueued(chosen)
+        # As queue.dependencies: deferred until its parents let it go (which may be now).
+        waiting = Waiting(WAITING_FOR_PARENTS, None)
+        job = self.jobs[chosen]
+        job.meta["after"] = " ".join(after)
+        job.record = replace(
+            job.record, state=JobState.DEFERRED, waiting=waiting, parents=tuple(after)
+        )
+        self._event(chosen, kind="state", state=JobState.DEFERRED, waiting=waiting)
+        for parent in after:
+            ended = self.jobs[parent].record
+            if ended.state is JobState.SUCCEEDED:
+                job.inputs[parent] = ended.result
+            elif ended.state.finished:
+                job.doomed = job.doomed or f"{parent} {ended.state.value}"
+            else:
+                self.children.setdefault(parent, []).append(chosen)
+                job.pending.add(parent)
+        if job.doomed or not job.pending:
+            self._set_free(chosen)
         return Enqueued(chosen)
+
+    def _set_free(self, job_id: str) -> None:
+        self.jobs[job_id].pending.clear()
+        self._update(job_id, state=JobState.QUEUED)
+
+    def _settle_children(self, parent: str) -> None:
+        record = self.jobs[parent].record
+        for child in self.children.get(parent, []):
+            job = self.jobs[child]
+            if parent not in job.pending:
+                continue
+            if record.state is JobState.SUCCEEDED:
+                job.inputs[parent] = record.result
+                job.pending.discard(parent)
+            else:
+                job.doomed = f"{parent} {record.state.value}"
+            if job.doomed or not job.pending:
+                self._set_free(child)
 
     async def enqueue_many(
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         self._check()
-        return [
-            (await self.enqueue(job.task, job.kwargs, queue_name=job.queue_name, meta=meta)).job_id
-            for job in jobs
-        ]
+        for job in jobs:
+            for parent in job.after:
+                if not parent.startswith("#") and parent not in self.jobs:
+                    raise UnknownParentError(parent)
+        ids: list[str] = []
+        for job in jobs:
+            after = [in_batch(parent, ids) for parent in job.after]
+            enqueued = await self.enqueue(
+                job.task, job.kwargs, queue_name=job.queue_name, meta=meta, after=after
+            )
+            ids.append(enqueued.job_id)
+        return ids
 
     async def get(self, job_id: str) -> JobRecord | None:
         self._check()
         job = self.jobs.get(job_id)
-        return job.record if job else None
+        if job is None:
+            return None
+        return replace(job.record, children=tuple(sorted(self.children.get(job_id, ()))))
 
     async def cancel(self, job_id: str) -> JobRecord:
         self._check()
@@ -166,7 +226,10 @@ class FakeQueue:
             raise JobFinishedError(job_id, job.record.state)
         if job.record.state is JobState.IN_PROGRESS:
             return self._update(job_id, cancel_requested=True)
-        return self._update(job_id, state=JobState.CANCELLED, finished_at=_now())
+        job.pending.clear()
+        cancelled = self._update(job_id, state=JobState.CANCELLED, finished_at=_now())
+        self._settle_children(job_id)
+        return cancelled
 
     async def events(
         self, job_id: str, after: str | None = None, wait: float = 0
@@ -279,6 +342,11 @@ class FakeQueue:
             error=error,
             event_error=error,
         )
+        self._settle_children(job_id)
+
+    async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
+        job = self.jobs[job_id]
+        return job.doomed, [job.inputs.get(parent) for parent in parents]
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         if letter.job_id in self.jobs:  # the record ends failed with it (as the ledger's does)

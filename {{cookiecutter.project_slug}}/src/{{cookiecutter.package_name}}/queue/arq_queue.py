@@ -50,12 +50,14 @@ from .base import (
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
+    UnknownParentError,
     WorkerInfo,
     carried,
     first_state,
 )
 from .connections import bounded_pool, redis_pool, retry_policy
 from .deliveries import Delivery, delivery_id, queue_delivery
+from .dependencies import in_batch
 from .enqueue import ENQUEUE, ENQUEUE_MANY
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
@@ -109,6 +111,7 @@ def ledger_for(redis: Any, settings: Settings, success_sink: SuccessSink | None 
         settings.job_retention,
         settings.dead_letter_limit,
         success_sink,
+        getattr(redis, "expires_extra_ms", 86_400_000),  # (arq's default, for a plain Redis)
     )
 
 
@@ -276,10 +279,11 @@ class ArqJobQueue:
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Enqueued:
         with unavailable_as_queue_error():
             return await self._enqueue(
-                task, kwargs, queue_name, job_id, idempotency, defer, meta or {}
+                task, kwargs, queue_name, job_id, idempotency, defer, meta or {}, tuple(after)
             )
 
     async def _enqueue(
@@ -291,14 +295,16 @@ class ArqJobQueue:
         idempotency: Idempotency | None,
         defer: float,
         meta: Mapping[str, str],
+        after: tuple[str, ...] = (),
     ) -> Enqueued:
         """One command, one round trip (arq's enqueue_job takes four): the script ENQUEUE claims
         the key, checks the id and writes record, job, queue entry and wake notice, all or none
         (queue/enqueue.py says why, and how a retried command recognises its own first try)."""
         chosen = job_id or self._new_id()
         state = first_state(defer)
-        keys, args = self._ledger.creation(chosen, task, queue_name, state, meta.get("request_id"))
-        payload, ttl_ms, score = self._job(task, kwargs, meta, defer)
+        request_id = meta.get("request_id")
+        keys, args = self._ledger.creation(chosen, task, queue_name, state, request_id, after)
+        payload, ttl_ms, score = self._job(task, kwargs, meta, defer, after)
         keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue_name, abort_jobs_ss)
         given = "1" if job_id else "0"
         more: tuple[bytes | int | str, ...] = (
@@ -308,6 +314,8 @@ class ArqJobQueue:
             wake_channel(queue_name),
             given,
             self._durable,
+            " ".join(after),
+            self._expires_ms,
         )
         if idempotency is not None:
             digest = hashlib.sha256(idempotency.key.encode()).hexdigest()
@@ -316,6 +324,8 @@ class ArqJobQueue:
         outcome = await self._enqueue_script(keys=keys, args=(*args, *more))
         if outcome[0] == b"created":
             return Enqueued(chosen)
+        if outcome[0] == b"unknown":
+            raise UnknownParentError(outcome[1].decode())
         if outcome[0] == b"taken" or idempotency is None:  # (only a claim answers otherwise)
             raise DuplicateJobError(chosen)
         fingerprint, _, earlier_id = outcome[1].decode().partition(" ")
@@ -343,12 +353,22 @@ class ArqJobQueue:
         return self._id_prefix + uuid.uuid4().hex
 
     def _job(
-        self, task: str, kwargs: Mapping[str, Any], meta: Mapping[str, str], defer: float
+        self,
+        task: str,
+        kwargs: Mapping[str, Any],
+        meta: Mapping[str, str],
+        defer: float,
+        after: Sequence[str] = (),
     ) -> tuple[bytes, int, int]:
         """What ArqRedis.enqueue_job writes for a job: the serialized job, its time to live (ms)
-        and its score in the queue (when it may start, ms)."""
+        and its score in the queue (when it may start, ms). A job that runs `after` others
+        carries their ids (its worker reads their results) and is kept while it waits, as long
+        as their records are: its parents' end sets arq's usual lifetime (queue.dependencies)."""
         enqueued_ms = int(time.time() * 1000)
         defer_ms = int(defer * 1000)
+        if after:
+            meta = {**meta, "after": " ".join(after)}
+            defer_ms = self._settings.job_retention * 1000
         payload = serialize_job(
             task, (), {**kwargs, **carried(meta)}, None, enqueued_ms, serializer=serialize
         )
@@ -363,14 +383,18 @@ class ArqJobQueue:
         queues = sorted({job.queue_name for job in jobs})
         rows: list[tuple[str | bytes | int, ...]] = []
         kept: list[str] = []
+        earlier: list[str] = []  # parents from before the batch, checked first
         for job_id, job in zip(ids, jobs, strict=True):
+            after = tuple(in_batch(parent, ids) for parent in job.after)
+            earlier += [parent for parent in job.after if not parent.startswith("#")]
             _keys, (*kept, _fresh, change, now_ms, _id) = self._ledger.creation(
-                job_id, job.task, job.queue_name, request_id=request_id
+                job_id, job.task, job.queue_name, request_id=request_id, after=after
             )
-            payload, ttl_ms, score = self._job(job.task, job.kwargs, meta, 0)
+            payload, ttl_ms, score = self._job(job.task, job.kwargs, meta, 0, after)
             # Numbers as text: Lua would print a large one in floating-point notation.
             position = 2 + queues.index(job.queue_name)  # (KEYS[1] is the index)
-            rows.append((change, now_ms, job_id, payload, str(ttl_ms), str(score), position))
+            row = (change, now_ms, job_id, payload, str(ttl_ms), str(score), position)
+            rows.append((*row, " ".join(after)))
         records = self._ledger.key("")
         keys = [self._ledger.index, *queues]
         args: list[str | bytes] = [
@@ -380,10 +404,15 @@ class ArqJobQueue:
             job_key_prefix,
             msgpack.packb(rows, use_bin_type=False),  # (Redis's cmsgpack predates bin types)
             self._durable,
+            " ".join(earlier),
+            str(self._expires_ms),
             *(wake_channel(queue) for queue in queues),
         ]
         with unavailable_as_queue_error():
-            await self._enqueue_many_script(keys=keys, args=args)  # (ENQUEUE_MANY: all or none)
+            # (ENQUEUE_MANY: all or none)
+            outcome = await self._enqueue_many_script(keys=keys, args=args)
+        if isinstance(outcome, list):
+            raise UnknownParentError(outcome[1].decode())
         return ids
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -400,12 +429,17 @@ class ArqJobQueue:
             pipe.get(result_key_prefix + job_id)
             pipe.get(job_key_prefix + job_id)
             pipe.exists(in_progress_key_prefix + job_id)
+            pipe.smembers(self._ledger.children_key(job_id))
             for queue_name in self._queues:
                 pipe.zscore(queue_name, job_id)
             replies = await pipe.execute(raise_on_error=False)
-        raw_fields, result_raw, job_raw, in_progress, *scores = map(_no_job_if_wrong_type, replies)
+        raw_fields, result_raw, job_raw, in_progress, children, *scores = map(
+            _no_job_if_wrong_type, replies
+        )
         fields = {k.decode(): v.decode() for k, v in (raw_fields or {}).items()}
         ledger = record_from(job_id, fields) if fields else None
+        if ledger is not None and children:
+            ledger = replace(ledger, children=tuple(sorted(child.decode() for child in children)))
         if ledger is not None and ledger.state.finished:
             return ledger
         try:
@@ -461,9 +495,15 @@ class ArqJobQueue:
             raise JobFinishedError(job_id, record.state)
         if record.state in (JobState.QUEUED, JobState.DEFERRED):
             for queue_name in self._queues:
-                if not await self._redis.zrem(queue_name, job_id):
+                # Taken off the queue, or from its parents, before any worker claimed it: it
+                # never starts (and its own children are told, by the ledger's FINISH).
+                waiting = (
+                    bool(record.parents)
+                    and record.queue == queue_name
+                    and await self._ledger.stop_waiting(job_id)
+                )
+                if not waiting and not await self._redis.zrem(queue_name, job_id):
                     continue
-                # Taken off the queue before any worker claimed it: it never starts.
                 callback = await self._callback_of(job_id)
                 await self._redis.delete(job_key_prefix + job_id)
                 await self._ledger.finished(job_id, JobState.CANCELLED)

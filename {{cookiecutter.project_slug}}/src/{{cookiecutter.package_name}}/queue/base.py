@@ -56,10 +56,11 @@ class Progress:
 
 @dataclass(frozen=True, slots=True)
 class Waiting:
-    """Why a job waits for its task's limits (queue.limits), and until when it is booked."""
+    """Why a job waits to start: its task's limits (queue.limits), and until when it is booked;
+    or the jobs it runs after (queue.dependencies), with no time said."""
 
-    reason: str  # "rate" or "concurrency"
-    until: datetime
+    reason: str  # "rate", "concurrency" or "parents"
+    until: datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +96,11 @@ class JobRecord:
     request_id: str | None = None
     """The web request that enqueued the job (its X-Request-ID)."""
     waiting: Waiting | None = None
-    """Deferred by its task's limits, not started yet (queue.limits)."""
+    """Deferred by its task's limits (queue.limits) or its parents, not started yet."""
+    parents: tuple[str, ...] = ()
+    """The jobs it runs after (queue.dependencies)."""
+    children: tuple[str, ...] = ()
+    """The jobs that run after it (read with the job alone, not in listings)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +155,8 @@ class NewJob:
     task: str
     kwargs: Mapping[str, Any]
     queue_name: str
+    after: tuple[str, ...] = ()
+    """Ids of the jobs it runs after: existing ones, or earlier jobs of the same batch."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +221,15 @@ class MisplacedJobError(ValueError):
     batch cannot span both servers. A 422: the request is wrong, not the service."""
 
 
+class UnknownParentError(ValueError):
+    """A job was to run after a job this store does not know (never queued, or its record
+    expired, or one kept on the other queue's Redis): a 422, nothing queued."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"no job {job_id!r} to run after")
+        self.job_id = job_id
+
+
 class JobNotFoundError(LookupError):
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} not found")
@@ -244,6 +260,11 @@ class JobRecorder(Protocol):
 
     async def release(self, job_id: str, queue_name: str, limits: TaskLimits) -> None:
         """A job of a capped task ended (however): its place in the cap is free."""
+        ...
+
+    async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
+        """What a dependent's parents left it (queue.dependencies): the `doomed` mark of a
+        parent that failed or was cancelled, if any, and each parent's result, in order."""
         ...
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None: ...
@@ -288,15 +309,18 @@ class JobQueue(Protocol):
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Enqueued:
         """Queue `task(**kwargs)` on the queue whose Redis name is `queue_name`, to start after
-        `defer` seconds, and return its id. `meta` travels with the job into the worker (never
+        `defer` seconds (or, `after` given, once those jobs have all succeeded: see
+        queue.dependencies), and return its id. `meta` travels with the job into the worker (never
         into the task's arguments): its `request_id` goes onto the job's record and every log
         line of the job; in a traced project, W3C trace context (`traceparent`) continues the
         caller's trace (see spans.py).
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
-        was used for another request, QueueUnavailableError when the store is down.
+        was used for another request, UnknownParentError for an id of `after` with no job,
+        QueueUnavailableError when the store is down.
         """
         ...
 
@@ -304,7 +328,8 @@ class JobQueue(Protocol):
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
     ) -> list[str]:
         """Queue all of `jobs` at once (one round trip, all or none) under new ids, in order,
-        each with `meta` (see enqueue)."""
+        each with `meta` (see enqueue). A job's `after` may name an earlier job of the batch by
+        its index (`#<index>`). Raises UnknownParentError as enqueue does."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -12,6 +12,7 @@ Redis resumes: the retry then finds that first execution's job (or key). The rec
 write from another request's, and the script answers "created" for it, as the first would have.
 """
 
+from .dependencies import DEPENDENCIES
 from .ledger import RECORD
 
 # With DURABLE_ENQUEUE_REPLICAS the answer waits (Redis WAIT) until replicas have this
@@ -30,13 +31,16 @@ end
 # ARGV: RECORD's six arguments (the record's change is fresh), the serialized job, its time to
 # live (ms), its score (when it may start, ms), the wake channel, "1" if the caller chose the id
 # (an abort left for an earlier job of this id must not kill this one: arq #485), "1" if the
-# answer waits for replicas (DURABLE), then, with a claim, its value ("<fingerprint> <job id>")
-# and its lifetime (s).
-# Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept), or
-# {"claimed", earlier claim}: the key's earlier request, a replay or a conflict, whose job exists.
+# answer waits for replicas (DURABLE), the ids of the jobs it runs after (space-separated, or
+# empty: queue.dependencies), how long arq keeps a job (ms), then, with a claim, its value
+# ("<fingerprint> <job id>") and its lifetime (s).
+# Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept),
+# {"claimed", earlier claim}: the key's earlier request, a replay or a conflict, whose job exists,
+# or {"unknown", id}: a job it was to run after has no record (nothing written).
 ENQUEUE = (
     RECORD
     + DURABLE
+    + DEPENDENCIES
     + """
 local function mine()
     return redis.call('HGET', KEYS[1], 'enqueued_at') == cjson.decode(ARGV[4]).set.enqueued_at
@@ -46,7 +50,7 @@ local claim = KEYS[8]
 if claim then
     local earlier = redis.call('GET', claim)
     if earlier then
-        if earlier == ARGV[13] and mine() then
+        if earlier == ARGV[15] and mine() then
             if durable then rewrite(KEYS[1], 'enqueued_at') end
             return {'created'}
         end
@@ -68,14 +72,25 @@ if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then
     end
     return {'taken'}
 end
+local parents = ARGV[13]
+if parents ~= '' then
+    local missing = unknown_parent(string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[6]), parents)
+    if missing then return {'unknown', missing} end
+end
 -- The job first: Redis refuses a command that takes memory when memory is full only as a
 -- script's first write (after one it lets the rest through, as it cannot stop halfway), and
 -- PSETEX is such a command (DEL or ZREM are not).
 redis.call('PSETEX', KEYS[4], ARGV[8], ARGV[7])
 if ARGV[11] == '1' then redis.call('ZREM', KEYS[7], ARGV[6]) end
 record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+if claim then redis.call('SET', claim, ARGV[15], 'EX', ARGV[16]) end
+if parents ~= '' then
+    -- Into its queue only when its parents let it (which may be now).
+    local at = cjson.decode(ARGV[4]).set.enqueued_at
+    attach(KEYS[1], ARGV[6], parents, KEYS[3], ARGV[1], ARGV[2], ARGV[5], at, ARGV[14])
+    return {'created'}
+end
 redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6])
-if claim then redis.call('SET', claim, ARGV[13], 'EX', ARGV[14]) end
 -- Deferred jobs too: an idle worker then times its next poll to the job's due time.
 redis.call('PUBLISH', ARGV[10], '')
 return {'created'}
@@ -93,26 +108,36 @@ return {'created'}
 # KEYS: the index of jobs (RECORD's third key), then the queues.
 # ARGV: retention, events kept, the records' key prefix, the event streams' key suffix, arq's job
 # key prefix, the jobs: msgpack [[change (JSON), time (ms), id, serialized job, time to live (ms),
-# score (ms), queue (its position in KEYS)], ...], "1" if the answer waits for replicas; then the
-# wake channels.
-# Returns "created", or "again" for a batch already written.
+# score (ms), queue (its position in KEYS), the ids it runs after (space-separated, or empty)],
+# ...], "1" if the answer waits for replicas, the ids of jobs before the batch that its jobs run
+# after (checked first), how long arq keeps a job (ms); then the wake channels.
+# Returns "created", "again" for a batch already written, or {"unknown", id} (nothing written).
+# A job runs after existing jobs or earlier ones of the batch, written before it: no cycle.
 ENQUEUE_MANY = (
     RECORD
     + DURABLE
+    + DEPENDENCIES
     + """
 local jobs = cmsgpack.unpack(ARGV[6])
 if redis.call('EXISTS', ARGV[3] .. jobs[1][3]) == 1 then
     if ARGV[7] == '1' then rewrite(ARGV[3] .. jobs[1][3], 'enqueued_at') end
     return 'again'
 end
+local missing = unknown_parent(ARGV[3], ARGV[8])
+if missing then return {'unknown', missing} end
 for _, job in ipairs(jobs) do
     local id = job[3]
     local record_key = ARGV[3] .. id
     redis.call('PSETEX', ARGV[5] .. id, job[5], job[4])
     record(record_key, record_key .. ARGV[4], KEYS[1], ARGV[1], ARGV[2], '1', job[1], job[2], id)
-    redis.call('ZADD', KEYS[job[7]], job[6], id)
+    if job[8] == '' then
+        redis.call('ZADD', KEYS[job[7]], job[6], id)
+    else
+        local at = cjson.decode(job[1]).set.enqueued_at
+        attach(record_key, id, job[8], KEYS[1], ARGV[1], ARGV[2], job[2], at, ARGV[9])
+    end
 end
-for i = 8, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
+for i = 10, #ARGV do redis.call('PUBLISH', ARGV[i], '') end
 return 'created'
 """
 )

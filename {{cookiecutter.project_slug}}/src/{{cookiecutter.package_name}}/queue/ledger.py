@@ -11,7 +11,7 @@ queue's name, so every key of the service shares one prefix.
 
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -23,6 +23,7 @@ from redis.commands.core import AsyncScript
 
 from .base import DeadLetter, JobError, JobEvent, JobRecord, JobState, Progress, Waiting
 from .dead_letters import DeadLetters
+from .dependencies import DEPENDENCIES, WAITING_FOR_PARENTS
 from .limits import CHECK, RELEASE, TaskLimits
 from .wake_channel import wake_channel
 
@@ -38,7 +39,8 @@ RECENT_SCAN = 2000  # records read at most per page of a listing
 # RECORD is that update as a Lua function, so that another script (the web's enqueue, which
 # writes a job's record together with the job: queue/enqueue.py) makes the same change.
 # Its arguments: record hash, event stream, index; retention, events kept, fresh ("1": delete
-# both first, and index the job), one JSON document {"drop": [names], "set": {name: value},
+# both first, and the job's children (queue.dependencies) of an earlier job of this id, and
+# index the job), one JSON document {"drop": [names], "set": {name: value},
 # "event": {name: value}} (one argument, not dozens: redis-py's encoding of each argument is what
 # costs the client), the time in ms, the job id.
 RECORD = """
@@ -53,7 +55,7 @@ end
 local function record(hash, stream, index, retention, kept, fresh, change_json, now_ms, job_id)
     local change = cjson.decode(change_json)
     if fresh == '1' then
-        redis.call('DEL', hash, stream)
+        redis.call('DEL', hash, stream, hash .. ':children')
         redis.call('ZADD', index, now_ms, job_id)
         redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now_ms - retention * 1000))
     end
@@ -69,6 +71,17 @@ end
 """
 # KEYS: RECORD's three keys. ARGV: its six other arguments, in its order.
 WRITE = RECORD + "record(KEYS[1], KEYS[2], KEYS[3], unpack(ARGV))\n"
+# A job's end: WRITE, then its children told (queue.dependencies), in one script. ARGV: WRITE's
+# six, the final state, its time (ISO), and how long arq keeps a freed child's job (ms). A job
+# with no children pays one SMEMBERS of a missing key.
+FINISH = (
+    RECORD
+    + DEPENDENCIES
+    + """
+record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+settle_children(KEYS[1], ARGV[6], ARGV[7], KEYS[3], ARGV[1], ARGV[2], ARGV[5], ARGV[8], ARGV[9])
+"""
+)
 
 
 def now() -> datetime:
@@ -110,8 +123,12 @@ class Ledger:
         retention: int,
         dead_letter_limit: int = 10_000,
         success_sink: SuccessSink | None = None,
+        expires_ms: int = 86_400_000,
     ) -> None:
         self.redis = redis
+        # How long arq keeps a job it has not run (arq's expires_extra_ms): a dependent freed by
+        # its parents' end keeps its job that long from then (queue.dependencies).
+        self.expires_ms = expires_ms
         # Given, a success is not written here but handed over: the worker writes it in the
         # transaction that stores arq's result, one round trip where there were two.
         self.success_sink = success_sink
@@ -119,6 +136,7 @@ class Ledger:
         # Redis forgets its scripts): the 1.2 KB text would otherwise travel, and be hashed by
         # Redis, on every write, which was a third of the worker's Redis time per job.
         self._write_script = redis.register_script(WRITE)
+        self._finish_script = redis.register_script(FINISH)
         self._limited_start = redis.register_script(RECORD + CHECK)
         self._release_script = redis.register_script(RELEASE)
         self.prefix = prefix
@@ -130,6 +148,10 @@ class Ledger:
 
     def events_key(self, job_id: str) -> str:
         return f"{self.key(job_id)}:events"
+
+    def children_key(self, job_id: str) -> str:
+        """The ids of the jobs that run after this one (queue.dependencies)."""
+        return f"{self.key(job_id)}:children"
 
     @property
     def index(self) -> str:
@@ -159,11 +181,15 @@ class Ledger:
         queue_name: str,
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
+        after: Sequence[str] = (),
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """RECORD's keys and arguments for a fresh record (an id may be reused once arq forgot
         the earlier job: its old record and events go). Its `enqueued_at`, to the microsecond,
-        also tells an enqueue's own earlier write from another request's (queue/enqueue.py)."""
+        also tells an enqueue's own earlier write from another request's (queue/enqueue.py).
+        A job that runs `after` others starts deferred, waiting for them (queue.dependencies)."""
         at = now().isoformat()
+        if after:
+            state = JobState.DEFERRED
         fields = {
             "task": task,
             "queue": queue_name,
@@ -174,6 +200,9 @@ class Ledger:
         if request_id:
             fields["request_id"] = request_id
         event = {"kind": "state", "state": state, "at": at}
+        if after:
+            fields.update(after=" ".join(after), wait_reason=WAITING_FOR_PARENTS)
+            event["reason"] = WAITING_FOR_PARENTS
         return self.change(job_id, fields, event, fresh=True)
 
     async def _write(
@@ -204,7 +233,8 @@ class Ledger:
         state: JobState = JobState.QUEUED,
         request_id: str | None = None,
     ) -> None:
-        """A fresh record (see `creation`)."""
+        """A fresh record (see `creation`): the web's enqueue writes it with the job, this
+        alone is for tests and benchmarks."""
         await self._run(*self.creation(job_id, task, queue_name, state, request_id))
 
     async def recent(
@@ -286,6 +316,21 @@ class Ledger:
         keys = limits.release_keys(self.prefix, queue_name)
         await self._release_script(keys, (job_id, wake_channel(queue_name)))
 
+    async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
+        """A dependent's `doomed` mark, if a parent failed or was cancelled, and its parents'
+        results in order (queue.dependencies): one read, at its start."""
+        names = ["doomed", *(f"input:{parent}" for parent in parents)]
+        found = self.redis.hmget(self.key(job_id), names)
+        doomed, *results = await cast("Awaitable[list[bytes | None]]", found)
+        values = [None if raw is None else json.loads(raw) for raw in results]
+        return (None if doomed is None else doomed.decode()), values
+
+    async def stop_waiting(self, job_id: str) -> bool:
+        """Take a dependent that still waits for its parents (a cancel): True if it did, and
+        then no parent's end frees it. False: it is free already (queued, or further on)."""
+        taken = self.redis.hdel(self.key(job_id), "pending")
+        return bool(await cast("Awaitable[int]", taken))
+
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         percent = max(0.0, min(100.0, float(percent)))
         at = now().isoformat()
@@ -306,9 +351,9 @@ class Ledger:
     ) -> None:
         keys, args = self._outcome(job_id, state, result, error, finished_at)
         if state is JobState.SUCCEEDED and self.success_sink is not None:
-            self.success_sink(job_id, RecordWrite(self._write_script, keys, args))
+            self.success_sink(job_id, RecordWrite(self._finish_script, keys, args))
             return
-        await self._run(keys, args)
+        await self._finish_script(keys, args)
 
     def _outcome(
         self,
@@ -331,7 +376,9 @@ class Ledger:
         drop: tuple[str, ...] = ("wait_reason", "wait_until")
         if error is None:
             drop += ("error_type", "error_message")
-        return self.change(job_id, fields, event, drop)
+        keys, args = self.change(job_id, fields, event, drop)
+        # (FINISH: the job's children learn how it ended)
+        return keys, (*args, state.value, at, str(self.expires_ms))
 
     async def retrying(self, job_id: str, error: JobError, delay: float) -> None:
         at = now().isoformat()
@@ -358,7 +405,8 @@ class Ledger:
             letter.job_id, JobState.FAILED, None, letter.error, letter.failed_at
         )
         async with self.redis.pipeline(transaction=True) as pipe:
-            await self._run(keys, args, pipe)
+            # EVAL, not EVALSHA: see _run.
+            await cast("Awaitable[Any]", pipe.eval(FINISH, len(keys), *keys, *args))
             self.dead_letters.queue(pipe, letter)
             replies = await pipe.execute()
         await self.dead_letters.forget(replies[-2])
@@ -391,8 +439,7 @@ def event_from(entry_id: bytes | str, raw: dict[bytes, bytes]) -> JobEvent:
     retry_in = float(fields["retry_in"]) if "retry_in" in fields else None
     waiting = None
     if "reason" in fields:
-        until = datetime.fromtimestamp(int(fields["until"]) / 1000, tz=UTC)
-        waiting = Waiting(fields["reason"], until)
+        waiting = Waiting(fields["reason"], _until(fields.get("until")))
     state = JobState(fields["state"])
     return JobEvent(
         id=event_id,
@@ -428,6 +475,7 @@ def record_from(job_id: str, fields: dict[str, str]) -> JobRecord:
         cancel_requested=fields.get("cancel_requested") == "1",
         request_id=fields.get("request_id"),
         waiting=_waiting(fields),
+        parents=tuple(fields["after"].split()) if "after" in fields else (),
     )
 
 
@@ -435,5 +483,8 @@ def _waiting(fields: dict[str, str]) -> Waiting | None:
     """Why and until when a job waits for its task's limits (queue.limits), if it does."""
     if "wait_reason" not in fields:
         return None
-    until = datetime.fromtimestamp(int(fields["wait_until"]) / 1000, tz=UTC)
-    return Waiting(fields["wait_reason"], until)
+    return Waiting(fields["wait_reason"], _until(fields.get("wait_until")))
+
+
+def _until(ms: str | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(int(ms) / 1000, tz=UTC)

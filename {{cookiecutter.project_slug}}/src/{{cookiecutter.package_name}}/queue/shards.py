@@ -119,8 +119,10 @@ class ShardedQueue:
         idempotency: Idempotency | None = None,
         defer: float = 0,
         meta: Mapping[str, str] | None = None,
+        after: Sequence[str] = (),
     ) -> Enqueued:
         store = self._of_queue(queue_name)
+        self._check_parents(store, after)
         if job_id is not None and self._of_id(job_id) is not store:
             # Reads would look for it on the other server and never find it.
             if store is self._bulk:
@@ -140,7 +142,17 @@ class ShardedQueue:
             idempotency=idempotency,
             defer=defer,
             meta=meta,
+            after=after,
         )
+
+    def _check_parents(self, store: Shard, after: Sequence[str]) -> None:
+        """A job runs after jobs of its own server only: its parents' end frees it in the same
+        script (queue.dependencies)."""
+        if any(self._of_id(parent) is not store for parent in after if not parent.startswith("#")):
+            raise MisplacedJobError(
+                "a job can run after jobs of its own queue's Redis only: the bulk queue has a "
+                "Redis of its own"
+            )
 
     async def enqueue_many(
         self, jobs: Sequence[NewJob], meta: Mapping[str, str] | None = None
@@ -153,6 +165,8 @@ class ShardedQueue:
                 "its own, so send its jobs in a batch of their own"
             )
         store = next(iter(stores), self._default)
+        for job in jobs:
+            self._check_parents(store, job.after)
         return await store.enqueue_many(jobs, meta)
 
     async def get(self, job_id: str) -> JobRecord | None:

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..settings import QueueKey
-from . import check_url, deliver_webhook, render_report, word_count
+from . import check_url, deliver_webhook, render_report, word_count, word_total
 from .registry import (
     Context,
     Rate,
@@ -24,7 +24,13 @@ from .registry import (
 TASKS: Mapping[str, Task] = MappingProxyType(
     {
         task.name: task
-        for task in (word_count.TASK, check_url.TASK, render_report.TASK, deliver_webhook.TASK)
+        for task in (
+            word_count.TASK,
+            word_total.TASK,
+            check_url.TASK,
+            render_report.TASK,
+            deliver_webhook.TASK,
+        )
     }
 )
 

@@ -7,7 +7,7 @@ try, `progress` and `cancel_requested`. The rest is the worker's own.
 """
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypedDict
 
@@ -56,5 +56,8 @@ class Context(TypedDict, total=False):
     """Takes a job's webhook delivery, to queue with arq's end of the job (queue.deliveries)."""
     # worker.job_wrapper, for each try
     progress: ReportProgress
+    parents: Mapping[str, Any]
+    """A job enqueued to run `after` others: their results, by id, in the order given (JSON
+    values, as GET /jobs/{id} shows them). Absent for other jobs."""
     cancel_requested: Callable[[], Awaitable[bool]]
     """Whether a cancel was requested: a task that sees yes raises JobCancelledError."""

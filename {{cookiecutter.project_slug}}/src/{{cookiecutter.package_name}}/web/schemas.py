@@ -7,6 +7,7 @@ from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..queue import DeadLetter, JobEvent, JobRecord, JobState, Waiting
+from ..queue.dependencies import MAX_PARENTS
 from ..settings import QueueKey
 from ..tasks import TASKS, Task, redact
 
@@ -21,6 +22,8 @@ MAX_OFFSET = 1_000_000
 """How deep a page may start: further is no use to a reader, and near 2**63 Redis refuses it."""
 
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN, description="The job id from POST /jobs.")]
+ParentId = Annotated[str, Field(pattern=JOB_ID_PATTERN)]
+BatchRef = Annotated[str, Field(pattern=CLIENT_JOB_ID_PATTERN)]
 
 UNAVAILABLE = {"description": "Redis is unavailable; retry later"}
 """The OpenAPI response of every route that needs Redis."""
@@ -52,6 +55,13 @@ class EnqueueRequest(BaseModel):
         "state, signed as Standard Webhooks sign (needs WEBHOOK_SECRET; https and public "
         "addresses only, unless allowed).",
     )
+    after: list[ParentId] = Field(
+        default_factory=list,
+        max_length=MAX_PARENTS,
+        description="Ids of jobs this one runs after: it starts once all have succeeded (their "
+        "results in the task's `ctx['parents']`), and ends cancelled if one fails or is "
+        "cancelled. An unknown id is a 422.",
+    )
 
 
 class BatchItem(BaseModel):
@@ -59,6 +69,15 @@ class BatchItem(BaseModel):
 
     task: str = Field(min_length=1, max_length=100, description="A task name from GET /tasks.")
     args: dict[str, Any] = Field(default_factory=dict, description="The task's arguments.")
+    ref: BatchRef | None = Field(
+        default=None, description="A name for this job that later jobs of the batch use in `after`."
+    )
+    after: list[ParentId] = Field(
+        default_factory=list,
+        max_length=MAX_PARENTS,
+        description="Jobs this one runs after: the `ref` of an earlier job of the batch, or the "
+        "id of an existing job.",
+    )
 
 
 class BatchRequest(BaseModel):
@@ -78,6 +97,7 @@ class JobAccepted(BaseModel):
     state: JobState
     queue: str
     url: str
+    ref: str | None = Field(default=None, description="The job's `ref` in its batch, if given.")
 
 
 class JobErrorOut(BaseModel):
@@ -92,10 +112,12 @@ class ProgressOut(BaseModel):
 
 class WaitingOut(BaseModel):
     reason: str = Field(
-        description='"rate": the task\'s rate limit; "concurrency": its cap of running jobs.'
+        description='"rate": the task\'s rate limit; "concurrency": its cap of running jobs; '
+        '"parents": the jobs it runs after.'
     )
-    until: datetime = Field(
-        description="When the job is due again (a running job's end may make it sooner)."
+    until: datetime | None = Field(
+        description="When the job is due again (a running job's end may make it sooner); none "
+        "while it waits for its parents."
     )
 
     @classmethod
@@ -120,8 +142,11 @@ class JobOut(BaseModel):
         default=None, description="X-Request-ID of the request that enqueued the job."
     )
     waiting: WaitingOut | None = Field(
-        default=None, description="Deferred by the task's limits: why, and until when."
+        default=None,
+        description="Deferred by the task's limits or its parents: why, and until when.",
     )
+    parents: list[str] = Field(default_factory=list, description="The jobs it runs after.")
+    children: list[str] = Field(default_factory=list, description="The jobs that run after it.")
 
     @classmethod
     def from_record(cls, record: JobRecord) -> "JobOut":
@@ -144,6 +169,8 @@ class JobOut(BaseModel):
             cancel_requested=record.cancel_requested,
             request_id=record.request_id,
             waiting=WaitingOut.of(record.waiting),
+            parents=list(record.parents),
+            children=list(record.children),
         )
 
 

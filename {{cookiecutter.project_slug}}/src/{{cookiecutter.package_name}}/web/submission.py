@@ -22,6 +22,7 @@ from ..queue import (
     JobQueue,
     MisplacedJobError,
     NewJob,
+    UnknownParentError,
 )
 from ..settings import Settings
 from ..spans import caller_context, enqueue_span
@@ -66,11 +67,19 @@ async def submit(
     meta: dict[str, str] | None = None,
     callback_url: str | None = None,
     internal: bool = False,
+    after: Sequence[str] = (),
 ) -> tuple[Enqueued, str]:
     """Validate a task's arguments and queue the job on its task's queue: POST /jobs, and the
     replay of a dead letter (`internal`: the service's own tasks too). Returns the job and its
     queue; bad input raises a 4xx."""
     meta = meta or {}
+    after = tuple(dict.fromkeys(after))  # (a parent named twice is one parent)
+    if after and (defer is not None or job_id in after):
+        why = "a job that runs after others cannot also be deferred"
+        if job_id in after:
+            why = "a job cannot run after itself"
+        error = {"type": "invalid_after", "loc": ("body", "after"), "msg": why, "input": after}
+        raise RequestValidationError([error])
     if callback_url is not None:
         meta["callback_url"] = checked_callback(settings, callback_url)
     try:
@@ -97,7 +106,9 @@ async def submit(
         )
     idempotency = None
     if idempotency_key is not None:
-        canonical = json.dumps([task_name, kwargs, job_id, defer, callback_url], sort_keys=True)
+        canonical = json.dumps(
+            [task_name, kwargs, job_id, defer, callback_url, after], sort_keys=True
+        )
         fingerprint = hashlib.sha256(canonical.encode()).hexdigest()
         idempotency = Idempotency(idempotency_key, fingerprint, settings.idempotency_window)
     queue_name = settings.queue_for(TASKS[task_name].queue)
@@ -112,11 +123,15 @@ async def submit(
                 idempotency=idempotency,
                 defer=defer or 0,
                 meta=meta,
+                after=after,
             )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
+    except UnknownParentError as exc:
+        raise unknown_parent(("body", "after"), exc) from exc
     except MisplacedJobError as exc:
-        raise misplaced(("body", "job_id"), str(exc), job_id) from exc
+        where = ("body", "after") if after and "after" in str(exc) else ("body", "job_id")
+        raise misplaced(where, str(exc), job_id) from exc
     if enqueued.created:
         count_enqueued(task_name)
     return enqueued, queue_name
@@ -129,7 +144,17 @@ async def submit_batch(
     names each). Returns the new ids and the jobs, in order."""
     jobs: list[NewJob] = []
     errors: list[dict[str, Any]] = []
+    refs: dict[str, int] = {}
     for index, item in enumerate(items):
+        if item.ref is None:
+            continue
+        if item.ref in refs:
+            loc = ("body", "jobs", index, "ref")
+            msg = f"ref {item.ref!r} is taken by job {refs[item.ref]} of the batch"
+            errors.append({"type": "duplicate_ref", "loc": loc, "msg": msg, "input": item.ref})
+        refs.setdefault(item.ref, index)
+    for index, item in enumerate(items):
+        after = _batch_parents(item.after, refs, index, errors)
         try:
             kwargs = prepare(TASKS, item.task, item.args)
         except UnknownTaskError as exc:
@@ -140,17 +165,45 @@ async def submit_batch(
             for error in exc.errors():
                 errors.append({**error, "loc": ("body", "jobs", index, "args", *error["loc"])})
             continue
-        jobs.append(NewJob(item.task, kwargs, settings.queue_for(TASKS[item.task].queue)))
+        queue_name = settings.queue_for(TASKS[item.task].queue)
+        jobs.append(NewJob(item.task, kwargs, queue_name, after))
     if errors:
         raise RequestValidationError(errors)
     try:
         with enqueue_span("batch", ",".join(sorted({job.queue_name for job in jobs})), meta):
             ids = await job_queue.enqueue_many(jobs, meta)
+    except UnknownParentError as exc:
+        raise unknown_parent(("body", "jobs"), exc) from exc
     except MisplacedJobError as exc:
         raise misplaced(("body", "jobs"), str(exc), [item.task for item in items]) from exc
     for job in jobs:
         count_enqueued(job.task)
     return ids, jobs
+
+
+def _batch_parents(
+    after: Sequence[str], refs: Mapping[str, int], index: int, errors: list[dict[str, Any]]
+) -> tuple[str, ...]:
+    """A batch job's parents as the queue takes them: `#<index>` for an earlier job of the batch
+    (by its ref), an id for an existing job. A ref of this job or a later one is an error: a
+    batch is written in order, so it holds no cycle."""
+    parents: dict[str, None] = {}
+    for position, parent in enumerate(after):
+        if parent not in refs:
+            parents[parent] = None  # an existing job's id
+        elif refs[parent] < index:
+            parents[f"#{refs[parent]}"] = None
+        else:
+            loc = ("body", "jobs", index, "after", position)
+            msg = f"ref {parent!r} is not of an earlier job of the batch"
+            errors.append({"type": "invalid_after", "loc": loc, "msg": msg, "input": parent})
+    return tuple(parents)
+
+
+def unknown_parent(loc: tuple[str, ...], exc: UnknownParentError) -> RequestValidationError:
+    return RequestValidationError(
+        [{"type": "unknown_parent", "loc": loc, "msg": str(exc), "input": exc.job_id}]
+    )
 
 
 def checked_callback(settings: Settings, url: str) -> str:

@@ -14,7 +14,7 @@ try ends and arq runs the job again once Redis is back: at least once, never los
 import asyncio
 import logging
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -33,6 +33,7 @@ from ..queue import (
 )
 from ..queue.base import JOB_META
 from ..queue.deliveries import Delivery, delivery_id
+from ..queue.dependencies import doomed_by
 from ..queue.serializer import RemoteError
 from ..queue.unavailable import unavailable
 from ..settings import Settings
@@ -156,6 +157,10 @@ class RecordKeeper:
             lambda: self.inner.started(job_id, task, queue_name, job_try, enqueued_at, limits)
         )
 
+    async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
+        """Read as a write is made: the job cannot start without them."""
+        return await self._write(lambda: self.inner.inputs(job_id, parents))
+
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         """For the task, mid-work: a progress report lost to an outage is dropped (the next one,
         or the outcome, replaces it) rather than failing the work."""
@@ -252,7 +257,8 @@ def job_function(task: Task) -> Any:
         with log_context, job_span(task.name, ctx, meta):
             held: list[TaskLimits] = []  # the cap this try holds a place in, once it does
             try:
-                return await execute(ctx, kwargs, held, meta.get("callback_url"))
+                parents = tuple(meta.get("after", "").split())
+                return await execute(ctx, kwargs, held, meta.get("callback_url"), parents)
             except RecordUnavailableError as exc:
                 # arq re-queues the job (its end is written once Redis takes it, see
                 # worker.process) and it runs again: the try counts, like one cut off by a deploy.
@@ -291,7 +297,11 @@ def job_function(task: Task) -> Any:
         sink(ctx["job_id"], Delivery(callback, body, message_id))
 
     async def execute(
-        ctx: Context, kwargs: dict[str, Any], held: list[TaskLimits], callback: str | None
+        ctx: Context,
+        kwargs: dict[str, Any],
+        held: list[TaskLimits],
+        callback: str | None,
+        parents: tuple[str, ...],
     ) -> Any:
         settings: Settings = ctx["settings"]
         job_id: str = ctx["job_id"]
@@ -324,6 +334,19 @@ def job_function(task: Task) -> Any:
             message = f"started {tries} times, never finished (its worker stopped or died)"
             await fail(JobError(TriesExhaustedError.__name__, message))
             raise TriesExhaustedError(message)
+
+        if parents:
+            # What its parents left it (queue.dependencies): their results, or a parent that
+            # failed or was cancelled, which ends this job cancelled instead of running it.
+            doomed, results = await recorder.inputs(job_id, parents)
+            if doomed is not None:
+                parent, how = doomed_by(doomed)
+                kind = "ParentFailed" if how == JobState.FAILED else "ParentCancelled"
+                error = JobError(kind, f"job {parent} that it runs after {how}")
+                await recorder.finished(job_id, JobState.CANCELLED, error=error)
+                announce(ctx, callback, JobState.CANCELLED, job_try - 1, error=error)
+                return None
+            ctx["parents"] = dict(zip(parents, results, strict=True))
 
         enqueued = ctx.get("enqueue_time")
         limits = limits_of(task, settings)

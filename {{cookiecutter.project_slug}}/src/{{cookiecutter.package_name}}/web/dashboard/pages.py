@@ -317,6 +317,10 @@ def job_fragment(record: JobRecord, events: Sequence[JobEvent]) -> str:
     ]
     if record.waiting is not None:
         facts.append(("waiting for", waiting_text(record.waiting)))
+    if record.parents:
+        facts.append(("runs after", ", ".join(map(job_link, record.parents))))
+    if record.children:
+        facts.append(("runs before", ", ".join(map(job_link, record.children))))
     if record.error is not None:
         facts.append(
             ("error", f"<code>{esc(record.error.type)}</code>: {esc(record.error.message)}")
@@ -347,9 +351,19 @@ def event_text(event: JobEvent) -> str:
     return text
 
 
+WAITING_FOR = {
+    "rate": "its rate limit",
+    "concurrency": "a free place in its cap",
+    "parents": "the jobs it runs after",
+}
+
+
 def waiting_text(waiting: Waiting) -> str:
-    """A wait for the task's limits (queue.limits), as the dashboard says it."""
-    why = "its rate limit" if waiting.reason == "rate" else "a free place in its cap"
+    """A wait for the task's limits (queue.limits) or the job's parents, as the dashboard says
+    it."""
+    why = WAITING_FOR.get(waiting.reason, waiting.reason)
+    if waiting.until is None:
+        return f"waiting for {esc(why)}"
     due = waiting.until.astimezone(UTC).strftime("%H:%M:%S UTC")
     return f"waiting for {esc(why)}, due by {esc(due)}"
 

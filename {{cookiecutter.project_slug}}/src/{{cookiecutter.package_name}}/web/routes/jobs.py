@@ -102,10 +102,13 @@ async def enqueue(
         idempotency_key=idempotency_key,
         meta=job_meta(request),
         callback_url=body.callback_url,
+        after=body.after,
     )
     url = job_url(request, enqueued.job_id)
     headers = {"Location": url}
     code, state = status.HTTP_202_ACCEPTED, first_state(body.defer_seconds)
+    if body.after:
+        state = JobState.DEFERRED  # (until its parents let it start: queue.dependencies)
     if not enqueued.created:
         code = status.HTTP_200_OK
         headers["Idempotent-Replayed"] = "true"
@@ -133,6 +136,9 @@ async def enqueue_batch(
 
     Every job gets a new id: a batch is not deduplicated, and sending it twice queues it twice.
     Where each job must run once, use POST /jobs with an Idempotency-Key or your own job_id.
+
+    A job may run `after` earlier jobs of the batch, named by their `ref`, or existing jobs by
+    id: a chain, or a fan-out and its join, in one request.
     """
     ids, jobs = await submit_batch(job_queue, settings, body.jobs, job_meta(request))
     return BatchAccepted(
@@ -140,11 +146,12 @@ async def enqueue_batch(
             JobAccepted(
                 id=job_id,
                 task=job.task,
-                state=JobState.QUEUED,
+                state=JobState.DEFERRED if job.after else JobState.QUEUED,
                 queue=job.queue_name,
                 url=job_url(request, job_id),
+                ref=item.ref,
             )
-            for job_id, job in zip(ids, jobs, strict=True)
+            for job_id, job, item in zip(ids, jobs, body.jobs, strict=True)
         ]
     )
 

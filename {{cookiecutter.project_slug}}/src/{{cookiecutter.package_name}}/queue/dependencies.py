@@ -1,0 +1,126 @@
+"""Jobs that run after others (`after`): the Lua that holds a dependent back, frees it when its
+last parent succeeds, and frees it doomed when one fails or is cancelled.
+
+A dependent is written like any job (its record, arq's job) but not put in its queue: its record
+says deferred, waiting for "parents", and counts the parents not yet succeeded (`pending`); each
+parent's `<record>:children` set names it. The write that ends a parent (the ledger's FINISH,
+the same script for every ending: the worker's success inside arq's end-of-job transaction, a
+dead letter, a cancel, an ending settled from arq's result) settles its children in the same
+script, so a parent's end and its children's release are written together or not at all:
+
+- succeeded: the parent's result is copied into the child's record (`input:<parent>`), once
+  (a parent that ran twice, at least once, counts once), and the last one puts the child in its
+  queue, due now, with a wake notice;
+- failed or cancelled: the child goes into its queue at once, marked `doomed`; the worker that
+  takes it ends it cancelled, with the reason, through the ordinary path of a job's end (its
+  record, its webhook, and in turn its own children), instead of it waiting forever.
+
+A dependent whose parents all succeeded already when it is enqueued goes into its queue at once
+(with their results); one with a parent already failed or cancelled, doomed. The check that every
+parent exists is the script's first step, before any write: a 422, nothing written.
+
+The records' key prefix is the hash key minus the job id (every record is `<prefix><id>`).
+"""
+
+from collections.abc import Sequence
+
+from arq.constants import job_key_prefix
+
+from .wake_channel import wake_channel
+
+DEPENDENCIES = """
+local function set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
+    -- Into its queue, due now: the job may start (or, doomed, be ended by a worker).
+    redis.call('HDEL', hash, 'pending')
+    local queue = redis.call('HGET', hash, 'queue')
+    redis.call('PEXPIRE', '__JOB_PREFIX__' .. child, expires_ms)
+    redis.call('ZADD', queue, math.floor(tonumber(now_ms)), child)
+    local change = cjson.encode({
+        drop = {'wait_reason'},
+        set = {state = 'queued'},
+        event = {kind = 'state', state = 'queued', at = at},
+    })
+    record(hash, hash .. ':events', index, retention, kept, '0', change, now_ms, child)
+    redis.call('PUBLISH', queue .. '__WAKE__', '')
+end
+local function parent_result(parent_hash)
+    return redis.call('HGET', parent_hash, 'result') or 'null'
+end
+-- A parent ended: its waiting children learn it (see the module's docstring).
+local function settle_children(parent_hash, parent, state, index, retention, kept, now_ms, at,
+                               expires_ms)
+    local children = redis.call('SMEMBERS', parent_hash .. ':children')
+    if #children == 0 then return end
+    local records = string.sub(parent_hash, 1, #parent_hash - #parent)
+    for _, child in ipairs(children) do
+        local hash = records .. child
+        if redis.call('HEXISTS', hash, 'pending') == 1 then
+            local free = true
+            if state == 'succeeded' then
+                free = false
+                local input = 'input:' .. parent
+                if redis.call('HSETNX', hash, input, parent_result(parent_hash)) == 1 then
+                    free = redis.call('HINCRBY', hash, 'pending', -1) <= 0
+                end
+            else
+                redis.call('HSET', hash, 'doomed', parent .. ' ' .. state)
+            end
+            if free then
+                set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
+            end
+        end
+    end
+end
+-- The first of `parents` (ids, space-separated) without a record, or nil. Reads only.
+local function unknown_parent(records, parents)
+    for parent in string.gmatch(parents, '%S+') do
+        if redis.call('EXISTS', records .. parent) == 0 then return parent end
+    end
+    return nil
+end
+-- A dependent just written (its record says it waits for its parents): wait, or go now.
+local function attach(hash, child, parents, index, retention, kept, now_ms, at, expires_ms)
+    local records = string.sub(hash, 1, #hash - #child)
+    local pending = 0
+    local doomed = false
+    for parent in string.gmatch(parents, '%S+') do
+        local parent_hash = records .. parent
+        local state = redis.call('HGET', parent_hash, 'state')
+        if state == 'succeeded' then
+            redis.call('HSET', hash, 'input:' .. parent, parent_result(parent_hash))
+        elseif state == 'failed' or state == 'cancelled' then
+            if not doomed then redis.call('HSET', hash, 'doomed', parent .. ' ' .. state) end
+            doomed = true
+        else
+            local children = parent_hash .. ':children'
+            redis.call('SADD', children, child)
+            redis.call('EXPIRE', children, retention)
+            pending = pending + 1
+        end
+    end
+    if pending > 0 and not doomed then
+        redis.call('HSET', hash, 'pending', pending)
+    else
+        set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
+    end
+end
+""".replace("__JOB_PREFIX__", job_key_prefix).replace("__WAKE__", wake_channel(""))
+
+MAX_PARENTS = 100
+"""Parents one job may wait for: each is read (and its children set written) by the enqueue."""
+
+WAITING_FOR_PARENTS = "parents"
+"""A dependent's `waiting.reason` while its parents run."""
+
+
+def doomed_by(mark: str) -> tuple[str, str]:
+    """The parent that ended a dependent, and how it ended ("failed" or "cancelled"), from the
+    record's `doomed` mark."""
+    parent, _, state = mark.rpartition(" ")
+    return parent, state
+
+
+def in_batch(parent: str, ids: Sequence[str]) -> str:
+    """A parent as a batch names it: `#<index>` is the batch's job at that index (the API checks
+    that it comes earlier), any other an existing job's id."""
+    return ids[int(parent[1:])] if parent.startswith("#") else parent
