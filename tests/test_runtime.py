@@ -160,7 +160,7 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
     def logs() -> str:
         return "\n".join(worker.output() for worker in stack.workers.values())
 
-    short, long, tasks, refused = [
+    short, long, tasks, refused, joined = [
         run(
             ["bash", "-euo", "pipefail", "-c", script],
             cwd=stack.cwd,
@@ -181,6 +181,10 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
     assert '"rate":{"limit":20,"per":1.0},"concurrency":10' in tasks, tasks
     # A callback to an address inside the network: refused at enqueue, nothing queued.
     assert json.loads(refused)["detail"][0]["type"] == "callback_refused", refused
+    # A fan-out and its join in one batch: the join adds up what its two parents counted.
+    join = json.loads(joined)
+    assert (join["state"], join["result"]) == ("succeeded", {"words": 5, "parents": 2}), join
+    assert len(join["parents"]) == 2, join
 
     # compose hands the exported OPERATOR_KEY to the web: the dead letters open with it alone.
     letters = f"http://127.0.0.1:{stack.port}/dead-letters"

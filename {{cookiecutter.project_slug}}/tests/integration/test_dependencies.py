@@ -11,6 +11,8 @@ import pytest
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.dev import free_port
+from {{ cookiecutter.package_name }}.queue import JobState
+from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for
 from {{ cookiecutter.package_name }}.settings import Settings
 
 from .conftest import SpawnWorker, StartWorkers
@@ -207,6 +209,34 @@ async def test_an_unknown_parent_is_a_422_and_nothing_is_queued(
     try:
         assert await redis.zcard(settings.queue_name) == 0
         assert await redis.zcard(f"{settings.queue_name}:jobs") == 0  # no record either
+    finally:
+        await redis.aclose()
+
+
+async def test_a_parent_whose_end_is_written_twice_counts_once_for_its_dependent(
+    client: httpx.AsyncClient, settings: Settings, redis_url: str
+) -> None:
+    """At least once: a parent that ran twice writes its success twice. Its dependent, which also
+    waits for another parent, must not take the second write for that other one's."""
+    later = {"task": "word_count", "args": {"text": "not yet"}, "defer_seconds": 60}
+    one = (await client.post("/jobs", json=later)).json()["id"]
+    two = (await client.post("/jobs", json=later)).json()["id"]
+    child = (await client.post("/jobs", json=total(after=[one, two]))).json()["id"]
+    redis = Redis.from_url(redis_url)
+    try:
+        ledger = ledger_for(redis, settings)
+        await ledger.finished(one, JobState.SUCCEEDED, result={"words": 1})
+        await ledger.finished(one, JobState.SUCCEEDED, result={"words": 1})
+        waiting = (await client.get(f"/jobs/{child}")).json()
+        assert (waiting["state"], waiting["waiting"]["reason"]) == ("deferred", "parents")
+        assert await redis.zscore(settings.queue_name, child) is None
+
+        await ledger.finished(two, JobState.SUCCEEDED, result={"words": 2})
+        assert (await client.get(f"/jobs/{child}")).json()["state"] == "queued"
+        assert await redis.zscore(settings.queue_name, child) is not None
+        assert await ledger.inputs(child, [one, two]) == (None, [{"words": 1}, {"words": 2}])
+        # The parents' end sets arq's usual lifetime on the freed job (it waited longer).
+        assert await redis.pttl(f"arq:job:{child}") <= 86_400_000
     finally:
         await redis.aclose()
 
