@@ -289,6 +289,8 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^Limits' cost \(queue\.limits\): jobs/s [0-9.]+x this service's plain jobs; per job, "
         r"worker CPU [+-]\d+ us, Redis CPU [+-]\d+ us, commands [+-][0-9.]+$",
         r"^Webhooks' cost: jobs/s [0-9.]+x this service's plain jobs; ",
+        r"^this service, every second job after the one before\s+\d+\s+\d+\s+[0-9.]+x\s",
+        r"^Dependencies' cost \(half the jobs after a parent\): jobs/s [0-9.]+x this service's ",
         r"^Worker throughput, 10 ms I/O: ",
         r"^HTTP \(uvloop \+ httptools\): ",
         r"^POST /jobs \(this service\)\s+\d+\s+[0-9.]+x\s+[0-9.]+x\s",

@@ -80,6 +80,9 @@ class Worker:
     """The task it is given instead of the line's (ours with limits: bench.limited_worker)."""
     meta: dict[str, str] | None = None
     """What travels with each of its jobs (ours with webhooks: the callback URL)."""
+    pairs: bool = False
+    """Ours with dependencies: every second job of a batch runs after the one before it
+    (queue.dependencies), so half its jobs wait for a parent and are freed by its end."""
 
     @property
     def ours(self) -> bool:
@@ -164,6 +167,14 @@ def start_calling_back(run: Run, label: str, receiver: str) -> Worker:
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker"]
     worker = start_variant(run, label, "webhooks", command, env)
     worker.meta = {"callback_url": receiver}
+    return worker
+
+
+def start_chained(run: Run, label: str) -> Worker:
+    """Ours on a default queue of its own, half its jobs running after the other half."""
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}", "worker"]
+    worker = start_variant(run, label, "chained", command)
+    worker.pairs = True
     return worker
 
 

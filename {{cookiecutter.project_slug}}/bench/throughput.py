@@ -48,6 +48,7 @@ from .common import (
     ratio,
     ready,
     start_calling_back,
+    start_chained,
     start_limited,
     start_ours,
     start_raw,
@@ -101,7 +102,17 @@ async def fill(
         finally:
             await peer.disconnect()
         return ids
-    if worker.ours:
+    if worker.pairs:
+        # Its records under its own queue's name, as its worker's ledger reads them: a parent's
+        # end finds its children there.
+        own = run.settings.model_copy(update={"queue_name": worker.queue_name})
+        async with ArqJobQueue.connect(own) as chained:
+            for start in range(0, jobs, 1000):
+                size = min(1000, jobs - start)
+                after = [(f"#{n - 1}",) if n % 2 else () for n in range(size)]
+                batch = [NewJob(line.task, line.kwargs, worker.queue_name, a) for a in after]
+                ids += await chained.enqueue_many(batch)
+    elif worker.ours:
         for start in range(0, jobs, 1000):
             task = worker.task or line.task
             batch = [NewJob(task, line.kwargs, worker.queue_name)] * min(1000, jobs - start)
@@ -195,7 +206,7 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
         run, "raw arq defaults (max_jobs 10, poll 0.5 s)", f"{raw_name}-d", 10, 0.5
     )
     workers = [ours, tuned, project, defaults]
-    limited = calling = receiver = None
+    limited = calling = chained = receiver = None
     if line.queue == "default":
         # The cost of limits: the same task with a rate limit and a cap that are never reached.
         limited = start_limited(run, "this service, the task with a rate limit and a cap")
@@ -203,7 +214,10 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
         # same queue, counted in the drain) to a receiver that answers at once.
         receiver, url = start_receiver()
         calling = start_calling_back(run, "this service, each job calling back (webhook)", url)
-        workers[1:1] = [limited, calling]
+        # The cost of dependencies: half the jobs wait for the other half, each freed by its
+        # parent's end.
+        chained = start_chained(run, "this service, every second job after the one before")
+        workers[1:1] = [limited, calling, chained]
     if SAQ:
         name = f"{run.prefix}:saq-{line.queue}"
         workers.append(start_saq(run, f"saq (concurrency {max_jobs})", name, max_jobs))
@@ -300,7 +314,12 @@ async def measure_line(run: Run, redis: Redis, line: Line) -> tuple[str, list[Go
             ),
         ]
     costs = ""
-    for variant, what in ((limited, "Limits' cost (queue.limits)"), (calling, "Webhooks' cost")):
+    variants = (
+        (limited, "Limits' cost (queue.limits)"),
+        (calling, "Webhooks' cost"),
+        (chained, "Dependencies' cost (half the jobs after a parent)"),
+    )
+    for variant, what in variants:
         if variant is None:
             continue
         theirs = {name: median(values) for name, values in vars(figures[variant.label]).items()}

@@ -200,6 +200,14 @@ async def test_an_unknown_parent_is_a_422_and_nothing_is_queued(
     assert forward.status_code == 422
     assert forward.json()["detail"][0]["loc"] == ["body", "jobs", 0, "after", 0]
 
+    # Keys of a job that are not its record name no job (and are no 5xx).
+    parent = (await client.post("/jobs", json=count("a parent"))).json()["id"]
+    for key in (f"{parent}:events", f"{parent}:children"):
+        await client.post("/jobs", json=total(after=[parent]))  # (its children set exists)
+        not_a_job = await client.post("/jobs", json=total(after=[key]))
+        assert not_a_job.status_code == 422, not_a_job.text
+        assert not_a_job.json()["detail"][0]["type"] == "unknown_parent"
+
     itself = await client.post("/jobs", json={**total(after=["me"]), "job_id": "me"})
     assert itself.status_code == 422
     deferred = await client.post("/jobs", json={**total(after=["x"]), "defer_seconds": 5})
@@ -207,8 +215,9 @@ async def test_an_unknown_parent_is_a_422_and_nothing_is_queued(
 
     redis = Redis.from_url(redis_url)
     try:
-        assert await redis.zcard(settings.queue_name) == 0
-        assert await redis.zcard(f"{settings.queue_name}:jobs") == 0  # no record either
+        # Only the valid parent and its two children were queued (the children waiting).
+        assert await redis.zcard(settings.queue_name) == 1
+        assert await redis.zcard(f"{settings.queue_name}:jobs") == 3
     finally:
         await redis.aclose()
 

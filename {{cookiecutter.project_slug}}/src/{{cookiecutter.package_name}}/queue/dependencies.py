@@ -71,10 +71,11 @@ local function settle_children(parent_hash, parent, state, index, retention, kep
         end
     end
 end
--- The first of `parents` (ids, space-separated) without a record, or nil. Reads only.
+-- The first of `parents` (ids, space-separated) without a record, or nil. Reads only. A key
+-- of another type is no record: `<id>:events` names a job's event stream, not a job.
 local function unknown_parent(records, parents)
     for parent in string.gmatch(parents, '%S+') do
-        if redis.call('EXISTS', records .. parent) == 0 then return parent end
+        if redis.call('TYPE', records .. parent).ok ~= 'hash' then return parent end
     end
     return nil
 end
