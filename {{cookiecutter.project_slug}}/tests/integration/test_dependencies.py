@@ -8,15 +8,18 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.dev import free_port
-from {{ cookiecutter.package_name }}.queue import JobState
+from {{ cookiecutter.package_name }}.queue import JobError, JobState
 from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for
+from {{ cookiecutter.package_name }}.queue.dependencies import MAX_CHILDREN
 from {{ cookiecutter.package_name }}.settings import Settings
 
-from .conftest import SpawnWorker, StartWorkers
+from .conftest import SpawnWorker, StartWorkers, web_client
 from .test_faults import report, wait_for
+from .test_webhooks import SECRET
 
 ENDED = {"succeeded", "failed", "cancelled"}
 
@@ -234,20 +237,94 @@ async def test_a_parent_whose_end_is_written_twice_counts_once_for_its_dependent
     redis = Redis.from_url(redis_url)
     try:
         ledger = ledger_for(redis, settings)
+        # A try that failed and is retried is no end: its dependents keep waiting.
+        await ledger.retrying(one, JobError("ConnectError", "refused"), 1.0)
         await ledger.finished(one, JobState.SUCCEEDED, result={"words": 1})
         await ledger.finished(one, JobState.SUCCEEDED, result={"words": 1})
         waiting = (await client.get(f"/jobs/{child}")).json()
         assert (waiting["state"], waiting["waiting"]["reason"]) == ("deferred", "parents")
         assert await redis.zscore(settings.queue_name, child) is None
+        # Nothing of a waiting job expires: it waits as long as its parents take.
+        for key in (ledger.key(child), ledger.events_key(child), f"arq:job:{child}"):
+            assert await redis.ttl(key) == -1, key
+        assert await redis.ttl(ledger.children_key(two)) == -1
 
         await ledger.finished(two, JobState.SUCCEEDED, result={"words": 2})
         assert (await client.get(f"/jobs/{child}")).json()["state"] == "queued"
         assert await redis.zscore(settings.queue_name, child) is not None
-        assert await ledger.inputs(child, [one, two]) == (None, [{"words": 1}, {"words": 2}])
-        # The parents' end sets arq's usual lifetime on the freed job (it waited longer).
-        assert await redis.pttl(f"arq:job:{child}") <= 86_400_000
+        # Read from the parents' records, in the order given (nothing was copied into the child).
+        assert await ledger.inputs(child, [two, one]) == (None, [{"words": 2}, {"words": 1}])
+        assert not [f for f in await redis.hkeys(ledger.key(child)) if f.startswith(b"input")]
+        # Freed, it expires again: its record with the retention, its job as arq's do.
+        assert 0 < await redis.ttl(ledger.key(child)) <= settings.job_retention
+        assert 0 < await redis.pttl(f"arq:job:{child}") <= 86_400_000
+        assert 0 < await redis.ttl(ledger.children_key(two)) <= settings.job_retention
     finally:
         await redis.aclose()
+
+
+async def test_the_web_s_cancel_of_a_waiting_dependent_is_one_script_with_its_webhook(
+    settings: Settings, redis_url: str
+) -> None:
+    settings = settings.model_copy(update={"webhook_secret": SecretStr(SECRET)})
+    async with web_client(settings) as client:
+        await cancel_a_waiting_dependent(client, settings, redis_url)
+
+
+async def cancel_a_waiting_dependent(
+    client: httpx.AsyncClient, settings: Settings, redis_url: str
+) -> None:
+    later = {"task": "word_count", "args": {"text": "not yet"}, "defer_seconds": 60}
+    parent = (await client.post("/jobs", json=later)).json()["id"]
+    body = {**total(after=[parent]), "callback_url": "https://hooks.example.com/done"}
+    child = (await client.post("/jobs", json=body)).json()
+    assert child["state"] == "deferred", child
+    grandchild = (await client.post("/jobs", json=total(after=[child["id"]]))).json()["id"]
+
+    cancelled = await client.post(f"/jobs/{child['id']}/cancel")
+    assert cancelled.json()["state"] == "cancelled", cancelled.text
+    redis = Redis.from_url(redis_url)
+    try:
+        # Its delivery is queued with it, and its own dependent is doomed with it.
+        queued = await redis.zrange(settings.queue_name, 0, -1)
+        [message] = [m for m in queued if b":webhook:" in m]
+        assert message.startswith(child["id"].encode())
+        assert await redis.exists(b"arq:job:" + message)
+        assert await redis.hget(f"{settings.queue_name}:job:{grandchild}", "doomed") == (
+            f"{child['id']} cancelled".encode()
+        )
+        assert await redis.zscore(settings.queue_name, grandchild) is not None
+        assert not await redis.exists(f"arq:job:{child['id']}")
+        # Cancelling again: the job has ended (409), nothing is sent twice.
+        assert (await client.post(f"/jobs/{child['id']}/cancel")).status_code == 409
+        ledger = ledger_for(redis, settings)
+        queues = (settings.queue_name, settings.bulk_queue_name)
+        job_key = f"arq:job:{child['id']}"
+        assert not await ledger.cancel_unclaimed(child["id"], job_key, queues)  # (a resend)
+        queued = await redis.zrange(settings.queue_name, 0, -1)
+        assert len([m for m in queued if b":webhook:" in m]) == 1
+        # Its parent's end later frees nothing.
+        await ledger.finished(parent, JobState.SUCCEEDED, result=None)
+        assert (await client.get(f"/jobs/{child['id']}")).json()["state"] == "cancelled"
+    finally:
+        await redis.aclose()
+
+
+async def test_a_job_takes_at_most_max_children_dependents_then_a_422(
+    client: httpx.AsyncClient,
+) -> None:
+    later = {"task": "word_count", "args": {"text": "not yet"}, "defer_seconds": 60}
+    parent = (await client.post("/jobs", json=later)).json()["id"]
+    batch = {"jobs": [total(after=[parent])] * (MAX_CHILDREN - 1)}
+    assert (await client.post("/jobs/batch", json=batch)).status_code == 202
+    too_many = await client.post("/jobs/batch", json={"jobs": [total(after=[parent])] * 2})
+    assert too_many.status_code == 422, too_many.text
+    assert too_many.json()["detail"][0]["type"] == "too_many_dependents"
+    assert (await client.post("/jobs", json=total(after=[parent]))).status_code == 202
+    crowded = await client.post("/jobs", json=total(after=[parent]))
+    assert crowded.status_code == 422
+    assert crowded.json()["detail"][0]["input"] == parent
+    assert len((await client.get(f"/jobs/{parent}")).json()["children"]) == MAX_CHILDREN
 
 
 @pytest.mark.slow

@@ -97,6 +97,11 @@ async def test_what_cannot_live_on_one_server_is_a_422_and_nothing_is_queued(
             await http.post("/jobs/batch", json={"jobs": [count, report]}),
             await http.post("/jobs", json={**report, "job_id": "mine-1"}),
             await http.post("/jobs", json={**count, "job_id": f"{BULK_ID_PREFIX}1"}),
+            # A job runs after jobs of its own server only (queue.dependencies).
+            await http.post("/jobs", json={**report, "after": ["a-default-job"]}),
+            await http.post(
+                "/jobs/batch", json={"jobs": [{**count, "after": [f"{BULK_ID_PREFIX}x"]}]}
+            ),
         ]
         for reply in refused:
             assert reply.status_code == 422, reply.text

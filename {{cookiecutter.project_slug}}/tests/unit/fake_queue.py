@@ -31,12 +31,12 @@ from {{ cookiecutter.package_name }}.queue.base import (
     JobRecorder,
     JobState,
     NewJob,
+    ParentRefusedError,
     Progress,
     QueueBackend,
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
-    UnknownParentError,
     Waiting,
     WorkerInfo,
     carried,
@@ -59,7 +59,6 @@ class _Job:
     """A try failed and asked for another: deferred, but the next `ready()` includes it."""
     pending: set[str] = field(default_factory=set)
     """Parents not yet succeeded, while it waits for them (queue.dependencies)."""
-    inputs: dict[str, Any] = field(default_factory=dict)
     doomed: str | None = None
 
 
@@ -128,7 +127,7 @@ class FakeQueue:
         self._check()
         for parent in after:
             if parent not in self.jobs:
-                raise UnknownParentError(parent)
+                raise ParentRefusedError(parent)
         chosen = job_id or uuid.uuid4().hex
         if idempotency is not None and idempotency.key in self.idempotency:
             fingerprint, earlier = self.idempotency[idempotency.key]
@@ -165,8 +164,8 @@ class FakeQueue:
         for parent in after:
             ended = self.jobs[parent].record
             if ended.state is JobState.SUCCEEDED:
-                job.inputs[parent] = ended.result
-            elif ended.state.finished:
+                continue
+            if ended.state.finished:
                 job.doomed = job.doomed or f"{parent} {ended.state.value}"
             else:
                 self.children.setdefault(parent, []).append(chosen)
@@ -186,7 +185,6 @@ class FakeQueue:
             if parent not in job.pending:
                 continue
             if record.state is JobState.SUCCEEDED:
-                job.inputs[parent] = record.result
                 job.pending.discard(parent)
             else:
                 job.doomed = f"{parent} {record.state.value}"
@@ -200,7 +198,7 @@ class FakeQueue:
         for job in jobs:
             for parent in job.after:
                 if not parent.startswith("#") and parent not in self.jobs:
-                    raise UnknownParentError(parent)
+                    raise ParentRefusedError(parent)
         ids: list[str] = []
         for job in jobs:
             after = [in_batch(parent, ids) for parent in job.after]
@@ -345,8 +343,8 @@ class FakeQueue:
         self._settle_children(job_id)
 
     async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
-        job = self.jobs[job_id]
-        return job.doomed, [job.inputs.get(parent) for parent in parents]
+        results = [self.jobs[p].record.result if p in self.jobs else None for p in parents]
+        return self.jobs[job_id].doomed, results
 
     async def add_dead_letter(self, letter: DeadLetter) -> None:
         if letter.job_id in self.jobs:  # the record ends failed with it (as the ledger's does)

@@ -11,11 +11,11 @@ import hashlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 import msgpack
 from arq.connections import ArqRedis, RedisSettings
@@ -47,21 +47,21 @@ from .base import (
     JobRecord,
     JobState,
     NewJob,
+    ParentRefusedError,
     QueueDepth,
     QueueStats,
     QueueUnavailableError,
-    UnknownParentError,
     WorkerInfo,
     carried,
     first_state,
 )
 from .connections import bounded_pool, redis_pool, retry_policy
-from .deliveries import Delivery, delivery_id, queue_delivery
+from .deliveries import Delivery, delivery_id, delivery_job
 from .dependencies import in_batch
 from .enqueue import ENQUEUE, ENQUEUE_MANY
 from .event_hub import BLOCK_SECONDS, EventHub, NotAStreamError
 from .group_commit import GroupCommit
-from .ledger import Ledger, SuccessSink, event_from, record_from
+from .ledger import Ledger, RecordWrite, SuccessSink, event_from, record_from
 from .liveness import decode_beat, registry_key
 from .serializer import RemoteError, deserialize, serialize
 from .unavailable import unavailable, wrong_type
@@ -154,32 +154,26 @@ def outcome(job_id: str, raw: bytes, ledger: JobRecord | None) -> JobRecord:
     )
 
 
+def settle_write(ledger: Ledger, job_id: str, raw: bytes) -> RecordWrite | None:
+    """The write that finishes the record of a job arq ended without the job wrapper recording
+    it (arq's own timeout, an abort before the start), from the result arq stored, so that the
+    outcome outlives arq's result and the job's children are told (the ledger's SETTLE, a no-op
+    for a record already finished). None for a success: only the job wrapper returns one, and it
+    recorded it."""
+    info = deserialize_result(raw, deserializer=deserialize)
+    if info.success:
+        return None
+    error = info.result
+    job_error = None if error is None else JobError(_error_type(error), str(error))
+    aborted = error is not None and _cancelled(error)
+    return ledger.settling(job_id, job_error, _utc(info.finish_time), aborted)
+
+
 async def settle(ledger: Ledger, job_id: str, raw: bytes) -> None:
-    """Finish the record of a job that arq ended without the job wrapper recording it (arq's own
-    timeout, an abort before the start), from the result arq stored, so that the outcome
-    outlives arq's result. A record the job wrapper finished, or none, is left as it is."""
-    if deserialize_result(raw, deserializer=deserialize).success:
-        return  # only the job wrapper returns a success, and it recorded it: no read per job
-    found = ledger.redis.hgetall(ledger.key(job_id))
-    try:
-        fields = await cast("Awaitable[dict[bytes, bytes]]", found)
-    except RedisError as exc:
-        if wrong_type(exc):  # its key holds something else: no record of ours
-            return
-        raise
-    if not fields:
-        return
-    recorded = record_from(job_id, {k.decode(): v.decode() for k, v in fields.items()})
-    if recorded.state.finished:
-        return
-    record = outcome(job_id, raw, recorded)
-    await ledger.finished(
-        job_id,
-        record.state,
-        result=record.result,
-        error=record.error,
-        finished_at=record.finished_at,
-    )
+    """settle_write, sent alone (arq's own end of a job whose end it could not run)."""
+    write = settle_write(ledger, job_id, raw)
+    if write is not None:
+        await write.send()
 
 
 def _no_job_if_wrong_type(reply: Any) -> Any:
@@ -324,8 +318,8 @@ class ArqJobQueue:
         outcome = await self._enqueue_script(keys=keys, args=(*args, *more))
         if outcome[0] == b"created":
             return Enqueued(chosen)
-        if outcome[0] == b"unknown":
-            raise UnknownParentError(outcome[1].decode())
+        if outcome[0] in (b"unknown", b"crowded"):
+            raise ParentRefusedError(outcome[1].decode(), crowded=outcome[0] == b"crowded")
         if outcome[0] == b"taken" or idempotency is None:  # (only a claim answers otherwise)
             raise DuplicateJobError(chosen)
         fingerprint, _, earlier_id = outcome[1].decode().partition(" ")
@@ -412,7 +406,7 @@ class ArqJobQueue:
             # (ENQUEUE_MANY: all or none)
             outcome = await self._enqueue_many_script(keys=keys, args=args)
         if isinstance(outcome, list):
-            raise UnknownParentError(outcome[1].decode())
+            raise ParentRefusedError(outcome[1].decode(), crowded=outcome[0] == b"crowded")
         return ids
 
     async def get(self, job_id: str) -> JobRecord | None:
@@ -494,29 +488,24 @@ class ArqJobQueue:
         if record.state.finished:
             raise JobFinishedError(job_id, record.state)
         if record.state in (JobState.QUEUED, JobState.DEFERRED):
-            for queue_name in self._queues:
-                # Taken off the queue, or from its parents, before any worker claimed it: it
-                # never starts (and its own children are told, by the ledger's FINISH).
-                waiting = (
-                    bool(record.parents)
-                    and record.queue == queue_name
-                    and await self._ledger.stop_waiting(job_id)
-                )
-                if not waiting and not await self._redis.zrem(queue_name, job_id):
-                    continue
-                callback = await self._callback_of(job_id)
-                await self._redis.delete(job_key_prefix + job_id)
-                await self._ledger.finished(job_id, JobState.CANCELLED)
-                if callback is not None:
-                    # Its webhook, as a worker would have sent it (queue.deliveries); queued
-                    # after the record, so a web process that dies in between sends none.
-                    body = event_body(job_id, record.task, "cancelled", tries=record.tries)
-                    message_id = delivery_id(job_id, record.enqueued_at)
-                    async with self._redis.pipeline(transaction=True) as pipe:
-                        delivery = Delivery(callback, body, message_id)
-                        queue_delivery(pipe, queue_name, delivery, self._expires_ms)
-                        await pipe.execute()
+            # Taken off its queue, or from its parents, before any worker claimed it: it never
+            # starts. One script (the ledger's CANCEL) with its record, its children and its
+            # webhook's delivery, as a worker would have sent it (queue.deliveries).
+            delivery = None
+            callback = await self._callback_of(job_id)
+            if callback is not None:
+                body = event_body(job_id, record.task, "cancelled", tries=record.tries)
+                message_id = delivery_id(job_id, record.enqueued_at)
+                payload = delivery_job(Delivery(callback, body, message_id))
+                delivery = (job_key_prefix + message_id, payload, self._expires_ms)
+            job_key = job_key_prefix + job_id
+            if await self._ledger.cancel_unclaimed(job_id, job_key, self._queues, delivery):
                 return await self._get(job_id) or record
+            again = await self._get(job_id)
+            if again is None or again.state.finished:
+                # Ended meanwhile (or a resent cancel's first execution cancelled it).
+                return again or record
+            record = again
         # Running (or claimed a moment ago): ask its worker to cancel it.
         await self._ledger.request_cancel(job_id)
         await self._redis.zadd(abort_jobs_ss, {job_id: int(time.time() * 1000)})

@@ -221,13 +221,18 @@ class MisplacedJobError(ValueError):
     batch cannot span both servers. A 422: the request is wrong, not the service."""
 
 
-class UnknownParentError(ValueError):
+class ParentRefusedError(ValueError):
     """A job was to run after a job this store does not know (never queued, or its record
-    expired, or one kept on the other queue's Redis): a 422, nothing queued."""
+    expired, or one kept on the other queue's Redis), or after one that has all the dependents
+    it may have (`crowded`: queue.dependencies.MAX_CHILDREN): a 422, nothing queued."""
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no job {job_id!r} to run after")
+    def __init__(self, job_id: str, crowded: bool = False) -> None:
+        message = f"no job {job_id!r} to run after"
+        if crowded:
+            message = f"job {job_id!r} has as many jobs running after it as it may"
+        super().__init__(message)
         self.job_id = job_id
+        self.crowded = crowded
 
 
 class JobNotFoundError(LookupError):
@@ -319,7 +324,8 @@ class JobQueue(Protocol):
         caller's trace (see spans.py).
 
         Raises DuplicateJobError when `job_id` is taken, IdempotencyConflictError when the key
-        was used for another request, UnknownParentError for an id of `after` with no job,
+        was used for another request, ParentRefusedError for an id of `after` with no job (or
+        no room for one more dependent),
         QueueUnavailableError when the store is down.
         """
         ...
@@ -329,7 +335,7 @@ class JobQueue(Protocol):
     ) -> list[str]:
         """Queue all of `jobs` at once (one round trip, all or none) under new ids, in order,
         each with `meta` (see enqueue). A job's `after` may name an earlier job of the batch by
-        its index (`#<index>`). Raises UnknownParentError as enqueue does."""
+        its index (`#<index>`). Raises ParentRefusedError as enqueue does."""
         ...
 
     async def get(self, job_id: str) -> JobRecord | None:

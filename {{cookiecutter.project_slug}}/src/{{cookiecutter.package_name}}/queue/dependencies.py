@@ -8,16 +8,19 @@ the same script for every ending: the worker's success inside arq's end-of-job t
 dead letter, a cancel, an ending settled from arq's result) settles its children in the same
 script, so a parent's end and its children's release are written together or not at all:
 
-- succeeded: the parent's result is copied into the child's record (`input:<parent>`), once
-  (a parent that ran twice, at least once, counts once), and the last one puts the child in its
-  queue, due now, with a wake notice;
+- succeeded: it counts once for the child (`done:<parent>`: a parent that ran twice, at least
+  once, counts once), and the last one puts the child in its queue, due now, with a wake notice
+  (the child's worker reads the parents' results from their records as it starts: nothing is
+  copied, so a large result does not grow Redis by its number of children);
 - failed or cancelled: the child goes into its queue at once, marked `doomed`; the worker that
   takes it ends it cancelled, with the reason, through the ordinary path of a job's end (its
   record, its webhook, and in turn its own children), instead of it waiting forever.
 
-A dependent whose parents all succeeded already when it is enqueued goes into its queue at once
-(with their results); one with a parent already failed or cancelled, doomed. The check that every
-parent exists is the script's first step, before any write: a 422, nothing written.
+A dependent whose parents all succeeded already when it is enqueued goes into its queue at once;
+one with a parent already failed or cancelled, doomed. The check that every parent exists (and
+has room for one more child, MAX_CHILDREN) is the script's first step, before any write: a 422,
+nothing written. A waiting dependent's record, events and job, and its parents' children sets,
+do not expire while it waits: it is never dropped for waiting long, and a cancel ends it.
 
 The records' key prefix is the hash key minus the job id (every record is `<prefix><id>`).
 """
@@ -28,9 +31,18 @@ from arq.constants import job_key_prefix
 
 from .wake_channel import wake_channel
 
+MAX_PARENTS = 100
+"""Parents one job may wait for: each is read (and its children set written) by the enqueue."""
+
+MAX_CHILDREN = 1000
+"""Dependents one job may have: its end frees them all in one script, which blocks Redis for its
+length (about 35 us a dependent)."""
+
 DEPENDENCIES = """
+-- Into its queue, due now: the job may start (or, doomed, be ended by a worker). Its record,
+-- events and job expire again from now on (they do not while it waits). Returns its queue, whose
+-- workers the caller wakes (once per queue, however many jobs it frees).
 local function set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
-    -- Into its queue, due now: the job may start (or, doomed, be ended by a worker).
     redis.call('HDEL', hash, 'pending')
     local queue = redis.call('HGET', hash, 'queue')
     redis.call('PEXPIRE', '__JOB_PREFIX__' .. child, expires_ms)
@@ -41,45 +53,56 @@ local function set_free(hash, child, index, retention, kept, now_ms, at, expires
         event = {kind = 'state', state = 'queued', at = at},
     })
     record(hash, hash .. ':events', index, retention, kept, '0', change, now_ms, child)
-    redis.call('PUBLISH', queue .. '__WAKE__', '')
+    return queue
 end
-local function parent_result(parent_hash)
-    return redis.call('HGET', parent_hash, 'result') or 'null'
-end
--- A parent ended: its waiting children learn it (see the module's docstring).
+-- A parent ended: its waiting children learn it (see the module's docstring). A parent that
+-- succeeded counts once per child (`done:<parent>`), however often its end is written.
 local function settle_children(parent_hash, parent, state, index, retention, kept, now_ms, at,
                                expires_ms)
-    local children = redis.call('SMEMBERS', parent_hash .. ':children')
+    local children_key = parent_hash .. ':children'
+    local children = redis.call('SMEMBERS', children_key)
     if #children == 0 then return end
+    -- Kept for reading (`children`) as long as the parent's record.
+    redis.call('EXPIRE', children_key, retention)
     local records = string.sub(parent_hash, 1, #parent_hash - #parent)
+    local woken = {}
     for _, child in ipairs(children) do
         local hash = records .. child
         if redis.call('HEXISTS', hash, 'pending') == 1 then
             local free = true
             if state == 'succeeded' then
                 free = false
-                local input = 'input:' .. parent
-                if redis.call('HSETNX', hash, input, parent_result(parent_hash)) == 1 then
+                if redis.call('HSETNX', hash, 'done:' .. parent, '1') == 1 then
                     free = redis.call('HINCRBY', hash, 'pending', -1) <= 0
                 end
             else
                 redis.call('HSET', hash, 'doomed', parent .. ' ' .. state)
             end
             if free then
-                set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
+                woken[set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)] = true
             end
         end
     end
+    for queue in pairs(woken) do redis.call('PUBLISH', queue .. '__WAKE__', '') end
 end
--- The first of `parents` (ids, space-separated) without a record, or nil. Reads only. A key
--- of another type is no record: `<id>:events` names a job's event stream, not a job.
+-- The first of `parents` (ids, space-separated, once for each job that names it) without a
+-- record, or nil; or, with `crowded` true, the first that these jobs would give more children
+-- than it may have. Reads only. A key of another type is no record: `<id>:events` names a job's
+-- event stream, not a job.
 local function unknown_parent(records, parents)
+    local named = {}
     for parent in string.gmatch(parents, '%S+') do
-        if redis.call('TYPE', records .. parent).ok ~= 'hash' then return parent end
+        local key = records .. parent
+        if redis.call('TYPE', key).ok ~= 'hash' then return parent, false end
+        named[parent] = (named[parent] or 0) + 1
+        if redis.call('SCARD', key .. ':children') + named[parent] > __MAX_CHILDREN__ then
+            return parent, true
+        end
     end
-    return nil
+    return nil, false
 end
--- A dependent just written (its record says it waits for its parents): wait, or go now.
+-- A dependent just written (its record says it waits for its parents): wait, or go now. While it
+-- waits nothing of it expires: it waits as long as its parents take (or until cancelled).
 local function attach(hash, child, parents, index, retention, kept, now_ms, at, expires_ms)
     local records = string.sub(hash, 1, #hash - #child)
     local pending = 0
@@ -87,28 +110,33 @@ local function attach(hash, child, parents, index, retention, kept, now_ms, at, 
     for parent in string.gmatch(parents, '%S+') do
         local parent_hash = records .. parent
         local state = redis.call('HGET', parent_hash, 'state')
-        if state == 'succeeded' then
-            redis.call('HSET', hash, 'input:' .. parent, parent_result(parent_hash))
-        elseif state == 'failed' or state == 'cancelled' then
+        if state == 'failed' or state == 'cancelled' then
             if not doomed then redis.call('HSET', hash, 'doomed', parent .. ' ' .. state) end
             doomed = true
-        else
+        elseif state ~= 'succeeded' then
             local children = parent_hash .. ':children'
             redis.call('SADD', children, child)
-            redis.call('EXPIRE', children, retention)
+            redis.call('PERSIST', children)  -- until the parent's end settles it
             pending = pending + 1
         end
     end
     if pending > 0 and not doomed then
         redis.call('HSET', hash, 'pending', pending)
+        redis.call('PERSIST', hash)
+        redis.call('PERSIST', hash .. ':events')
+        redis.call('PERSIST', '__JOB_PREFIX__' .. child)
     else
-        set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
+        local queue = set_free(hash, child, index, retention, kept, now_ms, at, expires_ms)
+        redis.call('PUBLISH', queue .. '__WAKE__', '')
     end
 end
-""".replace("__JOB_PREFIX__", job_key_prefix).replace("__WAKE__", wake_channel(""))
+"""
 
-MAX_PARENTS = 100
-"""Parents one job may wait for: each is read (and its children set written) by the enqueue."""
+DEPENDENCIES = (
+    DEPENDENCIES.replace("__JOB_PREFIX__", job_key_prefix)
+    .replace("__WAKE__", wake_channel(""))
+    .replace("__MAX_CHILDREN__", str(MAX_CHILDREN))
+)
 
 WAITING_FOR_PARENTS = "parents"
 """A dependent's `waiting.reason` while its parents run."""

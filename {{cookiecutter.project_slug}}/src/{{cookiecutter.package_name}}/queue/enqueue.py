@@ -36,7 +36,8 @@ end
 # ("<fingerprint> <job id>") and its lifetime (s).
 # Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept),
 # {"claimed", earlier claim}: the key's earlier request, a replay or a conflict, whose job exists,
-# or {"unknown", id}: a job it was to run after has no record (nothing written).
+# or {"unknown", id} / {"crowded", id}: a job it was to run after has no record, or has all the
+# dependents it may have (nothing written).
 ENQUEUE = (
     RECORD
     + DURABLE
@@ -74,8 +75,8 @@ if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then
 end
 local parents = ARGV[13]
 if parents ~= '' then
-    local missing = unknown_parent(string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[6]), parents)
-    if missing then return {'unknown', missing} end
+    local missing, crowded = unknown_parent(string.sub(KEYS[1], 1, #KEYS[1] - #ARGV[6]), parents)
+    if missing then return {crowded and 'crowded' or 'unknown', missing} end
 end
 -- The job first: Redis refuses a command that takes memory when memory is full only as a
 -- script's first write (after one it lets the rest through, as it cannot stop halfway), and
@@ -110,8 +111,10 @@ return {'created'}
 # key prefix, the jobs: msgpack [[change (JSON), time (ms), id, serialized job, time to live (ms),
 # score (ms), queue (its position in KEYS), the ids it runs after (space-separated, or empty)],
 # ...], "1" if the answer waits for replicas, the ids of jobs before the batch that its jobs run
-# after (checked first), how long arq keeps a job (ms); then the wake channels.
-# Returns "created", "again" for a batch already written, or {"unknown", id} (nothing written).
+# after (checked first; once for each job naming one), how long arq keeps a job (ms); then the
+# wake channels.
+# Returns "created", "again" for a batch already written, or {"unknown" or "crowded", id}
+# (nothing written: see ENQUEUE).
 # A job runs after existing jobs or earlier ones of the batch, written before it: no cycle.
 ENQUEUE_MANY = (
     RECORD
@@ -123,8 +126,8 @@ if redis.call('EXISTS', ARGV[3] .. jobs[1][3]) == 1 then
     if ARGV[7] == '1' then rewrite(ARGV[3] .. jobs[1][3], 'enqueued_at') end
     return 'again'
 end
-local missing = unknown_parent(ARGV[3], ARGV[8])
-if missing then return {'unknown', missing} end
+local missing, crowded = unknown_parent(ARGV[3], ARGV[8])
+if missing then return {crowded and 'crowded' or 'unknown', missing} end
 for _, job in ipairs(jobs) do
     local id = job[3]
     local record_key = ARGV[3] .. id

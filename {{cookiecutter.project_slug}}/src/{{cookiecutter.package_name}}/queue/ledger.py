@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
+from arq.constants import job_key_prefix
 from pydantic_core import to_jsonable_python
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
@@ -82,6 +83,65 @@ record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], A
 settle_children(KEYS[1], ARGV[6], ARGV[7], KEYS[3], ARGV[1], ARGV[2], ARGV[5], ARGV[8], ARGV[9])
 """
 )
+# FINISH for an ending arq made itself (its own timeout, an abort before the start), written in
+# arq's end-of-job transaction (worker.job_end) from the result it stores: only if the record
+# has not ended (the job wrapper writes the endings it sees), and cancelled rather than failed
+# when ARGV[10] is "1" and a cancel was requested.
+SETTLE = (
+    RECORD
+    + DEPENDENCIES
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state or state == 'succeeded' or state == 'failed' or state == 'cancelled' then
+    return 0
+end
+local change, final = ARGV[4], ARGV[7]
+if ARGV[10] == '1' and redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+    final = 'cancelled'
+    local decoded = cjson.decode(change)
+    decoded.set.state, decoded.event.state = final, final
+    change = cjson.encode(decoded)
+end
+record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], change, ARGV[5], ARGV[6])
+settle_children(KEYS[1], ARGV[6], final, KEYS[3], ARGV[1], ARGV[2], ARGV[5], ARGV[8], ARGV[9])
+return 1
+"""
+)
+# The web's cancel of a job no worker has claimed, in one script: taken from its parents while it
+# waits for them (`pending`), or off its queue; arq's job deleted; its record cancelled and its
+# children told (FINISH); and its webhook's delivery queued, if it has one (queue.deliveries). A
+# cancel cut off halfway would leave a job no parent frees and no worker takes.
+# KEYS: FINISH's three, arq's job key, the queues. ARGV: FINISH's nine, then the delivery's arq
+# job key, payload and time to live (ms), or "", "", "0".
+# Returns the queue it was taken from, or false (a worker has it, or it has ended).
+CANCEL = (
+    RECORD
+    + DEPENDENCIES
+    + """
+local taken = false
+if redis.call('HDEL', KEYS[1], 'pending') == 1 then
+    taken = redis.call('HGET', KEYS[1], 'queue')
+else
+    for i = 5, #KEYS do
+        if redis.call('ZREM', KEYS[i], ARGV[6]) == 1 then
+            taken = KEYS[i]
+            break
+        end
+    end
+end
+if not taken then return false end
+redis.call('DEL', KEYS[4])
+record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
+settle_children(KEYS[1], ARGV[6], ARGV[7], KEYS[3], ARGV[1], ARGV[2], ARGV[5], ARGV[8], ARGV[9])
+if ARGV[10] ~= '' then
+    local message = string.sub(ARGV[10], #'__JOB_PREFIX__' + 1)
+    redis.call('SET', ARGV[10], ARGV[11], 'PX', ARGV[12], 'NX')
+    redis.call('ZADD', taken, 'NX', math.floor(tonumber(ARGV[5])), message)
+    redis.call('PUBLISH', taken .. '__WAKE__', '')
+end
+return taken
+""".replace("__JOB_PREFIX__", job_key_prefix).replace("__WAKE__", wake_channel(""))
+)
 
 
 def now() -> datetime:
@@ -137,6 +197,8 @@ class Ledger:
         # Redis, on every write, which was a third of the worker's Redis time per job.
         self._write_script = redis.register_script(WRITE)
         self._finish_script = redis.register_script(FINISH)
+        self._cancel_script = redis.register_script(CANCEL)
+        self._settle_script = redis.register_script(SETTLE)
         self._limited_start = redis.register_script(RECORD + CHECK)
         self._release_script = redis.register_script(RELEASE)
         self.prefix = prefix
@@ -318,18 +380,32 @@ class Ledger:
 
     async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
         """A dependent's `doomed` mark, if a parent failed or was cancelled, and its parents'
-        results in order (queue.dependencies): one read, at its start."""
-        names = ["doomed", *(f"input:{parent}" for parent in parents)]
-        found = self.redis.hmget(self.key(job_id), names)
-        doomed, *results = await cast("Awaitable[list[bytes | None]]", found)
+        results in order, from their records (queue.dependencies): one round trip, at its
+        start. A result whose record has expired (JOB_RETENTION after the parent's end) is
+        None."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hget(self.key(job_id), "doomed")
+            for parent in parents:
+                pipe.hget(self.key(parent), "result")
+            doomed, *results = await pipe.execute()
         values = [None if raw is None else json.loads(raw) for raw in results]
         return (None if doomed is None else doomed.decode()), values
 
-    async def stop_waiting(self, job_id: str) -> bool:
-        """Take a dependent that still waits for its parents (a cancel): True if it did, and
-        then no parent's end frees it. False: it is free already (queued, or further on)."""
-        taken = self.redis.hdel(self.key(job_id), "pending")
-        return bool(await cast("Awaitable[int]", taken))
+    async def cancel_unclaimed(
+        self,
+        job_id: str,
+        job_key: str,
+        queues: Sequence[str],
+        delivery: tuple[str, bytes, int] | None = None,
+    ) -> bool:
+        """Cancel a job no worker has claimed (CANCEL): True if it was queued, deferred or
+        waiting for its parents and is cancelled now, its children told and `delivery` (its
+        webhook's arq job key, payload and time to live) queued; False if a worker has it or it
+        has ended."""
+        keys, args = self._outcome(job_id, JobState.CANCELLED, None, None, None)
+        more = ("", b"", "0") if delivery is None else (delivery[0], delivery[1], str(delivery[2]))
+        taken = await self._cancel_script((*keys, job_key, *queues), (*args, *more))
+        return bool(taken)
 
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         percent = max(0.0, min(100.0, float(percent)))
@@ -354,6 +430,18 @@ class Ledger:
             self.success_sink(job_id, RecordWrite(self._finish_script, keys, args))
             return
         await self._finish_script(keys, args)
+
+    def settling(
+        self,
+        job_id: str,
+        error: JobError | None,
+        finished_at: datetime | None,
+        aborted: bool,
+    ) -> RecordWrite:
+        """SETTLE: the record failed (cancelled if `aborted` after a cancel request), unless it
+        has ended already, and its children told."""
+        keys, args = self._outcome(job_id, JobState.FAILED, None, error, finished_at)
+        return RecordWrite(self._settle_script, keys, (*args, "1" if aborted else "0"))
 
     def _outcome(
         self,

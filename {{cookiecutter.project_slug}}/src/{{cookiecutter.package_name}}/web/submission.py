@@ -22,7 +22,7 @@ from ..queue import (
     JobQueue,
     MisplacedJobError,
     NewJob,
-    UnknownParentError,
+    ParentRefusedError,
 )
 from ..settings import Settings
 from ..spans import caller_context, enqueue_span
@@ -127,7 +127,7 @@ async def submit(
             )
     except (DuplicateJobError, IdempotencyConflictError) as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from exc
-    except UnknownParentError as exc:
+    except ParentRefusedError as exc:
         raise unknown_parent(("body", "after"), exc) from exc
     except MisplacedJobError as exc:
         where = ("body", "after") if after and "after" in str(exc) else ("body", "job_id")
@@ -172,7 +172,7 @@ async def submit_batch(
     try:
         with enqueue_span("batch", ",".join(sorted({job.queue_name for job in jobs})), meta):
             ids = await job_queue.enqueue_many(jobs, meta)
-    except UnknownParentError as exc:
+    except ParentRefusedError as exc:
         raise unknown_parent(("body", "jobs"), exc) from exc
     except MisplacedJobError as exc:
         raise misplaced(("body", "jobs"), str(exc), [item.task for item in items]) from exc
@@ -200,9 +200,10 @@ def _batch_parents(
     return tuple(parents)
 
 
-def unknown_parent(loc: tuple[str, ...], exc: UnknownParentError) -> RequestValidationError:
+def unknown_parent(loc: tuple[str, ...], exc: ParentRefusedError) -> RequestValidationError:
+    kind = "too_many_dependents" if exc.crowded else "unknown_parent"
     return RequestValidationError(
-        [{"type": "unknown_parent", "loc": loc, "msg": str(exc), "input": exc.job_id}]
+        [{"type": kind, "loc": loc, "msg": str(exc), "input": exc.job_id}]
     )
 
 

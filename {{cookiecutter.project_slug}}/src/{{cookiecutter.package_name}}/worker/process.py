@@ -33,7 +33,7 @@ from arq.worker import Worker
 
 from ..cancellation import raise_if_cancelled
 from ..logs import configure_logging
-from ..queue.arq_queue import ledger_for, settle
+from ..queue.arq_queue import ledger_for, settle, settle_write
 from ..queue.connections import redis_pool
 from ..queue.deliveries import Delivery
 from ..queue.ledger import RecordWrite
@@ -281,6 +281,10 @@ class WakingWorker(Worker):
         # that arq puts back in the queue, whose next try records its own outcome.
         record = self._successes.pop(job_id, None)
         delivery = self._deliveries.pop(job_id, None)
+        if record is None and finish and result_data is not None:
+            # An ending arq made itself (its own timeout, an abort before the start): the
+            # record follows arq's result in the same transaction, its children told with it.
+            record = self._settling(job_id, result_data)
         await persist(
             lambda: end_job(
                 self.pool,
@@ -299,15 +303,18 @@ class WakingWorker(Worker):
         )
         if incr_score:
             self._notice()  # a retry, queued for later: the wait until the next poll is recounted
-        if record is None and finish and result_data is not None:
-            # (A success handed over is recorded already: nothing for arq's result to settle.)
-            await self._settle(job_id, result_data)
 
     async def finish_failed_job(self, job_id: str, result_data: bytes | None) -> None:
         end = super().finish_failed_job
         await persist(lambda: end(job_id, result_data), "record the end of a failed job")
         if result_data is not None:
             await self._settle(job_id, result_data)
+
+    def _settling(self, job_id: str, result_data: bytes) -> RecordWrite | None:
+        settings: Settings | None = self.ctx.get("settings")
+        if settings is None:
+            return None
+        return settle_write(ledger_for(self.pool, settings), job_id, result_data)
 
     async def _settle(self, job_id: str, result_data: bytes) -> None:
         """The job's record finished as arq ended it, where the job wrapper could not (arq's
