@@ -91,10 +91,10 @@ SETTLE = (
     RECORD
     + DEPENDENCIES
     + """
+-- (A key of another type is no record of ours: left alone, not an error in arq's transaction.)
+if redis.call('TYPE', KEYS[1]).ok ~= 'hash' then return 0 end
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state or state == 'succeeded' or state == 'failed' or state == 'cancelled' then
-    return 0
-end
+if state == 'succeeded' or state == 'failed' or state == 'cancelled' then return 0 end
 local change, final = ARGV[4], ARGV[7]
 if ARGV[10] == '1' and redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
     final = 'cancelled'
