@@ -52,7 +52,15 @@ def problems(a: dict) -> list[str]:
             f"python_version {a['python_version']!r} is not supported: choose one of "
             + ", ".join(SUPPORTED_PYTHONS)
         )
-    for name in ("use_cron", "use_api_key", "use_metrics", "use_tracing", "use_kubernetes", "use_dashboard"):
+    for name in (
+        "use_cron",
+        "use_api_key",
+        "use_metrics",
+        "use_tracing",
+        "use_kubernetes",
+        "use_dashboard",
+        "use_sentry",
+    ):
         if not isinstance(a[name], bool):
             found.append(f"{name} must be true or false, not {a[name]!r}")
     if a["use_kubernetes"] is True and len(slug) > KUBERNETES_SLUG_MAX:

@@ -39,6 +39,7 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
         "use_metrics": False,
         "use_tracing": False,
         "use_dashboard": False,
+        "use_sentry": False,
         "python_version": "3.11",
     },
     "py313-api-key-k8s": {"python_version": "3.13", "use_api_key": True, "use_kubernetes": True},
@@ -51,6 +52,7 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
         "use_tracing": False,
         "use_dashboard": False,
         "use_kubernetes": False,
+        "use_sentry": False,
     },
     "unusual-answers": {
         "project_name": "Café Ünïcode «Dienst»",
@@ -89,6 +91,11 @@ DASHBOARD_FILES = (
     "src/{pkg}/web/dashboard/static/dashboard.js",
     "tests/unit/test_dashboard.py",
     "tests/integration/test_dashboard.py",
+)
+SENTRY_FILES = (
+    "src/{pkg}/error_reports.py",
+    "tests/unit/test_error_reports.py",
+    "tests/integration/test_error_reports.py",
 )
 TRACING_FILES = (
     "src/{pkg}/tracing.py",

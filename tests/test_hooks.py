@@ -26,6 +26,7 @@ QUESTIONS = (
     "use_tracing",
     "use_kubernetes",
     "use_dashboard",
+    "use_sentry",
 )
 
 

@@ -15,6 +15,7 @@ from support import (
     KUBERNETES_FILES,
     METRICS_FILES,
     OPTION_SETS,
+    SENTRY_FILES,
     TRACING_FILES,
     UV,
     Render,
@@ -77,6 +78,9 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
     assert ("WORKER_METRICS_PORT" in text("compose.yaml")) is use_metrics
     use_tracing = on("use_tracing", TRACING_FILES, True)
     assert ("from .tracing import" in text(*src, "spans.py")) is use_tracing
+    use_sentry = on("use_sentry", SENTRY_FILES, True)
+    assert ("from .error_reports import" in text(*src, "reporting.py")) is use_sentry
+    assert ("SENTRY_DSN" in text("compose.yaml")) is use_sentry
     use_dashboard = on("use_dashboard", DASHBOARD_FILES, True)
     assert project.joinpath(*src, "web", "dashboard").is_dir() is use_dashboard
 

@@ -23,6 +23,7 @@ from copier.errors import UnsafeTemplateError
 from support import (
     CRON_FILES,
     ROOT,
+    SENTRY_FILES,
     TREE_NAME,
     UV,
     bake,
@@ -242,32 +243,43 @@ def test_overlapping_edits_are_reported_as_conflicts(
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize(
+    ("option", "files", "seam", "mark"),
+    [
+        ("use_cron", CRON_FILES, "src/my_service/worker/options.py", "CRON_JOBS"),
+        ("use_sentry", SENTRY_FILES, "src/my_service/reporting.py", "from .error_reports"),
+    ],
+)
 def test_switching_an_option_adds_and_removes_exactly_its_files(
-    template_repo: TemplateRepo, tmp_path: Path
+    template_repo: TemplateRepo,
+    tmp_path: Path,
+    option: str,
+    files: tuple[str, ...],
+    seam: str,
+    mark: str,
 ) -> None:
     template_repo.release("v1.0.0")
     project = generate(template_repo, tmp_path / "my-service")
     fresh = tree(project, skip=[".copier-answers.yml"])
     edit(project, "src/my_service/tasks/word_count.py", '"counted %d words', '"counted %d words!')
     commit_all(project, "our edit")
-    cron_files = [path.format(pkg="my_service") for path in CRON_FILES]
+    option_files = [path.format(pkg="my_service") for path in files]
 
-    update(project, data={"use_cron": False})
+    update(project, data={option: False})
 
-    assert not any((project / path).exists() for path in cron_files)
-    assert "CRON_JOBS" not in (project / "src/my_service/worker/options.py").read_text()
+    assert not any((project / path).exists() for path in option_files)
+    assert mark not in (project / seam).read_text()
     assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
-    assert answers_of(project)["use_cron"] is False
+    assert answers_of(project)[option] is False
     assert conflicts(project) == []
     assert_fast_tier_passes(project)
-    commit_all(project, "without cron")
+    commit_all(project, f"without {option}")
 
-    update(project, data={"use_cron": True})
+    update(project, data={option: True})
 
-    for path in cron_files:
+    for path in option_files:
         assert (project / path).read_bytes() == fresh[path][0], path
-    options = "src/my_service/worker/options.py"
-    assert (project / options).read_bytes() == fresh[options][0]
+    assert (project / seam).read_bytes() == fresh[seam][0]
     assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
     assert conflicts(project) == []
     assert_fast_tier_passes(project)

@@ -3,6 +3,9 @@
 Both processes must agree on the Redis URL and the queue name, so both read them from here.
 """
 
+{% if cookiecutter.use_sentry -%}
+import re
+{% endif -%}
 from functools import lru_cache
 from typing import Annotated, Literal, Self
 from urllib.parse import unquote
@@ -21,7 +24,10 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .webhooks import secret_bytes as webhook_key
-
+{% if cookiecutter.use_sentry %}
+DSN = re.compile(r"https?://[^@/\s]+@[^/\s]+/(?:[^/\s]+/)*\d+")
+"""A Sentry DSN: scheme, public key, host (and port), an optional path, the project's number."""
+{% endif %}
 # The placeholder of .env.example: a copied .env must not run with it.
 WEAK_KEYS = frozenset({"replace-with-a-generated-key"})
 GENERATE_KEY = '`python -c "import secrets; print(secrets.token_urlsafe(32))"`'
@@ -331,6 +337,31 @@ class Settings(BaseSettings):
     otel_service_name: str | None = Field(
         default=None, description="service.name of the spans; unset: the project name and role."
     )
+{%- endif %}
+{%- if cookiecutter.use_sentry %}
+
+    # Sentry's own names (error_reports.py). A DSN holds its project's key: kept as a secret.
+    sentry_dsn: SecretStr | None = Field(
+        default=None,
+        description="Where failed jobs and requests are reported (Sentry's DSN); unset: nowhere.",
+    )
+    sentry_environment: str = Field(
+        default="production",
+        min_length=1,
+        max_length=64,
+        description="The environment Sentry files the events under.",
+    )
+
+    @field_validator("sentry_dsn", mode="before")
+    @classmethod
+    def _a_dsn_or_none(cls, value: object) -> object:
+        if value == "":
+            return None  # compose and the ConfigMap pass an empty value for "not set"
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not DSN.fullmatch(text):
+            # (Not quoted: the key in it is a secret.)
+            raise ValueError("SENTRY_DSN is not a DSN: https://<key>@<host>/<project id>")
+        return value
 {%- endif %}
 
     @field_validator("redis_sentinels", mode="before")

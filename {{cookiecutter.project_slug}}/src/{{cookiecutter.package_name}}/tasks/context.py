@@ -46,6 +46,7 @@ class Context(TypedDict, total=False):
     ledger: Any
     heartbeat: asyncio.Task[None]
     tracing: Any
+    error_reports: Callable[[], None] | None
     metrics_server: Callable[[], None] | None
     # worker.process
     running_jobs: Callable[[], int]

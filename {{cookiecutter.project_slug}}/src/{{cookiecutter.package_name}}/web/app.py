@@ -10,6 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from ..logs import configure_logging
 from ..queue import QueueBackend, QueueUnavailableError
 from ..queue.shards import open_queue as open_backend
+from ..reporting import configure_error_reports
 from ..settings import Settings, get_settings
 from ..spans import configure_tracing
 from .errors import invalid_request, queue_unavailable
@@ -49,6 +50,8 @@ def create_app(
     settings = settings or get_settings()
     jobs_guards = guard_jobs(settings)  # first: a web without its API key never starts
     open_queue: QueueFactory = queue_factory or open_backend
+    # Before the app is built: the integrations wrap what the app's middleware is made of.
+    send_reports = configure_error_reports(settings, f"{settings.app_name}-web")
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
@@ -59,6 +62,8 @@ def create_app(
             yield {"backend": backend, "settings": settings, "streams": streams}
         if tracing is not None:
             tracing.shutdown()  # sends the spans still buffered
+        if send_reports is not None:
+            send_reports()  # the error reports still queued
 
     configure_logging(settings.log_level, settings.log_format)
     app = FastAPI(title=settings.app_name, lifespan=lifespan)

@@ -36,6 +36,7 @@ from ..queue.deliveries import Delivery, delivery_id
 from ..queue.dependencies import doomed_by
 from ..queue.serializer import RemoteError
 from ..queue.unavailable import unavailable
+from ..reporting import job_scope, report_job_failure
 from ..settings import Settings
 from ..spans import job_span
 from ..tasks import Context, Task, scrub, secrets_of
@@ -254,11 +255,19 @@ def job_function(task: Task) -> Any:
             queue=ctx["queue_name"],
             request_id=meta.get("request_id"),
         )
-        with log_context, job_span(task.name, ctx, meta):
+        callback = meta.get("callback_url")
+
+        def secrets() -> tuple[str, ...]:  # (read only for an error report that is sent)
+            return (*secrets_of(task, kwargs), *([callback] if callback else []))
+
+        scope = job_scope(
+            ctx["job_id"], task.name, ctx["queue_name"], meta.get("request_id"), secrets
+        )
+        with log_context, job_span(task.name, ctx, meta), scope:
             held: list[TaskLimits] = []  # the cap this try holds a place in, once it does
             try:
                 parents = tuple(meta.get("after", "").split())
-                return await execute(ctx, kwargs, held, meta.get("callback_url"), parents)
+                return await execute(ctx, kwargs, held, callback, parents)
             except RecordUnavailableError as exc:
                 # arq re-queues the job (its end is written once Redis takes it, see
                 # worker.process) and it runs again: the try counts, like one cut off by a deploy.
@@ -313,7 +322,7 @@ def job_function(task: Task) -> Any:
         ends = asyncio.get_running_loop().time() + limit
         recorder = RecordKeeper(ctx["ledger"], until=ends)
 
-        async def fail(error: JobError) -> None:
+        async def fail(error: JobError, raised: BaseException) -> None:
             # One write: the record ends failed together with its dead letter.
             enqueued = ctx.get("enqueue_time")
             await recorder.add_dead_letter(
@@ -329,11 +338,13 @@ def job_function(task: Task) -> Any:
                 )
             )
             announce(ctx, callback, JobState.FAILED, min(job_try, tries), error=error)
+            report_job_failure(raised)  # (once: a try that is retried is no report)
 
         if job_try > tries:
             message = f"started {tries} times, never finished (its worker stopped or died)"
-            await fail(JobError(TriesExhaustedError.__name__, message))
-            raise TriesExhaustedError(message)
+            exhausted = TriesExhaustedError(message)
+            await fail(JobError(TriesExhaustedError.__name__, message), exhausted)
+            raise exhausted
 
         if parents:
             # What its parents left it (queue.dependencies): their results, or a parent that
@@ -416,7 +427,7 @@ def job_function(task: Task) -> Any:
             if delay is not None:
                 await recorder.retrying(job_id, error, delay)
                 raise Retry(defer=delay) from raised
-            await fail(error)
+            await fail(error, raised)
             raise raised
         unencodable = first_unencodable(result)
         if unencodable is not None:
@@ -424,8 +435,9 @@ def job_function(task: Task) -> Any:
             where, why = unencodable
             path = "".join(f"[{part!r}]" for part in where)
             message = printable(f"the result cannot be stored: {why} (at result{path})")
-            await fail(JobError(UnencodableResultError.__name__, message))
-            raise UnencodableResultError(message)
+            unencodable_error = UnencodableResultError(message)
+            await fail(JobError(UnencodableResultError.__name__, message), unencodable_error)
+            raise unencodable_error
         await recorder.finished(job_id, JobState.SUCCEEDED, result=result)
         announce(ctx, callback, JobState.SUCCEEDED, job_try, result=result)
         return result

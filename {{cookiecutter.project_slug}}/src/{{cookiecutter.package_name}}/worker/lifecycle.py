@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from ..logs import configure_logging
 from ..meters import metered_recorder, serve_worker_metrics
 from ..queue.arq_queue import ledger_for
+from ..reporting import configure_error_reports
 from ..settings import Settings
 from ..spans import configure_tracing
 from ..tasks import Context
@@ -29,6 +30,7 @@ async def startup(ctx: Context) -> None:
     hide_job_arguments(redacted_only=settings.log_job_arguments)
     hide_url_paths()
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
+    ctx["error_reports"] = configure_error_reports(settings, f"{settings.app_name}-worker")
     ledger = ledger_for(ctx["redis"], settings, ctx.get("success_sink"))
     ctx["ledger"] = metered_recorder(ledger)
     ctx["metrics_server"] = serve_worker_metrics(settings)
@@ -78,4 +80,7 @@ async def shutdown(ctx: Context) -> None:
     tracing = ctx.pop("tracing", None)
     if tracing is not None:
         tracing.shutdown()  # sends the spans still buffered
+    send_reports = ctx.pop("error_reports", None)
+    if send_reports is not None:
+        send_reports()  # the error reports still queued
     log.info("worker stopped")
