@@ -464,6 +464,8 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
     expected_secrets = {"REDIS_URL", "BULK_REDIS_URL", "WEBHOOK_SECRET", "OPERATOR_KEY"} | (
         {"API_KEY"} if answers.get("use_api_key") else set()
     )
+    if answers.get("use_sentry", True):
+        expected_secrets.add("SENTRY_DSN")  # it holds the Sentry project's key
     assert set(secrets) == expected_secrets
     web_env = {k: compose_default(str(v)) for k, v in services["web"]["environment"].items()}
     assert set(shared) | set(secrets) == set(web_env)
@@ -486,6 +488,7 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
             assert {"REDIS_URL", "BULK_REDIS_URL", "WEBHOOK_SECRET"} <= keys, name
             assert ("API_KEY" in keys) is (name.endswith("-web") and "API_KEY" in secrets), name
             assert ("OPERATOR_KEY" in keys) is name.endswith("-web"), name
+            assert ("SENTRY_DSN" in keys) is ("SENTRY_DSN" in secrets), name
             assert all("secretRef" not in ref for ref in container["envFrom"]), name
 
 

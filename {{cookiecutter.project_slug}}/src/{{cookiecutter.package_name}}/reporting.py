@@ -12,7 +12,7 @@ __all__ = ["configure_error_reports", "job_scope", "report_job_failure", "tag_re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from .settings import Settings
+from .settings import QueueKey, Settings
 
 
 def configure_error_reports(settings: Settings, service: str) -> Callable[[], None] | None:
@@ -24,7 +24,7 @@ def configure_error_reports(settings: Settings, service: str) -> Callable[[], No
 def job_scope(
     job_id: str,
     task: str,
-    queue: str,
+    queue: QueueKey,
     request_id: str | None,
     secrets: Callable[[], tuple[str, ...]],
 ) -> Iterator[None]:

@@ -25,8 +25,21 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .webhooks import secret_bytes as webhook_key
 {% if cookiecutter.use_sentry %}
-DSN = re.compile(r"https?://[^@/\s]+@[^/\s]+/(?:[^/\s]+/)*\d+")
+DSN = re.compile(r"https?://[^@/\s:]+@[^/\s]+/(?:[^/\s]+/)*\d+")
 """A Sentry DSN: scheme, public key, host (and port), an optional path, the project's number."""
+
+
+def sentry_dsn_parses(text: str) -> bool:
+    """Whether sentry-sdk takes `text` as a DSN (it would fail the process's start otherwise)."""
+    from sentry_sdk.utils import Dsn  # (here: only a DSN given pays for the import)
+
+    if not DSN.fullmatch(text):
+        return False
+    try:
+        return Dsn(text).port > 0
+    except Exception:  # whatever sentry-sdk refuses a DSN with
+        return False
+
 {% endif %}
 # The placeholder of .env.example: a copied .env must not run with it.
 WEAK_KEYS = frozenset({"replace-with-a-generated-key"})
@@ -358,7 +371,7 @@ class Settings(BaseSettings):
         if value == "":
             return None  # compose and the ConfigMap pass an empty value for "not set"
         text = value.get_secret_value() if isinstance(value, SecretStr) else value
-        if isinstance(text, str) and not DSN.fullmatch(text):
+        if isinstance(text, str) and not sentry_dsn_parses(text):
             # (Not quoted: the key in it is a secret.)
             raise ValueError("SENTRY_DSN is not a DSN: https://<key>@<host>/<project id>")
         return value

@@ -6,7 +6,7 @@ not a failure in the worker; each queue's worker serves exactly the tasks routed
 
 import json
 import random
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import quote, quote_plus
@@ -129,23 +129,30 @@ def secrets_of(task: Task, kwargs: Mapping[str, Any]) -> tuple[str, ...]:
     """The texts to take out of anything about this job that leaves the worker: each redacted
     value as it was given and as error messages quote it (repr of the text and of its bytes,
     JSON, URL-encoded), longest first so that no part of a longer form is left behind."""
-    forms: set[str] = set()
+    texts: list[str] = []
     for name in redacted_fields(task):
         value = kwargs.get(name)
         if value is None or value == "":
             continue
-        texts = [value] if isinstance(value, str) else [str(value), json.dumps(value, default=str)]
-        for text in texts:
-            quoted = {
-                repr(text)[1:-1],
-                repr(text.encode("utf-8", "backslashreplace"))[2:-1],
-                json.dumps(text)[1:-1],
-                json.dumps(text, ensure_ascii=False)[1:-1],
-            }
-            # A repr inside a longer one may escape the other quote (it picks its quotes whole).
-            quoted |= {form.replace("'", "\\'") for form in quoted}
-            quoted |= {form.replace('"', '\\"') for form in quoted}
-            forms |= {text, quote(text, safe=""), quote_plus(text), *quoted}
+        texts += [value] if isinstance(value, str) else [str(value), json.dumps(value, default=str)]
+    return quoted_forms(texts)
+
+
+def quoted_forms(texts: Iterable[str]) -> tuple[str, ...]:
+    """Each text as it was given and as error messages quote it (repr of the text and of its
+    bytes, JSON, URL-encoded), longest first so that no part of a longer form is left behind."""
+    forms: set[str] = set()
+    for text in texts:
+        quoted = {
+            repr(text)[1:-1],
+            repr(text.encode("utf-8", "backslashreplace"))[2:-1],
+            json.dumps(text)[1:-1],
+            json.dumps(text, ensure_ascii=False)[1:-1],
+        }
+        # A repr inside a longer one may escape the other quote (it picks its quotes whole).
+        quoted |= {form.replace("'", "\\'") for form in quoted}
+        quoted |= {form.replace('"', '\\"') for form in quoted}
+        forms |= {text, quote(text, safe=""), quote_plus(text), *quoted}
     forms.discard("")
     return tuple(sorted(forms, key=len, reverse=True))
 

@@ -261,7 +261,7 @@ def job_function(task: Task) -> Any:
             return (*secrets_of(task, kwargs), *([callback] if callback else []))
 
         scope = job_scope(
-            ctx["job_id"], task.name, ctx["queue_name"], meta.get("request_id"), secrets
+            ctx["job_id"], task.name, ctx.get("queue", "default"), meta.get("request_id"), secrets
         )
         with log_context, job_span(task.name, ctx, meta), scope:
             held: list[TaskLimits] = []  # the cap this try holds a place in, once it does
@@ -382,7 +382,7 @@ def job_function(task: Task) -> Any:
         ctx["progress"] = partial(recorder.progress, job_id)
         ctx["cancel_requested"] = partial(recorder.cancel_requested, job_id)
         recorder.until = ends + TIMEOUT_BACKSTOP / 2  # the outcome's write, whatever it is
-        failed: tuple[JobError, float | None, Exception] | None = None
+        failed: tuple[JobError, float | None, Exception, Exception] | None = None
         try:
             # Our own deadline, just inside arq's, so that a timeout can be retried by policy.
             async with asyncio.timeout_at(ends) as deadline:
@@ -420,14 +420,17 @@ def job_function(task: Task) -> Any:
                 error,
                 task.retry.delay(job_try) if retried else None,
                 scrubbed(exc, error.message, secrets) if secrets else exc,
+                exc,
             )
         if failed is not None:
             # Out of the except block: nothing raised from here on has `exc` as its context.
-            error, delay, raised = failed
+            error, delay, raised, original = failed
             if delay is not None:
                 await recorder.retrying(job_id, error, delay)
                 raise Retry(defer=delay) from raised
-            await fail(error, raised)
+            # Its report is the exception itself, with its frames (error reports take the job's
+            # secrets out of it themselves: reporting.py).
+            await fail(error, original)
             raise raised
         unencodable = first_unencodable(result)
         if unencodable is not None:
