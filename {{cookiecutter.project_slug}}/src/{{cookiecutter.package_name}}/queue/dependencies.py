@@ -3,10 +3,11 @@ last parent succeeds, and frees it doomed when one fails or is cancelled.
 
 A dependent is written like any job (its record, arq's job) but not put in its queue: its record
 says deferred, waiting for "parents", and counts the parents not yet succeeded (`pending`); each
-parent's `<record>:children` set names it. The write that ends a parent (the ledger's FINISH,
-the same script for every ending: the worker's success inside arq's end-of-job transaction, a
-dead letter, a cancel, an ending settled from arq's result) settles its children in the same
-script, so a parent's end and its children's release are written together or not at all:
+parent's `<record>:children` set names it. Every script that ends a parent settles its
+children (`settle_children`) in the same script: the ledger's FINISH (the worker's success inside
+arq's end-of-job transaction, a dead letter, the worker's cancel), SETTLE (an ending arq made
+itself, in that transaction too) and CANCEL (the web's cancel of a job not yet claimed). So a
+parent's end and its children's release are written together or not at all:
 
 - succeeded: it counts once for the child (`done:<parent>`: a parent that ran twice, at least
   once, counts once), and the last one puts the child in its queue, due now, with a wake notice
