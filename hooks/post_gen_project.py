@@ -20,6 +20,7 @@ QUESTIONS = (
     "project_name", "project_slug", "package_name", "description",
     "author_name", "author_email", "python_version", "use_cron", "use_api_key",
     "use_metrics", "use_tracing", "use_kubernetes", "use_dashboard", "use_sentry",
+    "database",
 )
 # The same text as `_message_after_copy` in copier.yml (tests/test_hooks.py compares them).
 # {folder}: where the project is, as the user can `cd` to it.

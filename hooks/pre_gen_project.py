@@ -13,6 +13,7 @@ import sys
 ANSWERS = json.loads(r'''{{ cookiecutter | tojson }}''')
 
 SUPPORTED_PYTHONS = ("3.12", "3.11", "3.13")
+DATABASES = ("none", "postgres")
 SHADOWED = {
     "arq", "fastapi", "redis", "pydantic", "uvicorn", "httpx", "tests", "test", "src",
     "settings", "queue", "asyncio", "json", "logging", "typing",
@@ -51,6 +52,10 @@ def problems(a: dict) -> list[str]:
         found.append(
             f"python_version {a['python_version']!r} is not supported: choose one of "
             + ", ".join(SUPPORTED_PYTHONS)
+        )
+    if a["database"] not in DATABASES:
+        found.append(
+            f"database {a['database']!r} is not supported: choose one of " + ", ".join(DATABASES)
         )
     for name in (
         "use_cron",

@@ -42,7 +42,12 @@ OPTION_SETS: dict[str, dict[str, Any]] = {
         "use_sentry": False,
         "python_version": "3.11",
     },
-    "py313-api-key-k8s": {"python_version": "3.13", "use_api_key": True, "use_kubernetes": True},
+    "py313-api-key-k8s": {
+        "python_version": "3.13",
+        "use_api_key": True,
+        "use_kubernetes": True,
+        "database": "postgres",
+    },
     # The API key alone: its guard in web/app.py with every other option's stand-in around it
     # (no metrics route, no dashboard, no tracing, no cron), on the default Python.
     "api-key-only": {

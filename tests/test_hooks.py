@@ -27,6 +27,7 @@ QUESTIONS = (
     "use_kubernetes",
     "use_dashboard",
     "use_sentry",
+    "database",
 )
 
 

@@ -61,6 +61,7 @@ BAD_ANSWERS = {
     "package-with-hyphen": ({"package_name": "my-service"}, "package_name"),
     "package-shadows-arq": ({"package_name": "arq"}, "package_name"),
     "python-too-old": ({"python_version": "3.10"}, "python_version"),
+    "database-unknown": ({"database": "mysql"}, "database"),
     "description-two-lines": ({"description": "one\ntwo"}, "description"),
     "email-without-at": ({"author_email": "nobody"}, "author_email"),
     "empty-project-name": ({"project_name": "  "}, "project_name"),
