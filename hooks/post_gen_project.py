@@ -107,5 +107,7 @@ if __name__ == "__main__":
         shutil.rmtree("deploy")
     if not CONTEXT["use_dashboard"]:
         shutil.rmtree(Path("src", CONTEXT["package_name"], "web", "dashboard"))
+    if CONTEXT["database"] != "postgres":
+        shutil.rmtree(Path("src", CONTEXT["package_name"], "database"))
     write_answers(Path(".copier-answers.yml"))
     print(NEXT_STEPS.replace("{folder}", folder()))

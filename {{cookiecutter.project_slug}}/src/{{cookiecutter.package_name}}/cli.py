@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import get_args
 
 from .settings import QueueKey
+from .storage import add_commands
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -30,7 +31,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     dev.add_argument("--host", default="127.0.0.1")
     dev.add_argument("--port", type=int, default=8000)
+    add_commands(commands)  # the database's, if the project has one (storage.py)
     args = parser.parse_args(argv)
+    if hasattr(args, "run"):
+        return int(args.run(args))
     # Imported here: arq and the tasks load only for the commands that need them.
     if args.command == "dev":
         from .dev import run_dev

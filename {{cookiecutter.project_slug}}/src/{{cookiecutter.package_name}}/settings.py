@@ -24,6 +24,11 @@ from pydantic import (
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .webhooks import secret_bytes as webhook_key
+{%- if cookiecutter.database == "postgres" %}
+
+POSTGRES_SCHEMES = ("postgresql", "postgres", "postgresql+asyncpg")
+"""DATABASE_URL's schemes: each means asyncpg (the one driver the service installs)."""
+{%- endif %}
 {% if cookiecutter.use_sentry %}
 DSN = re.compile(r"https?://[^@/\s:]+@[^/\s]+/(?:[^/\s]+/)*\d+")
 """A Sentry DSN: scheme, public key, host (and port), an optional path, the project's number."""
@@ -375,6 +380,41 @@ class Settings(BaseSettings):
             # (Not quoted: the key in it is a secret.)
             raise ValueError("SENTRY_DSN is not a DSN: https://<key>@<host>/<project id>")
         return value
+{%- endif %}
+{%- if cookiecutter.database == "postgres" %}
+
+    # The tasks' own data (database/). Holds a password: a secret, never shown or logged.
+    database_url: SecretStr | None = Field(
+        default=None,
+        description=(
+            "PostgreSQL for the tasks' data: postgresql://user:password@host:5432/name "
+            "(postgres:// and postgresql+asyncpg:// too); unset: no database routes or relay."
+        ),
+    )
+    database_pool_size: int = Field(
+        default=5, ge=1, le=100, description="Connections each web or worker process may hold."
+    )
+    database_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        le=300,
+        allow_inf_nan=False,
+        description="Seconds to connect, to wait for a free connection, and for one statement.",
+    )
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _an_asyncpg_url(cls, value: object) -> object:
+        if value == "":
+            return None  # compose passes an empty value for "not set"
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if not isinstance(text, str):
+            return value
+        scheme, separator, rest = text.partition("://")
+        if not separator or scheme not in POSTGRES_SCHEMES or not rest.strip("/"):
+            # (Not quoted: the password is in it.)
+            raise ValueError("DATABASE_URL is not a PostgreSQL URL: postgresql://user:pw@host/db")
+        return SecretStr(f"postgresql+asyncpg://{rest}")
 {%- endif %}
 
     @field_validator("redis_sentinels", mode="before")

@@ -352,7 +352,15 @@ async def test_readiness_follows_the_queue(
 async def test_tasks_are_listed_with_their_argument_schemas(client: httpx.AsyncClient) -> None:
     tasks = {task["name"]: task for task in (await client.get("/tasks")).json()}
 
-    assert set(tasks) == {"word_count", "word_total", "check_url", "render_report"}
+    assert set(tasks) == {
+        "word_count",
+        "word_total",
+        "check_url",
+        "render_report",
+{%- if cookiecutter.database == "postgres" %}
+        "index_document",
+{%- endif %}
+    }
     assert tasks["render_report"]["queue"] == "bulk"
     assert tasks["word_count"]["args_schema"]["required"] == ["text"]
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from ..settings import QueueKey
-from . import check_url, deliver_webhook, render_report, word_count, word_total
+from . import check_url, deliver_webhook, {% if cookiecutter.database == "postgres" %}index_document, {% endif %}render_report, word_count, word_total
 from .registry import (
     Context,
     Rate,
@@ -31,6 +31,9 @@ TASKS: Mapping[str, Task] = MappingProxyType(
             check_url.TASK,
             render_report.TASK,
             deliver_webhook.TASK,
+{%- if cookiecutter.database == "postgres" %}
+            index_document.TASK,
+{%- endif %}
         )
     }
 )

@@ -13,6 +13,9 @@ from typing import Any, Protocol, TypedDict
 
 import httpx
 from redis.asyncio import Redis
+{%- if cookiecutter.database == "postgres" %}
+from sqlalchemy.ext.asyncio import AsyncSession
+{%- endif %}
 
 from ..settings import QueueKey, Settings
 
@@ -42,6 +45,10 @@ class Context(TypedDict, total=False):
     http: httpx.AsyncClient
     """One HTTP client for all tasks (connection pooling; 10 s timeout, redirects followed)."""
     webhook_clients: Any
+    database: Any
+    """The database (storage.py), or None without one."""
+    database_scope: Any
+    outbox_relay: asyncio.Task[None] | None
     """The deliveries' HTTP clients, one per receiver's name (tasks.deliver_webhook)."""
     ledger: Any
     heartbeat: asyncio.Task[None]
@@ -62,3 +69,8 @@ class Context(TypedDict, total=False):
     values, as GET /jobs/{id} shows them). Absent for other jobs."""
     cancel_requested: Callable[[], Awaitable[bool]]
     """Whether a cancel was requested: a task that sees yes raises JobCancelledError."""
+{%- if cookiecutter.database == "postgres" %}
+    session: AsyncSession
+    """This try's own database session (never another job's), closed after it: `async with
+    ctx["session"].begin():` for one transaction. It connects on its first statement only."""
+{%- endif %}

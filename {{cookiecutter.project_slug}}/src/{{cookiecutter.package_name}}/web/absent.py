@@ -16,5 +16,9 @@ def mount_dashboard(app: FastAPI) -> None:
     """Without a dashboard (use_dashboard) there is nothing to mount."""
 
 
+def mount_documents(app: FastAPI, guards: list[params.Depends]) -> None:
+    """Without a database (database=none) there are no /documents routes."""
+
+
 def mount_metrics(app: FastAPI) -> None:
     """Without metrics (use_metrics) there is no GET /metrics."""

@@ -13,6 +13,7 @@ from ..queue.shards import open_queue as open_backend
 from ..reporting import configure_error_reports
 from ..settings import Settings, get_settings
 from ..spans import configure_tracing
+from ..storage import open_database
 from .errors import invalid_request, queue_unavailable
 from .limits import BodyLimit
 from .operator import require_operator_key
@@ -32,6 +33,11 @@ from .absent import guard_jobs
 from .dashboard import mount_dashboard
 {%- else %}
 from .absent import mount_dashboard
+{%- endif %}
+{%- if cookiecutter.database == "postgres" %}
+from .routes.documents import mount_documents
+{%- else %}
+from .absent import mount_documents
 {%- endif %}
 {%- if cookiecutter.use_metrics %}
 from .routes.metrics import mount_metrics
@@ -57,9 +63,14 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         # Lifespan state reaches every request as `request.state`; see deps.py.
         tracing = configure_tracing(settings, f"{settings.app_name}-web")
-        async with open_queue(settings) as backend:
+        async with open_queue(settings) as backend, open_database(settings) as database:
             streams = StreamSlots(settings.max_streams)  # per process, as the cap is
-            yield {"backend": backend, "settings": settings, "streams": streams}
+            yield {
+                "backend": backend,
+                "database": database,
+                "settings": settings,
+                "streams": streams,
+            }
         if tracing is not None:
             tracing.shutdown()  # sends the spans still buffered
         if send_reports is not None:
@@ -77,6 +88,7 @@ def create_app(
     app.include_router(dead_letters.router, dependencies=[Depends(require_operator_key)])
     app.include_router(tasks.router)
     app.include_router(health.router)
+    mount_documents(app, jobs_guards)
     mount_metrics(app)
     mount_dashboard(app)
     return app

@@ -39,6 +39,7 @@ from ..queue.unavailable import unavailable
 from ..reporting import job_scope, report_job_failure
 from ..settings import Settings
 from ..spans import job_span
+from ..storage import job_session
 from ..tasks import Context, Task, scrub, secrets_of
 from ..webhooks import event_body
 from .outage import REDIS_ERRORS, Backoff
@@ -385,7 +386,7 @@ def job_function(task: Task) -> Any:
         failed: tuple[JobError, float | None, Exception, Exception] | None = None
         try:
             # Our own deadline, just inside arq's, so that a timeout can be retried by policy.
-            async with asyncio.timeout_at(ends) as deadline:
+            async with asyncio.timeout_at(ends) as deadline, job_session(ctx):
                 result = await task.function(ctx, **kwargs)
         except JobCancelledError:
             await recorder.finished(job_id, JobState.CANCELLED)

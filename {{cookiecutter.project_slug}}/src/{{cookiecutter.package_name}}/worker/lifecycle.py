@@ -14,6 +14,7 @@ from ..queue.arq_queue import ledger_for
 from ..reporting import configure_error_reports
 from ..settings import Settings
 from ..spans import configure_tracing
+from ..storage import open_database, start_relay
 from ..tasks import Context
 from ..tasks.deliver_webhook import WebhookClients
 from .heartbeat import beat_forever, worker_key
@@ -36,6 +37,11 @@ async def startup(ctx: Context) -> None:
     ctx["metrics_server"] = serve_worker_metrics(settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["webhook_clients"] = WebhookClients()
+    # The database, if the project has one (storage.py): a session per job (job_wrapper) and the
+    # relay of jobs written with a transaction (database.outbox).
+    ctx["database_scope"] = scope = contextlib.AsyncExitStack()
+    ctx["database"] = await scope.enter_async_context(open_database(settings))
+    ctx["outbox_relay"] = start_relay(ctx["database"], settings)
     ctx["heartbeat"] = asyncio.create_task(
         beat_forever(
             ctx["redis"],
@@ -77,6 +83,14 @@ async def shutdown(ctx: Context) -> None:
     clients: WebhookClients | None = ctx.pop("webhook_clients", None)
     if clients is not None:
         await clients.aclose()
+    relay: asyncio.Task[None] | None = ctx.pop("outbox_relay", None)
+    if relay is not None:
+        relay.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await relay
+    database_scope: contextlib.AsyncExitStack | None = ctx.pop("database_scope", None)
+    if database_scope is not None:
+        await database_scope.aclose()  # the pool's connections closed
     tracing = ctx.pop("tracing", None)
     if tracing is not None:
         tracing.shutdown()  # sends the spans still buffered
