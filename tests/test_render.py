@@ -13,6 +13,7 @@ from support import (
     CRON_FILES,
     DASHBOARD_FILES,
     KUBERNETES_FILES,
+    KUBERNETES_POSTGRES_FILES,
     METRICS_FILES,
     OPTION_SETS,
     SENTRY_FILES,
@@ -93,15 +94,21 @@ def test_the_kubernetes_folder_comes_and_goes_with_its_option(
     # Both engines: each removes the folder its own way (copier `_exclude`, cookiecutter's hook).
     project = render(engine, option_set)
     use_kubernetes = OPTION_SETS[option_set].get("use_kubernetes", False)
+    postgres = OPTION_SETS[option_set].get("database", "none") == "postgres"
     for path in KUBERNETES_FILES:
         assert (project / path).is_file() is use_kubernetes, path
+    # The migration Job comes with both answers (its name renders empty otherwise, and is skipped).
+    for path in KUBERNETES_POSTGRES_FILES:
+        assert (project / path).is_file() is (use_kubernetes and postgres), path
     if use_kubernetes:
         shipped = {
             path.relative_to(project).as_posix()
             for path in (project / "deploy").rglob("*")
             if path.is_file()
         }
-        assert shipped == set(KUBERNETES_FILES)
+        assert shipped == set(KUBERNETES_FILES) | (
+            set(KUBERNETES_POSTGRES_FILES) if postgres else set()
+        )
     else:
         assert not (project / "deploy").exists(), "an empty deploy/ folder is left behind"
 

@@ -1,7 +1,8 @@
-"""The commands the compose file and the Dockerfile name, run as processes against real Redis:
+"""The commands the compose file and the Dockerfile name, run as processes against real Redis (and,
+with database=postgres, a real PostgreSQL migrated by compose's one-shot migrate command first):
 the web answers its health check, the README's curl examples enqueue and stream, a worker of each
-queue completes its jobs, each worker's health check follows that worker, and SIGTERM stops all of
-them cleanly."""
+queue completes its jobs, a document written to the database is indexed by a worker, each worker's
+health check follows that worker, and SIGTERM stops all of them cleanly."""
 
 import json
 import os
@@ -9,6 +10,7 @@ import re
 import secrets
 import signal
 import subprocess
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -99,6 +101,10 @@ def stack(
     request: pytest.FixtureRequest, synced: Callable[[str], Path], redis_url: str, tmp_path: Path
 ) -> Iterator[Stack]:
     project = synced(request.param)
+    # compose's postgres service, as a PostgreSQL of the tests' own (started for these sets only).
+    database_url: str | None = None
+    if OPTION_SETS[request.param].get("database") == "postgres":
+        database_url = request.getfixturevalue("postgres_url")
     # What a user exports before `docker compose up` (the README says how to make them).
     client_env = {"OPERATOR_KEY": secrets.token_urlsafe(32)}
     if OPTION_SETS[request.param].get("use_api_key"):
@@ -119,6 +125,9 @@ def stack(
             BULK_QUEUE_NAME=f"{prefix}:bulk",
             **extra,
         )
+        if "DATABASE_URL" in environment:
+            assert database_url, f"{service} names a database the option set does not have"
+            environment["DATABASE_URL"] = database_url
         # As in the image: the venv first on PATH, no source tree in the working directory.
         return clean_env(**environment, PATH=f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
 
@@ -132,6 +141,16 @@ def stack(
     web_command = json.loads(cmd)
     web_command[web_command.index("--port") + 1] = str(port)
     web_command[web_command.index("--host") + 1] = "127.0.0.1"
+
+    if "migrate" in services:
+        # compose starts web and workers only once this one-shot has exited 0
+        # (service_completed_successfully). Twice, as every `docker compose up` runs it again: the
+        # second run finds the schema current and must succeed as well.
+        envs["migrate"] = env_of("migrate")
+        for _ in range(2):
+            run(
+                list(services["migrate"]["command"]), cwd=tmp_path, env=envs["migrate"], timeout=120
+            )
 
     web = Service(web_command, envs["web"], tmp_path, tmp_path / "web.log")
     workers = {
@@ -147,6 +166,60 @@ def stack(
             if service.process.poll() is None:
                 service.process.kill()
                 service.process.wait()
+
+
+def call(method: str, url: str, headers: dict[str, str], body: Any = None) -> tuple[int, Any]:
+    """One JSON request: its status and decoded body, errors included."""
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json", **headers}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            status, raw = answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        status, raw = error.code, error.read()
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def documents_are_written_and_indexed(stack: Stack, logs: Callable[[], str]) -> None:
+    """database=postgres: POST /documents writes the row and, through the outbox, an
+    index_document job that a worker runs; GET /documents/{id} shows it indexed; a title is taken
+    once."""
+    documents = f"http://127.0.0.1:{stack.port}/documents"
+    key = stack.client_env.get("API_KEY")
+    headers = {"X-API-Key": key} if key else {}
+    text = "the quick brown fox jumps"
+    body = {"title": f"runtime {uuid.uuid4().hex}", "text": text}
+    status, created = call("POST", documents, headers, body)
+    assert status == 201, (status, created, stack.web.output()[-3000:])
+    assert str(uuid.UUID(created["id"])) == created["id"], created
+    assert isinstance(created["job_id"], str), created
+    assert created["job_id"], created
+
+    document: dict[str, Any] = {}
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        status, document = call("GET", f"{documents}/{created['id']}", headers)
+        assert status == 200, (status, document)
+        if document["indexed"] is True:
+            break
+        time.sleep(0.2)
+    else:
+        raise AssertionError(f"not indexed within 30 s: {document}\n{logs()[-6000:]}")
+    assert document["id"] == created["id"], document
+    assert document["title"] == body["title"], document
+    assert document["words"] == len(text.split()), document
+
+    # The same title again: refused.
+    status, again = call("POST", documents, headers, body)
+    assert status == 409, (status, again)
+    if key:  # guarded like /jobs
+        status, refused = call("POST", documents, {}, {**body, "title": f"no key {uuid.uuid4()}"})
+        assert status == 401, (status, refused)
 
 
 def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) -> None:
@@ -202,6 +275,9 @@ def test_compose_commands_serve_the_readme_curls_and_stop_cleanly(stack: Stack) 
         if port:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
                 assert 'outcome="succeeded"' in page.read().decode(), name
+
+    if "migrate" in stack.services:
+        documents_are_written_and_indexed(stack, logs)
 
     # SIGTERM: each worker finishes within its completion wait, removes its own liveness key
     # (the other's stays), and exits 0.

@@ -32,6 +32,7 @@ from redis.sentinel import Sentinel
 
 from .queue.connections import sentinel_options
 from .settings import QueueKey, Settings
+from .storage import dev_database
 
 SOURCE = Path(__file__).resolve().parent
 # Dev workers re-queue running jobs quickly on a restart (the file watcher waits 10 s).
@@ -257,7 +258,10 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
             url, origin = stack.enter_context(
                 local_redis(str(settings.redis_url), os.environ.get("PATH"), watchdog.watch)
             )
+        # The database, if the project has one (storage.py): migrated before anything starts.
+        database_env, database = stack.enter_context(dev_database(settings, watchdog.watch))
         env = {**os.environ, "REDIS_URL": url, "JOB_COMPLETION_WAIT": DEV_COMPLETION_WAIT}
+        env.update(database_env)
         # A project made with an API key (Settings has api_key) gets one for this run if unset.
         if getattr(settings, "api_key", "") is None:
             env["API_KEY"] = secrets.token_urlsafe(32)
@@ -289,7 +293,8 @@ def run_dev(host: str = "127.0.0.1", port: int = 8000) -> int:
             bulk += "  (BULK_REDIS_URL: the bulk queue's own Redis)"
         print(
             f"Redis:   {url}  ({origin}){bulk}\n"
-            f"Web:     http://{host}:{port}  (API docs: /docs; reloads on changes)\n"
+            + (f"Database: {database}\n" if database else "")
+            + f"Web:     http://{host}:{port}  (API docs: /docs; reloads on changes)\n"
             f"Workers: {', '.join(get_args(QueueKey))} queues  (restart on changes)\n"
             "Ctrl-C stops everything.",
             flush=True,

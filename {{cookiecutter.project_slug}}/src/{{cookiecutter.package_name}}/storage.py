@@ -5,13 +5,14 @@ these are database/'s; without, stand-ins with the same interface that hold noth
 {%- if cookiecutter.database == "postgres" %}
 
 from .database import open_database
-from .database.lifecycle import add_commands, job_session, start_relay
+from .database.lifecycle import add_commands, dev_database, job_session, start_relay
 
-__all__ = ["add_commands", "job_session", "open_database", "start_relay"]
+__all__ = ["add_commands", "dev_database", "job_session", "open_database", "start_relay"]
 {%- else %}
 
 import asyncio
-from contextlib import AbstractAsyncContextManager, nullcontext
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, nullcontext
 from typing import Any
 
 from .settings import Settings
@@ -36,4 +37,11 @@ def start_relay(database: None, settings: Settings) -> asyncio.Task[None] | None
 
 def add_commands(commands: Any) -> None:
     """No database commands (`migrate`)."""
+
+
+def dev_database(
+    settings: Settings, started: Callable[[int], None]
+) -> AbstractContextManager[tuple[dict[str, str], str | None]]:
+    """No database for `dev` to start: nothing for its processes' environment, nothing to say."""
+    return nullcontext(({}, None))
 {%- endif %}

@@ -1,15 +1,19 @@
-"""How the worker and the command line take the database: a session per job, the outbox relay,
-the `migrate` command."""
+"""How the worker, the command line and `dev` take the database: a session per job, the outbox
+relay, the `migrate` command, a local server for `dev`."""
 
 import argparse
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from ..queue.shards import open_queue
 from ..settings import Settings, get_settings
 from .engine import Database
+from .local import local_postgres
 from .outbox import relay_forever
 
 
@@ -54,3 +58,27 @@ def run_migrate(_args: argparse.Namespace) -> int:
 
     migrate(get_settings())
     return 0
+
+
+@contextmanager
+def dev_database(
+    settings: Settings, started: Callable[[int], None]
+) -> Iterator[tuple[dict[str, str], str | None]]:
+    """What `dev`'s processes need of the database, migrated, and a line saying where it is:
+    DATABASE_URL's server if it is set, else a PostgreSQL started here (its process id to
+    `started`), gone at exit."""
+    if settings.database_url is not None:
+        migrate_in_process(None)
+        yield {}, "DATABASE_URL"
+        return
+    with local_postgres(started) as url:
+        migrate_in_process(url)
+        yield {"DATABASE_URL": url}, f"{url}  (started here, data discarded at exit)"
+
+
+def migrate_in_process(url: str | None) -> None:
+    """`migrate` as a process of its own, as a deploy runs it, before web and workers start."""
+    env = {**os.environ, **({"DATABASE_URL": url} if url else {})}
+    package = __name__.split(".", maxsplit=1)[0]
+    command = [sys.executable, "-m", package, "migrate"]
+    subprocess.run(command, env=env, check=True)  # noqa: S603 - this project's own command
