@@ -236,6 +236,9 @@ def service_env(settings: Settings, **extra: object) -> dict[str, str]:
         "API_KEY": settings.api_key.get_secret_value() if settings.api_key else "",
 {%- endif %}
     }
+    database_url = getattr(settings, "database_url", None)  # (a project with a database)
+    if database_url is not None:
+        env["DATABASE_URL"] = database_url.get_secret_value()
     env.update({key.upper(): str(value) for key, value in extra.items()})
     return {**os.environ, **env}
 
