@@ -60,10 +60,8 @@ def merge(without: list[str], with_db: list[str]) -> str:
     it inside: the other side renders as if it were never there.
     """
     head_none, head_db = without[0], with_db[0]
-    if head_none == head_db:
-        text = head_none
-    else:
-        text = f"{NONE}{head_none}{END}{POSTGRES}{head_db}{END}"
+    same = head_none == head_db
+    text = head_none if same else f"{NONE}{head_none}{END}{POSTGRES}{head_db}{END}"
     a, b = without[1:], with_db[1:]
     i = j = 0
     while i < len(a) or j < len(b):

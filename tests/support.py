@@ -102,6 +102,25 @@ SENTRY_FILES = (
     "tests/unit/test_error_reports.py",
     "tests/integration/test_error_reports.py",
 )
+# The database (database=postgres); compose's and Kubernetes' parts are checked apart.
+DATABASE_FILES = (
+    "alembic.ini",
+    "src/{pkg}/database/__init__.py",
+    "src/{pkg}/database/engine.py",
+    "src/{pkg}/database/lifecycle.py",
+    "src/{pkg}/database/local.py",
+    "src/{pkg}/database/migrate.py",
+    "src/{pkg}/database/migrations/env.py",
+    "src/{pkg}/database/migrations/script.py.mako",
+    "src/{pkg}/database/migrations/versions/0001_initial.py",
+    "src/{pkg}/database/models.py",
+    "src/{pkg}/database/outbox.py",
+    "src/{pkg}/tasks/index_document.py",
+    "src/{pkg}/web/db_session.py",
+    "src/{pkg}/web/routes/documents.py",
+    "tests/unit/test_database.py",
+    "tests/integration/test_database.py",
+)
 TRACING_FILES = (
     "src/{pkg}/tracing.py",
     "tests/unit/test_tracing.py",

@@ -12,6 +12,7 @@ from support import (
     API_KEY_FILES,
     CRON_FILES,
     DASHBOARD_FILES,
+    DATABASE_FILES,
     KUBERNETES_FILES,
     KUBERNETES_POSTGRES_FILES,
     METRICS_FILES,
@@ -84,6 +85,19 @@ def test_the_options_files_come_and_go_with_it(render: Render, option_set: str) 
     assert ("SENTRY_DSN" in text("compose.yaml")) is use_sentry
     use_dashboard = on("use_dashboard", DASHBOARD_FILES, True)
     assert project.joinpath(*src, "web", "dashboard").is_dir() is use_dashboard
+    postgres = answers.get("database", "none") == "postgres"
+    for pattern in DATABASE_FILES:
+        assert (project / pattern.format(pkg=package)).is_file() is postgres, pattern
+    assert ("from .database import" in text(*src, "storage.py")) is postgres
+    assert ("DATABASE_URL" in text("compose.yaml")) is postgres
+    # Without a database, none of its code or dependencies: no module imports SQLAlchemy, and
+    # neither pyproject.toml nor the lock names it.
+    assert project.joinpath(*src, "database").is_dir() is postgres
+    sources = "".join(path.read_text() for path in project.rglob("*.py"))
+    for name in ("sqlalchemy", "asyncpg", "alembic"):
+        assert (name in sources) is postgres, name
+        assert (f'name = "{name}"' in text("uv.lock")) is postgres, name
+        assert (f'"{name}' in text("pyproject.toml")) is postgres, name
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -136,9 +150,11 @@ def test_answers_reach_the_project(render: Render, option_set: str) -> None:
 def test_ruff_and_mypy_pass_and_the_lock_matches(
     render: Render, synced: Callable[[str], Path], option_set: str, tmp_path: Path
 ) -> None:
-    # Lint and type-check with the default render's environment: dependencies do not vary with
-    # answers (uv lock --check below holds that), so one environment serves every render.
-    tools = synced("defaults") / ".venv" / "bin"
+    # Lint and type-check with the default render's environment: dependencies vary with one
+    # answer only (database; uv lock --check below holds that), so it serves every render without
+    # a database, and a render with one takes its own.
+    postgres = OPTION_SETS[option_set].get("database", "none") == "postgres"
+    tools = synced(option_set if postgres else "defaults") / ".venv" / "bin"
     project = render("cookiecutter", option_set)
     env = clean_env()
     run([str(tools / "ruff"), "check", "--no-cache", "."], cwd=project, env=env)

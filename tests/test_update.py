@@ -22,6 +22,7 @@ from copier.errors import UnsafeTemplateError
 
 from support import (
     CRON_FILES,
+    DATABASE_FILES,
     ROOT,
     SENTRY_FILES,
     TREE_NAME,
@@ -283,6 +284,54 @@ def test_switching_an_option_adds_and_removes_exactly_its_files(
     assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
     assert conflicts(project) == []
     assert_fast_tier_passes(project)
+
+
+@pytest.mark.slow
+def test_choosing_a_database_later_adds_exactly_its_files_and_dependencies(
+    template_repo: TemplateRepo, tmp_path: Path
+) -> None:
+    template_repo.release("v1.0.0")
+    project = generate(template_repo, tmp_path / "my-service")
+    edit(project, "src/my_service/tasks/word_count.py", '"counted %d words', '"counted %d words!')
+    commit_all(project, "our edit")
+    before = project_files(project)
+    database_files = {path.format(pkg="my_service") for path in DATABASE_FILES}
+
+    update(project, data={"database": "postgres"})
+
+    after = project_files(project)
+    assert set(after) - set(before) == database_files
+    assert set(before) - set(after) == set()
+    # What else changed is where the database enters: the seams, settings, compose, the lock.
+    changed = {path for path in before if before[path] != after[path]}
+    assert {
+        "pyproject.toml",
+        "uv.lock",
+        "compose.yaml",
+        "src/my_service/storage.py",
+        "src/my_service/settings.py",
+        "src/my_service/web/app.py",
+    } <= changed
+    assert '"counted %d words!' in (project / "src/my_service/tasks/word_count.py").read_text()
+    assert answers_of(project)["database"] == "postgres"
+    assert conflicts(project) == []
+    assert_fast_tier_passes(project)
+    commit_all(project, "with a database")
+
+    update(project, data={"database": "none"})
+
+    assert project_files(project) == before
+    assert conflicts(project) == []
+
+
+def project_files(project: Path) -> dict[str, tuple[bytes, bool]]:
+    """The project's own files: not git's, nor what installing and testing it left."""
+    made = (".git/", ".venv/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/")
+    return {
+        path: content
+        for path, content in tree(project, skip=[".copier-answers.yml"]).items()
+        if not path.startswith(made) and "__pycache__/" not in path
+    }
 
 
 @pytest.mark.slow
