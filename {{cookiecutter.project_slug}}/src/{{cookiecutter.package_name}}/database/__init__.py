@@ -5,7 +5,14 @@ web and worker each open it once (`open_database`, in the web's lifespan and the
 and take a session from it per request or per job (`Database.session`), never sharing one.
 """
 
-from .engine import Database, DatabaseUnavailableError, open_database, unavailable
+from .engine import (
+    Database,
+    DatabaseUnavailableError,
+    open_database,
+    sqlstate,
+    unavailable,
+    worth_retrying,
+)
 from .models import Base, Document, OutboxJob, WordCount
 from .outbox import relay, relay_forever, stage_job
 
@@ -19,6 +26,8 @@ __all__ = [
     "open_database",
     "relay",
     "relay_forever",
+    "sqlstate",
     "stage_job",
     "unavailable",
+    "worth_retrying",
 ]

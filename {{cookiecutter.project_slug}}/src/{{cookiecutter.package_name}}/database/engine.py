@@ -18,12 +18,37 @@ class DatabaseUnavailableError(Exception):
     """The database did not answer, or answered that it cannot take the work now."""
 
 
+UNAVAILABLE_STATES = ("08", "53", "57P01", "57P02", "57P03", "58")
+"""SQLSTATEs (or their classes) of a server that cannot take the work now: the connection failed
+(08), out of connections or memory (53: "too many clients"), shutting down, restarting or
+starting up (57P01-57P03), a system error (58)."""
+CONFLICT_STATES = ("40001", "40P01")
+"""A serialization failure or a deadlock: the transaction was chosen to give way, and would
+succeed if tried again."""
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """The SQLSTATE PostgreSQL answered with, wherever the error carries it: asyncpg's own error
+    (raised bare while connecting), or SQLAlchemy's wrapper of it (its `orig`, whose cause is
+    asyncpg's)."""
+    seen: BaseException | None = error
+    for _ in range(4):  # (a chain, not a loop: a few links at most)
+        if seen is None:
+            return None
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and state:
+            return state
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return None
+
+
 def unavailable(error: BaseException) -> bool:
-    """Whether `error` means "the database is not there now" (down, restarting, every connection
-    busy past the timeout, a statement past it) rather than a mistake in what was asked.
-    asyncpg raises OSError and TimeoutError as they are when it cannot connect; SQLAlchemy wraps
-    what the driver raises once connected."""
-    return isinstance(
+    """Whether `error` means "the database is not there now" (down, restarting, out of
+    connections, every pooled connection busy past the timeout, a statement past it) rather than
+    a mistake in what was asked. asyncpg raises OSError and TimeoutError as they are when it
+    cannot connect, and its own errors (with a SQLSTATE) when the server refuses; SQLAlchemy
+    wraps what the driver raises once connected."""
+    if isinstance(
         error,
         OSError
         | TimeoutError
@@ -31,7 +56,16 @@ def unavailable(error: BaseException) -> bool:
         | sqlalchemy.exc.OperationalError
         | sqlalchemy.exc.InterfaceError
         | sqlalchemy.exc.TimeoutError,
-    ) or (isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated)
+    ) or (isinstance(error, sqlalchemy.exc.DBAPIError) and error.connection_invalidated):
+        return True
+    state = sqlstate(error)
+    return state is not None and state.startswith(UNAVAILABLE_STATES)
+
+
+def worth_retrying(error: BaseException) -> bool:
+    """A task's database error that another try may not meet: the server unavailable for now,
+    or the transaction chosen to give way to another (a deadlock, a serialization failure)."""
+    return unavailable(error) or sqlstate(error) in CONFLICT_STATES
 
 
 class Database:

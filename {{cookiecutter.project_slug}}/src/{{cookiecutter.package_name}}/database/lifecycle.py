@@ -9,6 +9,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..queue.shards import open_queue
 from ..settings import Settings, get_settings
@@ -73,7 +74,8 @@ def dev_database(
         return
     with local_postgres(started) as url:
         migrate_in_process(url)
-        yield {"DATABASE_URL": url}, f"{url}  (started here, data discarded at exit)"
+        shown = urlsplit(url)._replace(netloc=urlsplit(url).netloc.split("@")[-1]).geturl()
+        yield {"DATABASE_URL": url}, f"{shown}  (started here, data discarded at exit)"
 
 
 def migrate_in_process(url: str | None) -> None:

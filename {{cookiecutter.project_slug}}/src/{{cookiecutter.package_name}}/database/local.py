@@ -6,6 +6,7 @@ free port, gone at exit. Always a real server: never SQLite standing in for Post
 import glob
 import os
 import pwd
+import secrets
 import shutil
 import signal
 import socket
@@ -65,42 +66,78 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def server_user() -> str | None:
+def server_user() -> pwd.struct_passwd | None:
     """PostgreSQL refuses to run as root (a container's user, often): then it runs as the
-    `postgres` account, else `nobody`. None: as whoever runs this."""
+    `postgres` account, else `nobody`, with that account's group only. None: as whoever runs
+    this."""
     if os.geteuid() != 0:
         return None
     for name in ("postgres", "nobody"):
         try:
-            pwd.getpwnam(name)
+            return pwd.getpwnam(name)
         except KeyError:
             continue
-        return name
     raise NoPostgresError("running as root, and no unprivileged account to run PostgreSQL as")
+
+
+def checked(
+    command: list[str],
+    what: str,
+    user: pwd.struct_passwd | None = None,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run one of PostgreSQL's programs (as `user`: its uid and gid, no other group); its own
+    words, not only a status, if it fails."""
+    result = subprocess.run(  # noqa: S603 - PostgreSQL's own programs, fixed arguments
+        command,
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+        user=user.pw_uid if user else None,
+        group=user.pw_gid if user else None,
+        extra_groups=[] if user else None,
+    )
+    if result.returncode != 0:
+        raise NoPostgresError(f"{what} failed: {result.stderr.strip() or result.stdout.strip()}")
 
 
 @contextmanager
 def local_postgres(started: Callable[[int], None] = lambda _pid: None) -> Iterator[str]:
-    """The URL of a new PostgreSQL server (user and database `app`, no password, 127.0.0.1 only)
-    for as long as the block runs; stopped and deleted after. Its process id goes to `started`."""
+    """The URL of a new PostgreSQL server (user and database `app`, a password of its own,
+    127.0.0.1 only) for as long as the block runs; stopped and deleted after. Its process id
+    goes to `started`.
+
+    A password, not `trust`: any account of this machine could otherwise connect, as a
+    superuser that can run programs (COPY ... TO PROGRAM) as the server's account."""
     folder = server_directory()
     if folder is None:
         raise NoPostgresError(NOT_FOUND)
     user = server_user()
-    # Not under the caller's temporary folder: that may be private to root, and a socket's path
-    # is limited to about 100 characters.
-    root = Path(tempfile.mkdtemp(prefix="pg-"))
+    # Under /tmp when the server runs as another account: the caller's TMPDIR may be private to
+    # root. (Short too: a socket's path is limited to about 100 characters.)
+    shared = "/tmp" if user is not None else None  # noqa: S108 - mkdtemp: a new private folder
+    root = Path(tempfile.mkdtemp(prefix="pg-", dir=shared))
+    password = secrets.token_urlsafe(24)
     process: subprocess.Popen[bytes] | None = None
     try:
         if user is not None:
-            shutil.chown(root, user)
+            os.chown(root, user.pw_uid, user.pw_gid)
         data, log = str(root / "data"), root / "server.log"
-        subprocess.run(  # noqa: S603 - PostgreSQL's own programs, fixed arguments, no shell
-            [str(folder / "initdb"), "-D", data, "-U", USER, "-A", "trust", "-E", "UTF8", "-N"],
-            check=True,
-            capture_output=True,
-            user=user,
+        password_file = root / "password"
+        password_file.write_text(password)
+        if user is not None:
+            os.chown(password_file, user.pw_uid, user.pw_gid)
+        checked(
+            [
+                *(str(folder / "initdb"), "-D", data, "-U", USER, "-E", "UTF8", "-N"),
+                *("--auth-local=scram-sha-256", "--auth-host=scram-sha-256"),
+                *("--pwfile", str(password_file)),
+            ],
+            "initdb",
+            user,
         )
+        password_file.unlink()
         port = free_port()
         with open(log, "wb") as out:
             process = subprocess.Popen(  # noqa: S603 - as above
@@ -112,16 +149,18 @@ def local_postgres(started: Callable[[int], None] = lambda _pid: None) -> Iterat
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C in the terminal is ours to pass on
-                user=user,
+                user=user.pw_uid if user else None,
+                group=user.pw_gid if user else None,
+                extra_groups=[] if user else None,
             )
         started(process.pid)
         wait_for(folder, port, process, log)
-        subprocess.run(  # noqa: S603 - as above
+        checked(
             [str(folder / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", USER, DATABASE],
-            check=True,
-            capture_output=True,
+            "createdb",
+            env={**os.environ, "PGPASSWORD": password},
         )
-        yield f"postgresql://{USER}@127.0.0.1:{port}/{DATABASE}"
+        yield f"postgresql://{USER}:{password}@127.0.0.1:{port}/{DATABASE}"
     finally:
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGINT)  # "fast" shutdown: clients are disconnected

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, String, Text, func
+from sqlalchemy import JSON, DateTime, ForeignKey, MetaData, String, Text, func, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -66,3 +66,6 @@ class OutboxJob(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), index=True
     )
+    attempts: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    """Relays that failed to hand it over for another reason than an outage (a bug)."""
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -10,7 +10,11 @@ Redis down at the time), each row locked by one relay at a time (FOR UPDATE SKIP
 
 A row can be enqueued twice: a relay that enqueued it and died before its delete commits. The
 job id is the row's, so the second enqueue finds the job there (DuplicateJobError) and only
-deletes the row: the job runs once.
+deletes the row: the job runs once (while the job's record lasts, JOB_RETENTION).
+
+A row the queue refuses for another reason than an outage (a bug: its arguments were validated
+before they were staged) is tried MAX_ATTEMPTS times, then left out of the relays' claims with its
+error in `last_error`, for an operator: it never holds up the rows behind it.
 """
 
 import asyncio
@@ -23,6 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..queue import DuplicateJobError, JobQueue, QueueUnavailableError
+from ..queue.shards import BULK_ID_PREFIX
+from ..settings import QueueKey, Settings
 from .engine import Database, unavailable
 from .models import OutboxJob
 
@@ -34,24 +40,28 @@ POLL_SECONDS = 1.0
 """How often a worker looks for rows left behind; the web's own relay needs no poll."""
 BACKOFF_SECONDS = 5.0
 """The wait after a pass that failed (database or Redis down), before the next."""
+MAX_ATTEMPTS = 5
+"""Relays of a row the queue refuses (not an outage) before it is left for an operator."""
 
 
 def stage_job(
     session: AsyncSession,
+    settings: Settings,
     task: str,
     kwargs: Mapping[str, Any],
-    queue_name: str,
+    queue: QueueKey,
     meta: Mapping[str, str] | None = None,
 ) -> str:
     """Add a job to the session's transaction and return its id. `kwargs` are the task's validated
-    arguments (tasks.prepare), `queue_name` the Redis name of its queue. Nothing is enqueued until
-    the transaction commits and a relay runs."""
-    job_id = uuid.uuid4().hex
+    arguments (tasks.prepare), `queue` its task's queue. Nothing is enqueued until the transaction
+    commits and a relay runs."""
+    # A bulk job's id says so: with BULK_REDIS_URL, that is how its server is found (shards).
+    job_id = (BULK_ID_PREFIX if queue == "bulk" else "") + uuid.uuid4().hex
     session.add(
         OutboxJob(
             job_id=job_id,
             task=task,
-            queue_name=queue_name,
+            queue_name=settings.queue_for(queue),
             kwargs=dict(kwargs),
             meta=dict(meta or {}),
         )
@@ -61,15 +71,18 @@ def stage_job(
 
 async def relay(database: Database, queue: JobQueue, only: str | None = None) -> int:
     """Hand outbox rows to the queue, oldest first (at most BATCH; the row of job `only`, if
-    given), and delete them in the same transaction. Returns how many were handed over.
+    given), and delete them in the same transaction. Returns how many rows it claimed.
 
-    A row whose enqueue fails for another reason than an outage (a bug: its arguments were
-    validated before they were staged) is logged and left for the next pass; an outage ends the
-    pass, keeping the deletes of the rows already enqueued.
+    A row whose enqueue fails for another reason than an outage counts an attempt (see
+    MAX_ATTEMPTS); an outage ends the pass, keeping the deletes of the rows already enqueued.
     """
-    relayed = 0
     async with database.session() as session, session.begin():
-        claim = select(OutboxJob).order_by(OutboxJob.created_at).limit(BATCH)
+        claim = (
+            select(OutboxJob)
+            .where(OutboxJob.attempts < MAX_ATTEMPTS)
+            .order_by(OutboxJob.created_at)
+            .limit(BATCH)
+        )
         if only is not None:
             claim = claim.where(OutboxJob.job_id == only)
         rows = (await session.scalars(claim.with_for_update(skip_locked=True))).all()
@@ -86,12 +99,20 @@ async def relay(database: Database, queue: JobQueue, only: str | None = None) ->
                 pass  # enqueued by a relay whose delete was lost: the job is there already
             except QueueUnavailableError:
                 break
-            except Exception:
-                log.exception("outbox job %s (%s) could not be enqueued", row.job_id, row.task)
+            except Exception as exc:
+                row.attempts += 1
+                row.last_error = f"{type(exc).__name__}: {exc}"[:1000]
+                left = row.attempts >= MAX_ATTEMPTS
+                log.error(
+                    "outbox job %s (%s) refused by the queue (%s)%s",
+                    row.job_id,
+                    row.task,
+                    row.last_error,
+                    ": left in the outbox for an operator" if left else "; tried again later",
+                )
                 continue
             await session.delete(row)
-            relayed += 1
-    return relayed
+    return len(rows)
 
 
 async def relay_forever(database: Database, queue: JobQueue) -> None:
@@ -99,7 +120,7 @@ async def relay_forever(database: Database, queue: JobQueue) -> None:
     POLL_SECONDS when the outbox is empty, after BACKOFF_SECONDS when a pass failed."""
     while True:
         try:
-            relayed = await relay(database, queue)
+            claimed = await relay(database, queue)
         except Exception as exc:
             if not unavailable(exc):
                 log.exception("outbox relay pass failed")
@@ -107,5 +128,5 @@ async def relay_forever(database: Database, queue: JobQueue) -> None:
                 log.warning("outbox relay: database unavailable (%s)", type(exc).__name__)
             await asyncio.sleep(BACKOFF_SECONDS)
             continue
-        if relayed < BATCH:
+        if claimed < BATCH:
             await asyncio.sleep(POLL_SECONDS)

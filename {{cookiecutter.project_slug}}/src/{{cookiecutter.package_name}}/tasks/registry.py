@@ -34,11 +34,15 @@ class RetryPolicy:
     on: tuple[type[Exception], ...] = ()
     timeouts: bool = False
     """Retry a try that ran out of time."""
+    when: Callable[[Exception], bool] | None = None
+    """Retry an error this says yes to, whatever its type (a database error by its SQLSTATE)."""
     backoff: float = 1.0
     max_backoff: float = 300.0
 
     def applies(self, error: Exception, *, timed_out: bool) -> bool:
-        return (timed_out and self.timeouts) or (not timed_out and isinstance(error, self.on))
+        if timed_out:
+            return self.timeouts
+        return isinstance(error, self.on) or (self.when is not None and self.when(error))
 
     def delay(self, job_try: int) -> float:
         """Seconds to wait after failed try number `job_try` (1 for the first)."""

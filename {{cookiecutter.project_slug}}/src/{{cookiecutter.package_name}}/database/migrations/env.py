@@ -13,6 +13,10 @@ from {{ cookiecutter.package_name }}.settings import get_settings
 
 # Any number the service uses for no other lock: the migrations' turn.
 MIGRATION_LOCK = 7_253_146_001
+LOCK_TIMEOUT = "10s"
+"""How long a migration's statement waits for a table's lock. A migration waiting for one holds
+up every query on that table behind it: better to fail (and be run again) than to stop the
+service for as long as the lock's holder takes."""
 
 
 def database_url() -> str:
@@ -35,6 +39,8 @@ def run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+        # (After the turn is ours: waiting for another migrate is not waiting for a table.)
+        connection.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
         context.run_migrations()
 
 
