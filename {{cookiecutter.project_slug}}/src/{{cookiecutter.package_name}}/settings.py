@@ -414,6 +414,9 @@ class Settings(BaseSettings):
         if not separator or scheme not in POSTGRES_SCHEMES or not rest.strip("/"):
             # (Not quoted: the password is in it.)
             raise ValueError("DATABASE_URL is not a PostgreSQL URL: postgresql://user:pw@host/db")
+        # libpq's name for TLS, as managed databases hand their URLs out, is asyncpg's `ssl`
+        # (the same modes: require, verify-ca, verify-full, ...).
+        rest = re.sub(r"([?&])sslmode=", r"\1ssl=", rest)
         return SecretStr(f"postgresql+asyncpg://{rest}")
 {%- endif %}
 
