@@ -283,7 +283,7 @@ async def test_sentinel_promotes_the_replica_and_no_durably_accepted_job_is_lost
             await asyncio.sleep(3)
             master.kill()
             promoted = await asyncio.to_thread(
-                wait_until, lambda: named_master(sentinels) == {replica.port}, 30, "the failover"
+                wait_until, lambda: named_master(sentinels) == {replica.port}, 60, "the failover"
             )
             # The old master comes back (as a restarted pod would), and Sentinel makes it a
             # replica of the new one: durable enqueues have a replica to wait for again. (Back
