@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from ..queue.shards import open_queue
 from ..settings import Settings, get_settings
 from .engine import Database
-from .local import local_postgres
+from .local import NOT_FOUND, local_postgres, server_directory
 from .outbox import relay_forever
 
 
@@ -72,6 +72,8 @@ def dev_database(
         migrate_in_process(None)
         yield {}, "DATABASE_URL"
         return
+    if server_directory() is None:
+        raise SystemExit(f"dev: {NOT_FOUND}")  # what to do, not a traceback
     with local_postgres(started) as url:
         migrate_in_process(url)
         shown = urlsplit(url)._replace(netloc=urlsplit(url).netloc.split("@")[-1]).geturl()
@@ -83,4 +85,6 @@ def migrate_in_process(url: str | None) -> None:
     env = {**os.environ, **({"DATABASE_URL": url} if url else {})}
     package = __name__.split(".", maxsplit=1)[0]
     command = [sys.executable, "-m", package, "migrate"]
-    subprocess.run(command, env=env, check=True)  # noqa: S603 - this project's own command
+    ran = subprocess.run(command, env=env, check=False)  # noqa: S603 - this project's own command
+    if ran.returncode != 0:
+        raise SystemExit(f"dev: `migrate` failed (status {ran.returncode}); its output is above")
