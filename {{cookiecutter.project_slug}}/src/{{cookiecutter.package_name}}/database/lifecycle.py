@@ -14,7 +14,6 @@ from urllib.parse import urlsplit
 from ..queue.shards import open_queue
 from ..settings import Settings, get_settings
 from .engine import Database
-from .local import NOT_FOUND, local_postgres, server_directory
 from .outbox import relay_forever
 
 
@@ -72,6 +71,9 @@ def dev_database(
         migrate_in_process(None)
         yield {}, "DATABASE_URL"
         return
+    # (Imported here: local.py takes dev's free_port, and dev imports this module.)
+    from .local import NOT_FOUND, local_postgres, server_directory
+
     if server_directory() is None:
         raise SystemExit(f"dev: {NOT_FOUND}")  # what to do, not a traceback
     with local_postgres(started) as url:

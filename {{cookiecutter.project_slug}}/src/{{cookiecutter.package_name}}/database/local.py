@@ -9,13 +9,14 @@ import pwd
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from ..dev import free_port
 
 USER = "app"
 DATABASE = "app"
@@ -58,12 +59,6 @@ def server_directory() -> Path | None:
 def version_of(folder: Path) -> tuple[int, ...]:
     digits = "".join(ch if ch.isdigit() else " " for ch in str(folder))
     return tuple(int(part) for part in digits.split())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def server_user() -> pwd.struct_passwd | None:
