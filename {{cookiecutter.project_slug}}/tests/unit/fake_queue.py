@@ -307,6 +307,9 @@ class FakeQueue:
     async def release(self, job_id: str, queue_name: str, limits: TaskLimits) -> None:
         self.limit_running.get(limits.task, set()).discard(job_id)
 
+    def forget_start(self, job_id: str) -> None:
+        pass  # (this fake writes every start at once)
+
     async def progress(self, job_id: str, percent: float, message: str = "") -> None:
         progress = Progress(max(0.0, min(100.0, float(percent))), message)
         self._update(job_id, progress=progress)

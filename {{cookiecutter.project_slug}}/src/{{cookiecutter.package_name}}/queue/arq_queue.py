@@ -104,7 +104,12 @@ READY_PROBE_MS = 60_000
 WEB_SOCKET_TIMEOUT = 5.0
 
 
-def ledger_for(redis: Any, settings: Settings, success_sink: SuccessSink | None = None) -> Ledger:
+def ledger_for(
+    redis: Any,
+    settings: Settings,
+    success_sink: SuccessSink | None = None,
+    start_delay: float = 0.0,
+) -> Ledger:
     return Ledger(
         redis,
         settings.queue_name,
@@ -112,6 +117,7 @@ def ledger_for(redis: Any, settings: Settings, success_sink: SuccessSink | None 
         settings.dead_letter_limit,
         success_sink,
         getattr(redis, "expires_extra_ms", 86_400_000),  # (arq's default, for a plain Redis)
+        start_delay,
     )
 
 

@@ -267,6 +267,11 @@ class JobRecorder(Protocol):
         """A job of a capped task ended (however): its place in the cap is free."""
         ...
 
+    def forget_start(self, job_id: str) -> None:
+        """The try is over: a start the recorder has not written yet never is (a start may go
+        with the job's next change instead of a write of its own: queue.ledger)."""
+        ...
+
     async def inputs(self, job_id: str, parents: Sequence[str]) -> tuple[str | None, list[Any]]:
         """What a dependent's parents left it (queue.dependencies): the `doomed` mark of a
         parent that failed or was cancelled, if any, and each parent's result, in order."""

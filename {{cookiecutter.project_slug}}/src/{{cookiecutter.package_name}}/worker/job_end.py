@@ -6,6 +6,8 @@ ledger hands it over: queue.ledger.SuccessSink) rides in arq's transaction: a re
 the record finished without arq's result, and the worker pays one round trip per job less.
 """
 
+import logging
+
 from arq.connections import ArqRedis
 from arq.constants import (
     abort_jobs_ss,
@@ -19,6 +21,8 @@ from redis.exceptions import NoScriptError
 
 from ..queue.deliveries import Delivery, queue_delivery
 from ..queue.ledger import RecordWrite
+
+log = logging.getLogger(__name__)
 
 
 async def end_job(
@@ -59,10 +63,12 @@ async def end_job(
         if record is not None:
             record.queue_in(tr)
         try:
-            await tr.execute()
+            replies = await tr.execute()
         except NoScriptError:
             if record is None:
                 raise
             # Redis lost the ledger's script (a restart, a failover): arq's writes went through,
             # the record's alone failed. Sent alone, the script is loaded on the way.
-            await record.send()
+            replies = [await record.send()]
+    if record is not None and replies[-1] == -1:  # (ledger.SUCCEED)
+        log.error("job %s ended, but its record's keys hold another type: not recorded", job_id)

@@ -275,6 +275,7 @@ def job_function(task: Task) -> Any:
                 log.warning("the job's record could not be written (%s); it will run again", exc)
                 raise Retry(defer=OUTAGE_RETRY_DELAY) from exc
             finally:
+                ctx["ledger"].forget_start(ctx["job_id"])
                 for limits in held:
                     await release(ctx, limits)
 

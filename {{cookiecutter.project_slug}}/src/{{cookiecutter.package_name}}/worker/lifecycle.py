@@ -11,6 +11,7 @@ from redis.exceptions import RedisError
 from ..logs import configure_logging
 from ..meters import metered_recorder, serve_worker_metrics
 from ..queue.arq_queue import ledger_for
+from ..queue.ledger import START_WRITE_DELAY
 from ..reporting import configure_error_reports
 from ..settings import Settings
 from ..spans import configure_tracing
@@ -32,7 +33,7 @@ async def startup(ctx: Context) -> None:
     hide_url_paths()
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
     ctx["error_reports"] = configure_error_reports(settings, f"{settings.app_name}-worker")
-    ledger = ledger_for(ctx["redis"], settings, ctx.get("success_sink"))
+    ledger = ledger_for(ctx["redis"], settings, ctx.get("success_sink"), START_WRITE_DELAY)
     ctx["ledger"] = metered_recorder(ledger)
     ctx["metrics_server"] = serve_worker_metrics(settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
