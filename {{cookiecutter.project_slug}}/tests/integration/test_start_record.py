@@ -6,6 +6,7 @@ fails that write, not when the try ends without a word, and not when a cancel co
 """
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -14,10 +15,11 @@ from arq.constants import in_progress_key_prefix, job_key_prefix
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.queue import JobError, JobRecord, JobState
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
-from {{ cookiecutter.package_name }}.queue.ledger import START_WRITE_DELAY, Ledger, record_from
+from {{ cookiecutter.package_name }}.queue.ledger import START_WRITE_DELAY, Ledger, RecordWrite, record_from
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
@@ -100,11 +102,12 @@ async def test_a_longer_job_says_in_progress_once_the_delay_is_over(
     assert await states(backend, job_id) == ["queued", "in_progress", "succeeded"]
 
 
-async def test_a_change_waits_for_the_start_already_under_way(
+async def test_a_start_under_way_and_the_next_change_apply_it_once_in_either_order(
     backend: ArqJobQueue, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The delayed write is slow to arrive (a busy Redis) as the job ends: the end waits for it,
-    or the start would land after the end and the record say "in progress" for good."""
+    """The delayed write is slow to arrive (a busy Redis) as the job's next change goes: neither
+    waits for the other, and the start, carried by both, applies once whichever lands first (a
+    start landing after the change must not say "in progress" again)."""
     job_id = await queued(backend, settings)
     ledger = worker_ledger(redis, settings)
     write = ledger._write_script
@@ -117,12 +120,116 @@ async def test_a_change_waits_for_the_start_already_under_way(
     await ledger.started(job_id, "word_count", settings.queue_name, 1)
     await asyncio.sleep(DELAY * 1.5)  # its write is under way, not done
     monkeypatch.setattr(ledger, "_write_script", write)
+    began = time.monotonic()
     await ledger.retrying(job_id, JobError("ValueError", "it failed"), 5)
-    await asyncio.sleep(DELAY)  # (a start sent after the end would have landed by now)
+    assert time.monotonic() - began < DELAY / 2  # (it did not wait for the start)
+    await asyncio.sleep(DELAY)  # the start sent first has landed after it
 
     record = await stored(ledger, job_id)
     assert (record.state, record.tries) == (JobState.DEFERRED, 1)
     assert await states(backend, job_id) == ["queued", "in_progress", "deferred"]
+
+
+async def test_a_success_is_handed_over_without_waiting_for_its_start(
+    backend: ArqJobQueue, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between the task's return and the hand-over of its success nothing waits: a cancel or a
+    stop landing in such a wait would undo a success (the job cancelled, or run again)."""
+    job_id = await queued(backend, settings)
+    handed: dict[str, RecordWrite] = {}
+    ledger = ledger_for(redis, settings, handed.__setitem__, start_delay=DELAY)
+    write = ledger._write_script
+
+    async def slow(*args: Any, **kwargs: Any) -> Any:
+        reply = await write(*args, **kwargs)
+        await asyncio.sleep(5 * DELAY)  # the reply is slow to come back
+        return reply
+
+    monkeypatch.setattr(ledger, "_write_script", slow)
+    await ledger.started(job_id, "word_count", settings.queue_name, 1)
+    await asyncio.sleep(DELAY * 1.5)  # the delayed write awaits its reply
+    began = time.monotonic()
+    await ledger.finished(job_id, JobState.SUCCEEDED, result={"words": 2})
+    assert time.monotonic() - began < DELAY / 2
+    await handed.pop(job_id).send()  # (as arq's end of the job writes it)
+
+    record = await stored(ledger, job_id)
+    assert (record.state, record.tries) == (JobState.SUCCEEDED, 1)
+    assert await states(backend, job_id) == ["queued", "in_progress", "succeeded"]
+
+
+async def test_changes_at_once_and_a_start_applied_but_unanswered_apply_it_once(
+    backend: ArqJobQueue, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two progress reports in flight together (a task reporting from two coroutines) both carry
+    the start; a delayed write that Redis ran but whose answer never came (a stall past its
+    timeout) stays pending and the end carries it again. Each start applies once, and a later
+    carrier drops no progress."""
+    job_id = await queued(backend, settings)
+    ledger = worker_ledger(redis, settings)
+    await ledger.started(job_id, "word_count", settings.queue_name, 1)
+    await asyncio.gather(ledger.progress(job_id, 10), ledger.progress(job_id, 100, "done"))
+    record = await stored(ledger, job_id)
+    assert record.progress is not None
+    assert record.progress.percent in (10, 100)
+    assert await states(backend, job_id) == ["queued", "in_progress"]
+
+    other = await queued(backend, settings)
+    write = ledger._write_script
+
+    async def unanswered(*args: Any, **kwargs: Any) -> Any:
+        await write(*args, **kwargs)
+        raise RedisTimeoutError("Timeout reading from Redis")
+
+    monkeypatch.setattr(ledger, "_write_script", unanswered)
+    await ledger.started(other, "word_count", settings.queue_name, 1)
+    await asyncio.sleep(DELAY * 1.5)
+    monkeypatch.setattr(ledger, "_write_script", write)
+    await ledger.finished(other, JobState.FAILED, error=JobError("ValueError", "it failed"))
+    assert await states(backend, other) == ["queued", "in_progress", "failed"]
+
+
+async def test_a_start_arriving_after_an_end_that_did_not_carry_it_changes_nothing(
+    backend: ArqJobQueue, settings: Settings, redis: Redis
+) -> None:
+    """An ending arq makes itself (its own timeout) is written from arq's result, without the
+    pending start (worker.process SETTLE): the start's delayed write after it is a no-op."""
+    job_id = await queued(backend, settings)
+    ledger = worker_ledger(redis, settings)
+    await ledger.started(job_id, "word_count", settings.queue_name, 1)
+    error = JobError("TimeoutError", "arq's own timeout")
+    await ledger.settling(job_id, error, None, aborted=False).send()
+    await asyncio.sleep(DELAY * 2)  # the delayed write has come and gone
+
+    record = await stored(ledger, job_id)
+    assert record.state == JobState.FAILED
+    assert await states(backend, job_id) == ["queued", "failed"]
+    ledger.forget_start(job_id)
+
+
+async def test_a_start_redis_failed_is_written_later_by_itself(
+    backend: ArqJobQueue, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long job that reports nothing: its start, lost to a short outage, is tried again."""
+    job_id = await queued(backend, settings)
+    ledger = worker_ledger(redis, settings)
+    write = ledger._write_script
+    refusals = [1]
+
+    async def once_refused(*args: Any, **kwargs: Any) -> Any:
+        if refusals:
+            refusals.pop()
+            raise RedisConnectionError("Redis is away")
+        return await write(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "_write_script", once_refused)
+    await ledger.started(job_id, "word_count", settings.queue_name, 1)
+    await asyncio.sleep(DELAY * 5)  # refused at DELAY, written at 3 x DELAY
+
+    record = await stored(ledger, job_id)
+    assert (record.state, record.tries) == (JobState.IN_PROGRESS, 1)
+    assert not refusals
+    ledger.forget_start(job_id)
 
 
 async def test_a_start_redis_refused_goes_with_the_next_change(

@@ -42,8 +42,11 @@ this much later. Tasks with limits write their start at once (their start is the
 """
 
 START_WRITE_TIMEOUT = 1.0
-"""Seconds the delayed write of a start may take: lost to an outage, the job's next change
-carries it instead."""
+"""Seconds the delayed write of a start may take. One that fails is tried again, START_WRITE_DELAY
+later, then twice that and so on up to START_RETRY_CAP, until it is written, or the job's next
+change carries it, or the try ends."""
+
+START_RETRY_CAP = 5.0
 
 EVENTS_KEPT = 1000  # per job; older progress events are trimmed (approximately)
 RECENT_WINDOW = 200  # records read per round trip when listing jobs
@@ -59,8 +62,8 @@ RECENT_SCAN = 2000  # records read at most per page of a listing
 # Its arguments: record hash, event stream, index; retention, events kept, fresh ("1": delete
 # both first, and the job's children (queue.dependencies) of an earlier job of this id, and
 # index the job), one JSON document {"drop": [names], "set": {name: value},
-# "event": {name: value}, "before": {name: value} or absent: an event added before `event`, a
-# start written with the job's next change (Ledger.started)} (one argument, not dozens:
+# "event": {name: value}, "start": absent, or a try's start {"drop", "set", "event"} applied
+# first, once (Ledger.started)} (one argument, not dozens:
 # redis-py's encoding of each argument is what costs the client), the time in ms, the job id.
 RECORD = """
 local function pairs_of(map)
@@ -78,19 +81,31 @@ local function record(hash, stream, index, retention, kept, fresh, change_json, 
         redis.call('ZADD', index, now_ms, job_id)
         redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (now_ms - retention * 1000))
     end
+    local events = false
+    local start = change.start
+    if type(start) == 'table' then
+        -- A try's start, once: not over a record that has seen this try (or a later one) start,
+        -- nor over one that has ended. So the delayed write and each change carrying the start
+        -- may arrive in any order, twice, or late (sent before a stall), and apply it once.
+        local state = redis.call('HGET', hash, 'state')
+        local seen = tonumber(redis.call('HGET', hash, 'tries') or '0') or 0
+        local ended = state == 'succeeded' or state == 'failed' or state == 'cancelled'
+        if not ended and seen < tonumber(start.set.tries) then
+            if #start.drop > 0 then redis.call('HDEL', hash, unpack(start.drop)) end
+            redis.call('HSET', hash, unpack(pairs_of(start.set)))
+            redis.call('XADD', stream, 'MAXLEN', '~', kept, '*', unpack(pairs_of(start.event)))
+            events = true
+        end
+    end
     if #change.drop > 0 then redis.call('HDEL', hash, unpack(change.drop)) end
     local fields = pairs_of(change.set)
     if #fields > 0 then redis.call('HSET', hash, unpack(fields)) end
     redis.call('EXPIRE', hash, retention)
-    if type(change.before) == 'table' then
-        redis.call('XADD', stream, 'MAXLEN', '~', kept, '*', unpack(pairs_of(change.before)))
-    end
     if type(change.event) == 'table' then
         redis.call('XADD', stream, 'MAXLEN', '~', kept, '*', unpack(pairs_of(change.event)))
+        events = true
     end
-    if type(change.before) == 'table' or type(change.event) == 'table' then
-        redis.call('EXPIRE', stream, retention)
-    end
+    if events then redis.call('EXPIRE', stream, retention) end
 end
 """
 # KEYS: RECORD's three keys. ARGV: its six other arguments, in its order.
@@ -208,6 +223,7 @@ class PendingStart:
     change: Change
     timer: asyncio.TimerHandle | None = None
     sending: "asyncio.Task[None] | None" = None
+    failures: int = 0
 
 
 @dataclass(frozen=True)
@@ -296,15 +312,11 @@ class Ledger:
         before: Change | None = None,
     ) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """The keys and other arguments of RECORD that update the record and add `event`;
-        `before`, a change not written yet, goes first in the same write."""
+        `before`, a try's start not known to be written, goes first in the same write (RECORD
+        applies a start once)."""
         document: dict[str, Any] = {"drop": drop, "set": fields, "event": event}
         if before is not None:
-            document = {
-                "drop": [*(name for name in before.drop if name not in fields), *drop],
-                "set": {**before.fields, **fields},
-                "event": event,
-                "before": before.event,
-            }
+            document["start"] = {"drop": before.drop, "set": before.fields, "event": before.event}
         change = json.dumps(document)
         now_ms = repr(time.time() * 1000)  # sub-ms digits: a unique order for listing pages
         flag = "1" if fresh else "0"
@@ -351,7 +363,7 @@ class Ledger:
     ) -> None:
         """Update the record and add `event`, atomically, in one command (WRITE), with the
         job's start if that is not written yet."""
-        pending = await self._pending_start(job_id)
+        pending = self._pending.get(job_id)
         before = pending.change if pending else None
         await self._run(*self.change(job_id, fields, event, drop, before=before))
         self._written(job_id, pending)
@@ -470,36 +482,38 @@ class Ledger:
         pending.sending = asyncio.create_task(self._write_start(job_id, pending))
 
     async def _write_start(self, job_id: str, pending: PendingStart) -> None:
-        change = pending.change
-        keys, args = self.change(job_id, change.fields, change.event, change.drop)
+        # The start alone, as a change carrying it (RECORD applies it once, whichever of this
+        # write and the job's next change comes first: neither waits for the other).
+        keys, args = self.change(job_id, {}, before=pending.change)
         try:
             async with asyncio.timeout(START_WRITE_TIMEOUT):
                 await self._write_script(keys, args)
         except (RedisError, OSError) as exc:
-            # Still pending: the job's next change carries it.
-            log.warning("the start of job %s not recorded yet (%s)", job_id, exc)
+            # Still pending: tried again, later and later, and carried by the job's next change.
+            pending.failures += 1
+            if pending.failures == 1:
+                log.warning(
+                    "the start of job %s not recorded yet (%s: %s); trying again",
+                    job_id,
+                    type(exc).__name__,
+                    exc,
+                )
+            if self._pending.get(job_id) is pending:
+                delay = min(START_RETRY_CAP, self.start_delay * 2**pending.failures)
+                loop = asyncio.get_running_loop()
+                pending.timer = loop.call_later(delay, self._send_start, job_id, pending)
         else:
             self._written(job_id, pending)
         finally:
             pending.sending = None
 
-    async def _pending_start(self, job_id: str) -> PendingStart | None:
-        """The job's start, if it is not written yet, to go with its next change; once its
-        delayed write is under way, that write ends first (the two must not cross)."""
-        pending = self._pending.get(job_id)
-        if pending is None:
-            return None
-        if pending.timer is not None:
-            pending.timer.cancel()
-            pending.timer = None
-        if pending.sending is not None:
-            await asyncio.shield(pending.sending)
-        return pending if self._pending.get(job_id) is pending else None
-
     def _written(self, job_id: str, pending: PendingStart | None) -> None:
         """`pending` is in Redis now: the job's later changes go without it."""
         if pending is not None and self._pending.get(job_id) is pending:
             del self._pending[job_id]
+            if pending.timer is not None:
+                pending.timer.cancel()
+                pending.timer = None
 
     def forget_start(self, job_id: str) -> None:
         """The try is over: a start not written by now never is (the job's next try writes
@@ -562,7 +576,9 @@ class Ledger:
         error: JobError | None = None,
         finished_at: datetime | None = None,
     ) -> None:
-        pending = await self._pending_start(job_id)
+        # (Nothing awaited before a success is handed over: a cancel landing in such a wait, after
+        # the task returned, would undo its success.)
+        pending = self._pending.get(job_id)
         before = pending.change if pending else None
         keys, args = self._outcome(job_id, state, result, error, finished_at, before)
         if state is JobState.SUCCEEDED and self.success_sink is not None:
@@ -632,7 +648,7 @@ class Ledger:
         """The job failed for good: its record says failed and its letter is kept, in one
         transaction. Two writes would let an outage fall between them: a record saying failed
         for a job that then runs again, or a letter (replayable) for one that may yet succeed."""
-        pending = await self._pending_start(letter.job_id)
+        pending = self._pending.get(letter.job_id)
         before = pending.change if pending else None
         keys, args = self._outcome(
             letter.job_id, JobState.FAILED, None, letter.error, letter.failed_at, before
