@@ -100,7 +100,7 @@ class _TimedReads(AbstractConnection):
                 push_request=push_request,
             )
         # redis-py's read_response for this case (redis-py 5, RESP2, hiredis), with the timeout
-        # on the socket reads alone (pinned by tests/unit/test_connections.py).
+        # on the socket reads alone (tests/integration/test_redis_replies.py).
         parser.read_timeout = self.socket_timeout
         try:
             response = await parser.read_response(disable_decoding=disable_decoding)

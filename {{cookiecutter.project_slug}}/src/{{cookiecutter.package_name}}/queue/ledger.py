@@ -363,8 +363,7 @@ class Ledger:
     ) -> None:
         """Update the record and add `event`, atomically, in one command (WRITE), with the
         job's start if that is not written yet."""
-        pending = self._pending.get(job_id)
-        before = pending.change if pending else None
+        pending, before = self._unwritten_start(job_id)
         await self._run(*self.change(job_id, fields, event, drop, before=before))
         self._written(job_id, pending)
 
@@ -444,21 +443,23 @@ class Ledger:
         """The try's start; with `limits`, only if the task's limits allow it now (queue.limits):
         else the record says why the job waits, and the answer is how long (seconds)."""
         at = now().isoformat()
-        fields = {"task": task, "queue": queue_name, "state": JobState.IN_PROGRESS}
-        keys, args = self.change(
-            job_id,
-            {**fields, "tries": str(job_try), "started_at": at},
+        start = Change(
+            {
+                "task": task,
+                "queue": queue_name,
+                "state": JobState.IN_PROGRESS,
+                "tries": str(job_try),
+                "started_at": at,
+            },
             {"kind": "state", "state": "in_progress", "at": at},
             # A new try's progress starts anew; a wait for a limit is over.
-            drop=("percent", "message", "wait_reason", "wait_until"),
+            ("percent", "message", "wait_reason", "wait_until"),
         )
+        if limits is None and self.start_delay > 0:
+            self._delay_start(job_id, start)
+            return None
+        keys, args = self.change(job_id, start.fields, start.event, start.drop)
         if limits is None:
-            if self.start_delay > 0:
-                event = {"kind": "state", "state": "in_progress", "at": at}
-                drop = ("percent", "message", "wait_reason", "wait_until")
-                change = Change({**fields, "tries": str(job_try), "started_at": at}, event, drop)
-                self._delay_start(job_id, change)
-                return None
             await self._write_script(keys, args)
             return None
         waiting = {"state": JobState.DEFERRED.value}
@@ -506,6 +507,12 @@ class Ledger:
             self._written(job_id, pending)
         finally:
             pending.sending = None
+
+    def _unwritten_start(self, job_id: str) -> tuple[PendingStart | None, Change | None]:
+        """The job's start not known to be written, which its next change carries (and the
+        change, for `change(before=...)`)."""
+        pending = self._pending.get(job_id)
+        return pending, (pending.change if pending else None)
 
     def _written(self, job_id: str, pending: PendingStart | None) -> None:
         """`pending` is in Redis now: the job's later changes go without it."""
@@ -578,8 +585,7 @@ class Ledger:
     ) -> None:
         # (Nothing awaited before a success is handed over: a cancel landing in such a wait, after
         # the task returned, would undo its success.)
-        pending = self._pending.get(job_id)
-        before = pending.change if pending else None
+        pending, before = self._unwritten_start(job_id)
         keys, args = self._outcome(job_id, state, result, error, finished_at, before)
         if state is JobState.SUCCEEDED and self.success_sink is not None:
             # Written with arq's end of the job, however long Redis takes (worker.process).
@@ -648,8 +654,7 @@ class Ledger:
         """The job failed for good: its record says failed and its letter is kept, in one
         transaction. Two writes would let an outage fall between them: a record saying failed
         for a job that then runs again, or a letter (replayable) for one that may yet succeed."""
-        pending = self._pending.get(letter.job_id)
-        before = pending.change if pending else None
+        pending, before = self._unwritten_start(letter.job_id)
         keys, args = self._outcome(
             letter.job_id, JobState.FAILED, None, letter.error, letter.failed_at, before
         )
