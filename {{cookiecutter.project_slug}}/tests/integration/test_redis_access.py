@@ -15,8 +15,10 @@ import pytest
 import trustme
 from asgi_lifespan import LifespanManager
 from pydantic import RedisDsn
+from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.dev import answers, free_port
+from {{ cookiecutter.package_name }}.queue.connections import TimedReadsParser, redis_pool
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.web.app import create_app
 from {{ cookiecutter.package_name }}.worker.options import worker_options
@@ -203,6 +205,43 @@ async def test_tls_with_a_private_ca_works_end_to_end(
     )
 
     assert job["state"] == "succeeded"
+
+
+async def test_over_tls_replies_are_read_as_over_plain_tcp(
+    tls_redis: tuple[int, Path], settings: Settings
+) -> None:
+    """The service's reading of replies (queue/connections.py: the parser times socket reads,
+    a pooled connection is checked by what its stream holds) through TLS, a TLS proxy's or
+    Redis's own: a transaction's replies come back whole, and a pooled connection holding a
+    reply nobody read, or closed by the server, is not handed out."""
+    port, ca_file = tls_redis
+    own = on(settings, f"rediss://127.0.0.1:{port}/0", redis_tls_ca_file=ca_file)
+    redis = Redis(connection_pool=redis_pool(own, socket_timeout=2.0, retries=0))
+    pool = redis.connection_pool
+    try:
+        async with redis.pipeline(transaction=True) as pipe:
+            for n in range(50):
+                pipe.set(f"tls:{n}", n)
+            assert await pipe.execute() == [True] * 50
+        connection = await pool.get_connection()
+        assert isinstance(connection._parser, TimedReadsParser)  # (the service's path)
+        await connection.send_command("PING")
+        await asyncio.sleep(0.1)  # the reply has arrived, unread
+        await pool.release(connection)
+        assert await redis.get("tls:7") == b"7"  # not the stray PONG
+        connection = await pool.get_connection()
+        await connection.send_command("CLIENT", "ID")
+        own_id = await connection.read_response()
+        await pool.release(connection)
+        killer = Redis(connection_pool=redis_pool(own, socket_timeout=2.0, retries=0))
+        try:
+            assert await killer.client_kill_filter(_id=own_id) == 1
+        finally:
+            await killer.aclose(close_connection_pool=True)
+        await asyncio.sleep(0.2)  # (through a proxy, its end of the connection closes too)
+        assert await redis.get("tls:8") == b"8"
+    finally:
+        await redis.aclose(close_connection_pool=True)
 
 
 async def test_tls_refuses_a_server_it_cannot_verify(

@@ -19,7 +19,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.queue import JobError, JobRecord, JobState
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue, ledger_for
-from {{ cookiecutter.package_name }}.queue.ledger import START_WRITE_DELAY, Ledger, RecordWrite, record_from
+from {{ cookiecutter.package_name }}.queue.ledger import START_WRITE_DELAY, Change, Ledger, RecordWrite, record_from
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
@@ -205,6 +205,31 @@ async def test_a_start_arriving_after_an_end_that_did_not_carry_it_changes_nothi
     assert record.state == JobState.FAILED
     assert await states(backend, job_id) == ["queued", "failed"]
     ledger.forget_start(job_id)
+
+
+async def test_a_try_whose_worker_died_before_its_start_was_written_leaves_the_next_its_own(
+    backend: ArqJobQueue, settings: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """README "Job lifecycle": a worker killed within the delay leaves no trace of that try's
+    start, and the try that runs the job again writes its own; the dead try's start, had it been
+    sent before a stall and arrived late, would not overwrite the later try's."""
+    job_id = await queued(backend, settings)
+    dead = worker_ledger(redis, settings)
+    await dead.started(job_id, "word_count", settings.queue_name, 1)
+    dead.forget_start(job_id)  # (its process is gone: its timer with it)
+    assert (await stored(dead, job_id)).state == JobState.QUEUED
+
+    other = worker_ledger(redis, settings)  # another worker, the second try
+    await other.started(job_id, "word_count", settings.queue_name, 2)
+    await asyncio.sleep(DELAY * 1.5)
+    event = {"kind": "state", "state": "in_progress", "at": "2000-01-01T00:00:00+00:00"}
+    start = Change({"state": "in_progress", "tries": "1"}, event)
+    await dead._write_script(*dead.change(job_id, {}, before=start))  # try 1's, arriving late
+    await other.finished(job_id, JobState.SUCCEEDED, result=None)
+
+    record = await stored(other, job_id)
+    assert (record.state, record.tries) == (JobState.SUCCEEDED, 2)
+    assert await states(backend, job_id) == ["queued", "in_progress", "succeeded"]
 
 
 async def test_a_start_redis_failed_is_written_later_by_itself(
