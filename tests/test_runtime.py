@@ -338,7 +338,7 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
     run against real Redis and real processes, print their tables, and leave no key behind."""
     project = synced(option_set)
     with Redis.from_url(redis_url) as redis:
-        arq_keys = len(list(redis.scan_iter(match="arq:*", count=1000)))
+        arq_keys = jobs_keys(redis)
     result = run(
         [
             str(project / ".venv" / "bin" / "python"),
@@ -400,4 +400,10 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
     # more than before (other tests' keys may expire meanwhile, so the count may drop).
     with Redis.from_url(redis_url) as redis:
         assert list(redis.scan_iter(match="bench-*", count=1000)) == []
-        assert len(list(redis.scan_iter(match="arq:*", count=1000))) <= arq_keys
+        assert jobs_keys(redis) <= arq_keys
+
+
+def jobs_keys(redis: Redis) -> int:
+    """arq's keys on `redis` but for cron runs: the compose stack's worker, still up for this
+    module, may queue its cron job meanwhile (one key more that the benchmark did not write)."""
+    return sum(1 for key in redis.scan_iter(match="arq:*", count=1000) if b":cron:" not in key)
