@@ -6,13 +6,15 @@ Each is a process of its own, as deployed: ours is the web under uvicorn and the
 `worker` command, the raw ones run `arq bench.raw_worker.WorkerSettings`. After a warm-up
 job each, jobs go one at a time with an idle pause before each (the workers take turns): ours by
 POST /jobs to the web, the others by their client's enqueue. A job's latency runs from the send
-until its result exists (polled every 0.5 ms for all), in three parts: the request (until the
-202, or until the enqueue returns), the wake (until the job's start: `started_at` of its record;
-for raw arq and saq the start they store, to the millisecond) and the run with its record (until
-the result). Then all idle together while their CPU time is read from /proc (Linux).
+until its result is stored, as Redis tells a subscriber (ResultWatch), in three parts: the
+request (until the 202, or until the enqueue returns), the wake (until the job's start:
+`started_at` of its record; for raw arq and saq the start they store, to the millisecond) and the
+run with its record (until the result). Then all idle together while their CPU time is read
+from /proc (Linux).
 """
 
 import asyncio
+import contextlib
 import json
 import random
 import time
@@ -24,6 +26,7 @@ from typing import Any
 from arq.connections import ArqRedis, create_pool
 from arq.constants import result_key_prefix
 from arq.jobs import deserialize_result
+from redis.exceptions import ResponseError
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import ledger_for, redis_settings
 from {{ cookiecutter.package_name }}.queue.ledger import Ledger
@@ -63,34 +66,91 @@ class Samples:
         self.run.append(done - started)
 
 
-async def result_seen(pool: ArqRedis, worker: Worker, job_id: str, sent: float) -> float:
-    """The wall-clock time the job's result key was first seen."""
-    key = result_key_prefix + job_id
-    while not await pool.exists(key):
-        if time.time() - sent > 10:
-            raise worker.failed(f"job {job_id} had no result after 10 s")
-        await asyncio.sleep(0.0005)
-    return time.time()
+class ResultWatch:
+    """When a job's result is stored, as Redis tells it: a keyspace notification of the write,
+    pushed to a subscriber of the run's own (Redis is told to send those of string keys for the
+    run, and its setting is put back afterwards). A poll would measure mostly its own period:
+    asyncio rounds a sleep up to the millisecond, so a poll every "0.5 ms" came every 1.4 ms.
+    The subscriber's connection is read by a task of its own, which notes each write's time as
+    it arrives. Where Redis refuses the setting (a managed Redis without CONFIG), it polls after
+    all, and says so."""
+
+    def __init__(self, pool: ArqRedis) -> None:
+        self.pool = pool
+        self.db = int(pool.connection_pool.connection_kwargs.get("db", 0))
+        self.setting: str | None = None
+        self.connection: Any = None
+        self.reader: asyncio.Task[None] | None = None
+        self.writes: dict[bytes, float] = {}
+        self.arrived = asyncio.Event()
+
+    async def open(self) -> None:
+        try:
+            self.setting = (await self.pool.config_get("notify-keyspace-events"))[
+                "notify-keyspace-events"
+            ]
+            await self.pool.config_set("notify-keyspace-events", f"{self.setting}K$")
+        except ResponseError as exc:
+            print(f"latency: keyspace notifications refused ({exc}); polling for results")
+            return
+        connection = self.pool.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+        self.connection = connection
+        await connection.connect()
+        await connection.send_command("PSUBSCRIBE", f"__keyspace@{self.db}__:*")
+        await connection.read_response()  # (the subscription's confirmation)
+        self.reader = asyncio.create_task(self._read())
+
+    async def _read(self) -> None:
+        while True:
+            kind, _pattern, channel, event = await self.connection.read_response(timeout=None)
+            if kind == b"pmessage" and event == b"set":
+                self.writes[channel] = time.time()
+                self.arrived.set()
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            self.reader.cancel()
+        if self.connection is not None:
+            await self.connection.disconnect()
+        if self.setting is not None:
+            await self.pool.config_set("notify-keyspace-events", self.setting)
+
+    async def written(self, key: str, worker: Worker, sent: float) -> float:
+        """The wall-clock time `key` was next written (SET) after `sent`."""
+        channel = f"__keyspace@{self.db}__:{key}".encode()
+        while (left := sent + 10 - time.time()) > 0:
+            if self.reader is None:
+                if await self.pool.exists(key):
+                    return time.time()
+                await asyncio.sleep(0.0005)
+                continue
+            at = self.writes.pop(channel, None)
+            if at is not None and at >= sent:
+                return at
+            self.arrived.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self.arrived.wait()
+        raise worker.failed(f"no write of {key} within 10 s")
 
 
 async def saq_job(
-    pool: ArqRedis, worker: Worker, peer: Any, text: str, sent: float
+    watch: ResultWatch, worker: Worker, peer: Any, text: str, sent: float
 ) -> tuple[float, float, float, float]:
-    """One job through saq: its job key holds its state and start (milliseconds)."""
+    """One job through saq: its job key holds its state and start (milliseconds), written at
+    each change of state."""
     job = await peer.enqueue("word_count", text=text)
     accepted = time.time()
     while True:
-        stored = json.loads(await pool.get(job.id) or b"{}")
+        done = await watch.written(job.id, worker, sent)
+        stored = json.loads(await watch.pool.get(job.id) or b"{}")
         if stored.get("status") == "complete":
-            return sent, accepted, stored["started"] / 1000, time.time()
-        if time.time() - sent > 10:
-            raise worker.failed(f"job {job.id} not complete after 10 s")
-        await asyncio.sleep(0.0005)
+            return sent, accepted, stored["started"] / 1000, done
 
 
 async def one_job(
     run: Run,
-    pool: ArqRedis,
+    watch: ResultWatch,
     ledger: Ledger,
     reader: asyncio.StreamReader,
     writer: asyncio.StreamWriter,
@@ -108,15 +168,16 @@ async def one_job(
             raise RuntimeError(f"POST /jobs answered {status}: {answer!r}")
         job_id = json.loads(answer)["id"]
     elif worker.kind == "saq":
-        return await saq_job(pool, worker, samples.peer, text, sent)
+        return await saq_job(watch, worker, samples.peer, text, sent)
     else:
-        job = await pool.enqueue_job("word_count", text=text, _queue_name=worker.queue_name)
+        job = await watch.pool.enqueue_job("word_count", text=text, _queue_name=worker.queue_name)
         accepted = time.time()
         if job is None:
             raise RuntimeError("arq refused a new job id")
         job_id = job.job_id
     run.job_ids.append(job_id)
-    done = await result_seen(pool, worker, job_id, sent)
+    done = await watch.written(result_key_prefix + job_id, worker, sent)
+    pool = watch.pool
     if worker.ours:
         # redis-py types its commands as sync or async at once.
         at = await pool.hget(ledger.key(job_id), "started_at")  # type: ignore[misc]
@@ -148,10 +209,12 @@ async def measure(run: Run) -> str:
     pool = await create_pool(redis_settings(settings))
     ledger = ledger_for(pool, settings)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    watch = ResultWatch(pool)
+    await watch.open()
     try:
         await ready(pool, [samples.worker for samples in everyone])
         for samples in everyone:  # warm-up: connections, imports, first-call caches
-            await one_job(run, pool, ledger, reader, writer, samples)
+            await one_job(run, watch, ledger, reader, writer, samples)
         for n in range(many):
             for samples in everyone:
                 if n >= samples.jobs:
@@ -159,7 +222,7 @@ async def measure(run: Run) -> str:
                 # Idle, then enqueue at a random point of the worker's poll cycle: a fixed pause
                 # would lock onto the cycle and measure one phase of it only.
                 await asyncio.sleep(0.02 + random.uniform(0, samples.poll_delay))
-                times = await one_job(run, pool, ledger, reader, writer, samples)
+                times = await one_job(run, watch, ledger, reader, writer, samples)
                 samples.add(*times)
         await asyncio.sleep(1)  # let the last jobs' bookkeeping settle
         before = [samples.worker.cpu_seconds() for samples in everyone]
@@ -169,6 +232,7 @@ async def measure(run: Run) -> str:
             for samples, spent in zip(everyone, before, strict=True)
         ]
     finally:
+        await watch.close()
         writer.close()
         for samples in everyone:
             samples.worker.stop()

@@ -9,7 +9,7 @@ a web request, and job_id, task, try, queue and request_id of a job (see worker.
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+import time
 from typing import Literal, TextIO
 
 import structlog
@@ -47,6 +47,10 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     handler.set_name("structlog")
+    # What no line shows is not gathered for each one: its thread, process and asyncio task (the
+    # logging HOWTO's "Optimization"). A worker logs a few lines a job, on its hot path.
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
+    setattr(logging, "logAsyncioTasks", False)  # noqa: B010  (3.12+; not in typeshed)
     root = logging.getLogger()
     # Replace our own handler on a second call; leave others (a test's log capture) in place.
     root.handlers = [h for h in root.handlers if h.get_name() != "structlog"] + [handler]
@@ -75,6 +79,7 @@ class JsonLines(logging.Formatter):
     def __init__(self, fallback: logging.Formatter) -> None:
         super().__init__()
         self.fallback = fallback
+        self._second: tuple[int, str] = (-1, "")  # the last second written, as text
 
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
@@ -83,6 +88,20 @@ class JsonLines(logging.Formatter):
         line["event"] = record.getMessage()
         line["level"] = record.levelname.lower()
         line["logger"] = record.name
-        at = datetime.fromtimestamp(record.created, UTC).isoformat()
-        line["timestamp"] = at.replace("+00:00", "Z")
-        return json.dumps(line, default=repr)
+        line["timestamp"] = self.timestamp(record.created)
+        return ENCODE(line)
+
+    def timestamp(self, created: float) -> str:
+        """ISO 8601 in UTC, to the microsecond, as structlog's chain writes it: the date and time
+        of day built once a second, not a datetime for every line."""
+        second = int(created)
+        last, text = self._second
+        if second != last:
+            text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = (second, text)
+        return f"{text}.{int((created - second) * 1_000_000):06d}Z"
+
+
+ENCODE = json.JSONEncoder(default=repr).encode
+"""json.dumps(line, default=repr), its encoder built once (json.dumps builds one per call when
+given `default`)."""

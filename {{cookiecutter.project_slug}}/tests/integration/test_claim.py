@@ -1,14 +1,20 @@
 """The worker's claim of due jobs (worker.claim), on real Redis: what arq's WATCH/MULTI claim
-decides, for many jobs in one script."""
+decides, for many jobs in one script, and what arq's run_job would read of each job next."""
 
 import asyncio
 import uuid
 
-from arq.constants import in_progress_key_prefix
+from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
+from pydantic import RedisDsn
 from redis.asyncio import Redis
 
+from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.claim import Claimer
+from {{ cookiecutter.package_name }}.worker.options import worker_options
+from {{ cookiecutter.package_name }}.worker.process import WakingWorker
+
+from .conftest import RedisServer
 
 NOW = 1_800_000_000_000
 LIFETIME = 60_000
@@ -24,7 +30,9 @@ async def test_a_claim_takes_due_queued_jobs_that_no_worker_holds(settings: Sett
         )
         await redis.set(in_progress_key_prefix + ids["held"], b"1")  # another worker's (arq's)
 
-        claimed = await Claimer(redis, queue, LIFETIME).claim(list(ids.values()), NOW, "t1")
+        claimed = await Claimer(redis, queue, LIFETIME, aborts=True).claim(
+            list(ids.values()), NOW, "t1"
+        )
 
         assert [(job.job_id, job.score) for job in claimed] == [
             (ids["due"], NOW - 5),
@@ -37,7 +45,7 @@ async def test_a_claim_takes_due_queued_jobs_that_no_worker_holds(settings: Sett
         assert await redis.get(in_progress_key_prefix + ids["held"]) == b"1"
         for name in ("gone", "later"):
             assert not await redis.exists(in_progress_key_prefix + ids[name])
-        await redis.delete(*(in_progress_key_prefix + job_id for job_id in ids.values()))
+        await forget(redis, list(ids.values()))
 
 
 async def test_a_claim_sent_again_gets_its_own_jobs_back(settings: Settings) -> None:
@@ -47,7 +55,7 @@ async def test_a_claim_sent_again_gets_its_own_jobs_back(settings: Settings) -> 
     async with Redis.from_url(str(settings.redis_url)) as redis:
         ids = [f"{queue}-{n}" for n in range(3)]
         await redis.zadd(queue, dict.fromkeys(ids, NOW))
-        claimer = Claimer(redis, queue, LIFETIME)
+        claimer = Claimer(redis, queue, LIFETIME, aborts=True)
 
         first = await claimer.claim(ids, NOW, "same")
         again = await claimer.claim(ids, NOW, "same")
@@ -56,7 +64,65 @@ async def test_a_claim_sent_again_gets_its_own_jobs_back(settings: Settings) -> 
         assert [job.job_id for job in first] == ids
         assert again == first
         assert other == []
-        await redis.delete(*(in_progress_key_prefix + job_id for job_id in ids))
+        await forget(redis, ids)
+
+
+async def test_a_claim_reads_each_job_as_arqs_run_job_would(settings: Settings) -> None:
+    """What arq's run_job reads and writes first (the job, its try counted, an abort taken),
+    done in the claim: a try counted once also when the claim is sent again."""
+    queue = settings.queue_name
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        ids = [f"{queue}-{name}" for name in ("first", "again", "aborted", "expired")]
+        await redis.zadd(queue, dict.fromkeys(ids, NOW))
+        for job_id in ids[:3]:
+            await redis.set(job_key_prefix + job_id, f"job {job_id}".encode(), px=LIFETIME)
+        await redis.set(retry_key_prefix + ids[1], 2)  # two tries before this one
+        await redis.zadd(abort_jobs_ss, {ids[2]: NOW})
+        claimer = Claimer(redis, queue, LIFETIME, aborts=True)
+
+        claimed = await claimer.claim(ids, NOW, "t1")
+        again = await claimer.claim(ids, NOW, "t1")  # redis-py's resend after a lost reply
+
+        assert [(job.job, job.job_try, job.aborted) for job in claimed] == [
+            (f"job {ids[0]}".encode(), 1, False),
+            (f"job {ids[1]}".encode(), 3, False),
+            (f"job {ids[2]}".encode(), 1, True),
+            (None, 1, False),
+        ]
+        assert [job.job_try for job in again] == [1, 3, 1, 1]
+        assert await redis.zscore(abort_jobs_ss, ids[2]) is None
+        assert 0 < await redis.ttl(retry_key_prefix + ids[0]) <= 88400
+        await forget(redis, ids)
+        await redis.delete(*(job_key_prefix + job_id for job_id in ids))
+
+
+async def test_a_claimed_job_runs_without_a_read_of_its_own(
+    settings: Settings, own_redis: RedisServer
+) -> None:
+    """The worker as shipped, on a Redis of the test's own whose command counts are the
+    worker's: each job costs one transaction (its end), not two (arq's read, then its end)."""
+    mine = settings.model_copy(update={"redis_url": RedisDsn(own_redis.url)})
+    options = {**worker_options(mine, "default"), "cron_jobs": [], "handle_signals": False}
+    async with ArqJobQueue.connect(mine) as backend, Redis.from_url(own_redis.url) as redis:
+        ids = []
+        for n in range(20):
+            enqueued = await backend.enqueue(
+                "word_count", {"text": "a " * n}, queue_name=mine.queue_name
+            )
+            ids.append(enqueued.job_id)
+        await redis.config_resetstat()
+        worker = WakingWorker(**{**options, "burst": True})
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        calls = await redis.info("commandstats")
+        for job_id in ids:
+            job = await backend.get(job_id)
+            assert job is not None
+            assert (job.state.value, job.tries) == ("succeeded", 1)
+
+    assert calls["cmdstat_exec"]["calls"] == len(ids), calls
 
 
 async def test_workers_claiming_the_same_jobs_at_once_share_them_out(settings: Settings) -> None:
@@ -64,7 +130,7 @@ async def test_workers_claiming_the_same_jobs_at_once_share_them_out(settings: S
     async with Redis.from_url(str(settings.redis_url)) as redis:
         ids = [uuid.uuid4().hex for _ in range(300)]
         await redis.zadd(queue, dict.fromkeys(ids, NOW))
-        claimers = [Claimer(redis, queue, LIFETIME) for _ in range(4)]
+        claimers = [Claimer(redis, queue, LIFETIME, aborts=True) for _ in range(4)]
 
         rounds = await asyncio.gather(
             *(
@@ -76,4 +142,12 @@ async def test_workers_claiming_the_same_jobs_at_once_share_them_out(settings: S
 
         taken = [job.job_id for claimed in rounds for job in claimed]
         assert sorted(taken) == sorted(ids)  # each job once, none left
-        await redis.delete(*(in_progress_key_prefix + job_id for job_id in ids))
+        await forget(redis, ids)
+
+
+async def forget(redis: Redis, ids: list[str]) -> None:
+    """The claims' keys, and the tries they counted."""
+    await redis.delete(*(prefix + job_id for job_id in ids for prefix in PREFIXES))
+
+
+PREFIXES = (in_progress_key_prefix, retry_key_prefix)

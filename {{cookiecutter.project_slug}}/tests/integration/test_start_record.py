@@ -354,6 +354,35 @@ async def test_the_worker_records_a_short_job_in_one_script_call(
             assert await states(backend, job_id) == ["queued", "in_progress", "succeeded"]
 
 
+async def test_the_first_job_on_a_new_redis_is_recorded_with_arqs_result(
+    settings: Settings, own_redis: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Redis that never ran the ledger's scripts (new, restarted, failed over): the worker
+    loads them at its start, so the first job's record ends in the transaction that stores
+    arq's result, not in a write of its own after it (on NOSCRIPT inside the transaction)."""
+    alone: list[RecordWrite] = []
+    send = RecordWrite.send
+
+    async def sent_alone(write: RecordWrite) -> Any:
+        alone.append(write)
+        return await send(write)
+
+    monkeypatch.setattr(RecordWrite, "send", sent_alone)
+    mine = settings.model_copy(update={"redis_url": RedisDsn(own_redis.url)})
+    options = {**worker_options(mine, "default"), "cron_jobs": []}
+    async with ArqJobQueue.connect(mine) as backend, Redis.from_url(own_redis.url) as redis:
+        await redis.script_flush()  # (the test's own server)
+        job_id = await queued(backend, mine)
+        worker = WakingWorker(**{**options, "burst": True, "handle_signals": False})
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        assert alone == []
+        record = await stored(ledger_for(redis, mine), job_id)
+        assert (record.state, record.tries) == (JobState.SUCCEEDED, 1)
+
+
 def count_writes(ledger: Ledger) -> list[object]:
     """Every script call the ledger makes on its own (not in another's transaction)."""
     calls: list[object] = []

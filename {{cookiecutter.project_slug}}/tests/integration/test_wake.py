@@ -8,6 +8,7 @@ that something other than the poll started it. The bound is a fraction of POLL, 
 
 import asyncio
 import itertools
+import signal
 import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -211,3 +212,72 @@ async def test_an_idle_worker_stretches_its_fallback_poll_until_a_notice(
     assert elapsed < SOON  # the notice, not the poll
     assert after, polled
     assert min(after) < 0.2, after  # back to the poll delay
+
+
+async def test_a_notice_naming_its_job_starts_it_without_a_poll(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """The web's notice carries the job's id: an idle worker with a free slot claims that job
+    at once, where it used to poll the queue first (a round trip the job waited for)."""
+    worker = await start_worker()
+    by_notice: list[str] = []
+    noticed = worker._start_noticed
+
+    async def noticed_spy(job_id: str) -> bool:
+        started = await noticed(job_id)
+        if started:
+            by_notice.append(job_id)
+        return started
+
+    worker._start_noticed = noticed_spy  # type: ignore[method-assign]
+    body = {"task": "word_count", "args": {"text": "by its notice"}}
+
+    accepted = await client.post("/jobs", json=body)
+    await finished_within(client, accepted.headers["location"], SOON)
+
+    assert by_notice == [accepted.json()["id"]]
+    assert (await client.get(accepted.headers["location"])).json()["tries"] == 1
+
+
+async def test_notices_and_polls_together_never_run_more_jobs_than_slots(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """Jobs claimed by their notices and by polls at once (a burst of enqueues, polls every
+    50 ms): never more running than the worker's slots, every job run once."""
+    worker = await start_worker(worker_max_jobs=2, worker_poll_delay=0.05)
+    running = most = 0
+    run_job = worker.run_job
+
+    async def counted(job_id: str, score: int) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        try:
+            await asyncio.sleep(0.02)  # (the job holds its slot a while)
+            await run_job(job_id, score)
+        finally:
+            running -= 1
+
+    worker.run_job = counted  # type: ignore[method-assign]
+    body = {"task": "word_count", "args": {"text": "one of many"}}
+    sent = await asyncio.gather(*(client.post("/jobs", json=body) for _ in range(12)))
+
+    for accepted in sent:
+        assert (await finished_within(client, accepted.headers["location"], SOON)) < SOON
+        assert (await client.get(accepted.headers["location"])).json()["tries"] == 1
+    assert most == 2
+
+
+async def test_a_stopped_worker_takes_no_job_a_notice_names(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """Between a stop (SIGINT: arq's stop at once) and close(), the wake listener still reads
+    notices: it starts none of their jobs, which wait for another worker."""
+    worker = await start_worker()
+    worker.handle_sig(signal.SIGINT)
+    body = {"task": "word_count", "args": {"text": "after the stop"}}
+
+    location = (await client.post("/jobs", json=body)).headers["location"]
+    await asyncio.sleep(0.3)
+
+    assert (await client.get(location)).json()["state"] == "queued"

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Context
+from {{ cookiecutter.package_name }}.worker import job_end, process
 from {{ cookiecutter.package_name }}.worker.heartbeat import worker_key
 from {{ cookiecutter.package_name }}.worker.lifecycle import shutdown, startup
 from {{ cookiecutter.package_name }}.worker.options import worker_options
@@ -342,3 +343,42 @@ async def test_a_success_is_recorded_with_arqs_end_even_when_redis_lost_the_scri
         assert await redis.hget(record, "state") == b"succeeded"
         assert await redis.zcard(settings.queue_name) == 0
         assert not await redis.exists(f"arq:in-progress:{job['id']}")
+
+
+async def test_a_jobs_success_line_is_written_once_its_end_is(
+    client: httpx.AsyncClient,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """arq logs a success before it writes the job's end; the worker writes that line after the
+    end's write (worker.end_line): no line says a job succeeded before its result is stored,
+    and the line is written once, with the job's fields."""
+    order: list[str] = []
+    end_job = job_end.end_job
+
+    async def noted(*args: Any, **kwargs: Any) -> None:
+        await end_job(*args, **kwargs)
+        order.append("end written")
+
+    class Noted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "←" in record.getMessage():
+                order.append("success line")
+                lines.append(record)
+
+    lines: list[logging.LogRecord] = []
+    monkeypatch.setattr(process, "end_job", noted)
+    handler = Noted()
+    root = logging.getLogger()  # (the worker's logging set-up empties arq's own handlers)
+    root.addHandler(handler)
+    body = {"task": "word_count", "args": {"text": "said after"}}
+    try:
+        job_id = (await client.post("/jobs", json=body)).json()["id"]
+        with caplog.at_level(logging.INFO, logger="arq.worker"):
+            await run_worker()
+    finally:
+        root.removeHandler(handler)
+
+    assert order == ["end written", "success line"]
+    assert job_id in lines[0].getMessage()

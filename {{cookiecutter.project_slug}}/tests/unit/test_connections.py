@@ -2,13 +2,15 @@
 node's READONLY and a short WAIT become."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
-from redis.asyncio.connection import ConnectionPool, SSLConnection
+from redis.asyncio.connection import Connection, ConnectionPool, SSLConnection
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError, ResponseError
+from redis.exceptions import DataError, ReadOnlyError, ResponseError
 
 from {{ cookiecutter.package_name }}.dev import free_port, run_dev
 from {{ cookiecutter.package_name }}.queue.connections import (
@@ -177,3 +179,45 @@ def test_the_dev_runner_refuses_sentinels_that_name_no_master(
 
     assert run_dev(port=free_port()) == 1
     assert "REDIS_SENTINELS is set, but no master 'mymaster'" in capsys.readouterr().err
+
+
+PACKED = [
+    ("PING",),
+    ("CONFIG GET", "maxmemory"),  # a command name of two words: sent as two
+    (b"CLIENT SETNAME", "web"),
+    ("SET", "k\u00e9y", "v\u00e4lue \U0001f600", "PX", 1000),
+    ("EVALSHA", "0" * 40, 2, "key:1", b"key:\xff", 0, -7, 2**70, 0.1, 1e-7, 1.5e300),
+    ("ZADD", "q", float("inf"), "a", float("-inf"), "b", float("nan"), "c"),
+    ("SET", "big", b"x" * 100_000),  # past redis-py's chunking threshold
+]
+
+
+@pytest.mark.parametrize("command", PACKED, ids=[str(command[0]) for command in PACKED])
+@pytest.mark.parametrize("connection", [FailoverConnection, SentinelConnection])
+def test_commands_are_packed_as_redis_py_packs_them(
+    command: tuple[Any, ...], connection: type[FailoverConnection]
+) -> None:
+    """hiredis packs the commands of the project's connections (queue.connections): byte for
+    byte what redis-py's own packing sends."""
+    ours = connection() if connection is FailoverConnection else make_sentinel_connection()
+    theirs = Connection()
+
+    assert b"".join(ours.pack_command(*command)) == b"".join(theirs.pack_command(*command))
+
+
+@pytest.mark.parametrize(
+    ("argument", "error"),
+    [(True, DataError), (None, DataError), ([1], DataError), ("lone \udc80", UnicodeEncodeError)],
+)
+def test_what_redis_py_refuses_to_send_is_refused_alike(argument: Any, error: type) -> None:
+    """A bool (hiredis would send "True"), None, a list, a lone surrogate: the error redis-py's
+    own packing raises, nothing sent."""
+    for connection in (FailoverConnection(), Connection()):
+        with pytest.raises(error):
+            connection.pack_command("SET", "key", argument)
+
+
+def make_sentinel_connection() -> SentinelConnection:
+    sentinels = Sentinel([("127.0.0.1", free_port())])  # type: ignore[no-untyped-call]
+    pool = ClosingSentinelPool("mymaster", sentinels)  # type: ignore[no-untyped-call]
+    return SentinelConnection(connection_pool=pool)  # type: ignore[no-untyped-call]

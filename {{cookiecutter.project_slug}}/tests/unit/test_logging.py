@@ -60,6 +60,31 @@ def test_the_lean_json_line_says_what_structlogs_full_chain_says(output: io.Stri
     assert (fast["level"], fast["logger"], fast["job_try"]) == ("warning", "arq.worker", 2)
 
 
+@pytest.mark.parametrize(
+    "created",
+    [
+        1_800_000_000.0,
+        1_800_000_000.000001,
+        1_800_000_000.5,
+        1_800_000_000.999999,
+        1_800_000_001.25,
+    ],
+)
+def test_a_lines_time_is_its_records_to_the_microsecond(created: float) -> None:
+    """The lean line's timestamp (built once a second, logs.JsonLines.timestamp), for times in
+    one second and the next: ISO 8601 in UTC, six digits, the record's time within 1 us."""
+    lean = JsonLines(logging.Formatter())
+    lean.timestamp(1_800_000_000.75)  # a second already written
+
+    text = lean.timestamp(created)
+
+    assert text.endswith("Z")
+    assert len(text.split(".")[1]) == 7
+    at = datetime.fromisoformat(text)
+    assert at.tzinfo == UTC
+    assert abs(at.timestamp() - created) < 1.5e-6
+
+
 def test_an_exception_is_one_json_line(output: io.StringIO) -> None:
     configure_logging("INFO", "json", output)
 

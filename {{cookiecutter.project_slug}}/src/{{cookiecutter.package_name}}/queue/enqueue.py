@@ -92,8 +92,9 @@ if parents ~= '' then
     return {'created'}
 end
 redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6])
--- Deferred jobs too: an idle worker then times its next poll to the job's due time.
-redis.call('PUBLISH', ARGV[10], '')
+-- Deferred jobs too: an idle worker then times its next poll to the job's due time. The notice
+-- names the job: a worker with a free slot claims it without reading the queue first.
+redis.call('PUBLISH', ARGV[10], ARGV[6])
 return {'created'}
 """
 )

@@ -286,6 +286,16 @@ class Ledger:
         self.retention = retention
         self.dead_letters = DeadLetters(redis, prefix, dead_letter_limit)
 
+    async def load_scripts(self) -> None:
+        """Load into Redis the scripts that ride in the worker's own transactions (a success, an
+        end arq made: worker.job_end). There they go by hash alone, and a Redis that does not
+        know one runs the rest of the transaction without it: the record is then written by
+        itself, a round trip after arq's result, and a reader meanwhile sees the result without
+        its record's end. The worker loads them at its start; a Redis that loses them later (a
+        restart, a failover) costs that one round trip once."""
+        for script in (self._succeed_script, self._settle_script):
+            script.sha = await self.redis.script_load(script.script)
+
     def key(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 

@@ -18,8 +18,10 @@ from ..spans import configure_tracing
 from ..storage import open_database, start_relay
 from ..tasks import Context
 from ..tasks.deliver_webhook import WebhookClients
+from .end_line import hold_end_lines
 from .heartbeat import beat_forever, worker_key
 from .log_redaction import hide_job_arguments, hide_url_paths
+from .outage import REDIS_ERRORS, SOCKET_TIMEOUT
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +33,16 @@ async def startup(ctx: Context) -> None:
     configure_logging(settings.log_level, settings.log_format)
     hide_job_arguments(redacted_only=settings.log_job_arguments)
     hide_url_paths()
+    hold_end_lines()
     ctx["tracing"] = configure_tracing(settings, f"{settings.app_name}-worker")
     ctx["error_reports"] = configure_error_reports(settings, f"{settings.app_name}-worker")
     ledger = ledger_for(ctx["redis"], settings, ctx.get("success_sink"), START_WRITE_DELAY)
     ctx["ledger"] = metered_recorder(ledger)
+    try:
+        async with asyncio.timeout(SOCKET_TIMEOUT):
+            await ledger.load_scripts()
+    except REDIS_ERRORS as exc:  # a worker starts during an outage: its first write loads them
+        log.warning("could not load the ledger's scripts (%s); loaded on first use", exc)
     ctx["metrics_server"] = serve_worker_metrics(settings)
     ctx["http"] = httpx.AsyncClient(timeout=httpx.Timeout(10.0), follow_redirects=True)
     ctx["webhook_clients"] = WebhookClients()

@@ -21,6 +21,11 @@ answering too late, refusing writes when full or read-only, loading, a transacti
 connection) is waited out; anything else is a bug of the command (a key of another type, say),
 raised at once: retried, it would fail the same way until the job's timeout, holding its slot."""
 
+SOCKET_TIMEOUT = 5.0
+"""Seconds a Redis reply may take. Without one, a stalled Redis (or a connection that died without
+a word) holds a poll for as long as the stall lasts; with it, the stall is an error like any other
+outage, which the worker's loops ride out."""
+
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 5.0
 """Seconds between tries during an outage: 0.5, 1, 2, 4, 5, 5 ... each between half and all of

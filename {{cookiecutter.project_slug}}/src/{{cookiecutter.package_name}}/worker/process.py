@@ -6,7 +6,10 @@ waits between polls for whichever comes first: a notice on the queue's wake chan
 every enqueue of the web, see queue.wake_channel), a finished job (a free slot), the next deferred
 job or retry coming due, or `poll_delay` (the fallback that keeps plain arq clients' jobs running).
 The polls themselves are arq's (aborts, health checks and cron behave as in arq), except that
-due jobs are claimed many at a time in one script (worker.claim).
+due jobs are claimed many at a time in one script (worker.claim). A notice that names its job (an
+enqueue of the web) is claimed by the listener itself when a slot is free: the job starts without
+waiting for a poll's read of the queue, a Redis round trip that was a fifth of a job's latency at
+idle; anything else (a deferred job, one taken by another worker, a full worker) wakes the poll.
 
 Unlike arq's, this worker never exits on a Redis error (a stall, a full memory, an outage of any
 length): the poll logs it, backs off and tries again, finished jobs wait to be recorded, and the
@@ -40,18 +43,14 @@ from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
 from ..queue.wake_channel import wake_channel
 from ..settings import QueueKey, Settings
-from .claim import Claimer
+from .claim import CLAIMED_READ, Claimed, Claimer, ClaimingRedis
+from .end_line import HELD, write_held
 from .heartbeat import proof_path, write_proof
 from .job_end import end_job
 from .options import worker_options
-from .outage import BACKOFF_CAP, REDIS_ERRORS, Backoff, persist
+from .outage import BACKOFF_CAP, REDIS_ERRORS, SOCKET_TIMEOUT, Backoff, persist
 
 log = logging.getLogger(__name__)
-
-SOCKET_TIMEOUT = 5.0
-"""Seconds a Redis reply may take. Without one, a stalled Redis (or a connection that died without
-a word) holds a poll for as long as the stall lasts; with it, the stall is an error like any other
-outage, which the loops below ride out."""
 
 TURN_TIMEOUT = 20.0
 """Seconds one poll may take, redis-py's own retries included, before it counts as failed."""
@@ -78,6 +77,9 @@ class WakingWorker(Worker):
     """arq's Worker, woken by enqueues, that outlives any Redis outage (see worker.outage)."""
 
     def __init__(self, **kwargs: Any) -> None:
+        if kwargs.get("redis_pool") is not None:
+            # Its client is a ClaimingRedis of its own (worker.claim), connected in main().
+            raise TypeError("WakingWorker connects to Redis itself: pass redis_settings")
         self.fallback_poll_delay = to_seconds(kwargs.get("poll_delay", 0.5)) or 0.5
         # arq's loop sleeps `poll_delay` minus the time a poll took; here the waiting happens at
         # the end of each poll (below), so arq's own sleep is zero.
@@ -87,6 +89,9 @@ class WakingWorker(Worker):
         self._read = self._started = self._left = 0
         self._backlog = False
         self._claimer: Claimer | None = None
+        # Held while a claim is under way (the poll's or the listener's): each counts free slots
+        # before its claim, and two at once could claim one job more than there are slots.
+        self._claiming = asyncio.Lock()
         # The earliest job of the queue not yet due (ms), as last read, and whether that read
         # still holds: only an enqueue (its notice) or a retry of this worker's puts a job
         # before it. (Plain arq clients publish nothing: theirs run at the poll delay.)
@@ -127,7 +132,7 @@ class WakingWorker(Worker):
         proof = proof_path(settings, self.ctx.get("queue", "default"))
         backoff = Backoff()
         while True:
-            redis = ArqRedis(
+            redis = ClaimingRedis(
                 # The master at REDIS_URL or the one Sentinel names (queue.connections); retries
                 # with backoff ride out a Redis restart of ~15 s without an error.
                 redis_pool(settings, socket_timeout=SOCKET_TIMEOUT, retries=10),
@@ -216,20 +221,68 @@ class WakingWorker(Worker):
         # it in progress.
         new = [job_id.decode() for job_id in job_ids if job_id.decode() not in self.tasks]
         self._started, self._left = 0, len(new)
+        self._started = len(await self._claim_and_start(new))
+        self._left = len(new) - self._started  # (or running elsewhere: these count too)
+
+    async def _claim_and_start(self, job_ids: list[str]) -> list[Claimed]:
+        """Claim as many of `job_ids` as there are free slots, and start those claimed."""
         if self._claimer is None:
             lifetime_ms = int(self.in_progress_timeout_s * 1000)
-            self._claimer = Claimer(self.pool, self.queue_name, lifetime_ms)
-        # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
-        candidates = new[: self.max_jobs - self.job_counter]
-        claimed = await self._claimer.claim(candidates, timestamp_ms(), uuid.uuid4().hex)
-        for job in claimed:
-            await self.sem.acquire()  # never waits: the slot was free
-            self.job_counter += 1
-            task = self.loop.create_task(self.run_job(job.job_id, job.score))
-            task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-            self.tasks[job.job_id] = task
-        self._started = len(claimed)
-        self._left = len(new) - self._started  # (or running elsewhere: these count too)
+            self._claimer = Claimer(self.pool, self.queue_name, lifetime_ms, self.allow_abort_jobs)
+        async with self._claiming:
+            # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
+            candidates = job_ids[: self.max_jobs - self.job_counter]
+            claimed = await self._claimer.claim(candidates, timestamp_ms(), uuid.uuid4().hex)
+            for job in claimed:
+                await self.sem.acquire()  # never waits: the slot was free
+                self.job_counter += 1
+                task = self.loop.create_task(self._run_claimed(job))
+                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+                self.tasks[job.job_id] = task
+        return claimed
+
+    async def _start_noticed(self, job_id: str) -> bool:
+        """Start the job a notice named, claimed here and now; False if this worker may not
+        (stopping, full, running it already) or the claim found it not for now (deferred, taken
+        by another worker, gone), which the poll then sorts out as it does any notice."""
+        if not job_id or job_id in self.tasks:  # a notice naming no job: the poll looks
+            return False
+        if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+            return False
+        try:
+            claimed = await self._claim_and_start([job_id])
+        except REDIS_ERRORS as exc:  # the poll meets the outage next, and rides it out
+            log.log(
+                logging.WARNING if unavailable(exc) else logging.ERROR,
+                "could not claim noticed job %s (%s); the poll will",
+                job_id,
+                exc,
+                exc_info=not unavailable(exc),
+            )
+            return False
+        if not claimed:
+            return False
+        self._idle_polls = 0  # (as a poll that starts a job would)
+        self.tasks[job_id].add_done_callback(lambda _: self._ended_unpolled())
+        return True
+
+    def _ended_unpolled(self) -> None:
+        """A job the listener started has ended: with nothing else running, the poll looks at
+        once (it drops finished tasks, and waits the poll delay again, not a stretched one),
+        not while the job ran, when its reads would have competed with the job's."""
+        if self.job_counter == 0:
+            self._wake.set()
+
+    async def _run_claimed(self, job: Claimed) -> None:
+        """arq's run of a job, its opening read answered from the claim (worker.claim), its
+        success line written after its end (worker.end_line)."""
+        CLAIMED_READ.set(job.read())  # (this task's context alone)
+        held: list[logging.LogRecord] = []
+        HELD.set(held)
+        try:
+            await self.run_job(job.job_id, job.score)
+        finally:
+            write_held(held)
 
     async def run_job(self, job_id: str, score: int) -> None:
         claimed = time.monotonic()
@@ -412,7 +465,9 @@ class WakingWorker(Worker):
                     notice = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=NOTICE_WAIT
                     )
-                    if notice is not None:
+                    if notice is not None and not await self._start_noticed(
+                        notice["data"].decode(errors="replace")
+                    ):
                         self._notice()
             except REDIS_ERRORS as exc:
                 # Polling goes on without it: even a bug here only delays jobs, and is logged.
@@ -435,6 +490,7 @@ class WakingWorker(Worker):
         """arq's stop now (SIGINT, or SIGTERM without a completion wait), its jobs stopped as
         `_stop_jobs` does."""
         log.info("shutdown on %s: %d jobs to stop", signal.Signals(signum).name, len(self.tasks))
+        self.allow_pick_jobs = False  # nor a job its notice names, until close() ends the listener
         self._stop_jobs()
         self._stop_main(signum)
 
@@ -465,6 +521,7 @@ class WakingWorker(Worker):
             self.on_stop(signal.Signals(signum))
 
     async def close(self) -> None:
+        self.allow_pick_jobs = False
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
