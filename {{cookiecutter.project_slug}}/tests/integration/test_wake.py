@@ -239,6 +239,35 @@ async def test_a_notice_naming_its_job_starts_it_without_a_poll(
     assert (await client.get(accepted.headers["location"])).json()["tries"] == 1
 
 
+async def test_a_busy_worker_leaves_a_notices_job_to_its_poll(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """Only an idle worker claims a notice's job itself: a busy one (here one job running, as
+    it counts them) polls, so a burst of notices costs one read, not a claim per notice and
+    worker. The job still starts at once."""
+    worker = await start_worker()
+    by_notice: list[str] = []
+    noticed = worker._start_noticed
+
+    async def noticed_spy(job_id: str) -> bool:
+        started = await noticed(job_id)
+        if started:
+            by_notice.append(job_id)
+        return started
+
+    worker._start_noticed = noticed_spy  # type: ignore[method-assign]
+    worker.job_counter += 1  # (one job running)
+    body = {"task": "word_count", "args": {"text": "polled for"}}
+    try:
+        accepted = await client.post("/jobs", json=body)
+        elapsed = await finished_within(client, accepted.headers["location"], SOON)
+    finally:
+        worker.job_counter -= 1
+
+    assert by_notice == []
+    assert elapsed < SOON
+
+
 async def test_notices_and_polls_together_never_run_more_jobs_than_slots(
     client: httpx.AsyncClient, start_worker: StartWorker
 ) -> None:

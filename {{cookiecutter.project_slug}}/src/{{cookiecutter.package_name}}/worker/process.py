@@ -243,11 +243,15 @@ class WakingWorker(Worker):
 
     async def _start_noticed(self, job_id: str) -> bool:
         """Start the job a notice named, claimed here and now; False if this worker may not
-        (stopping, full, running it already) or the claim found it not for now (deferred, taken
-        by another worker, gone), which the poll then sorts out as it does any notice."""
+        (stopping, busy, running it already) or the claim found it not for now (deferred, taken
+        by another worker, gone), which the poll then sorts out as it does any notice.
+
+        Only an idle worker claims so: every idle worker claims each notice's job (one of them
+        gets it), a cost per worker and notice that is nothing at idle, where latency is the
+        point. A busy worker's polls take a burst's notices together, one read for many."""
         if not job_id or job_id in self.tasks:  # a notice naming no job: the poll looks
             return False
-        if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+        if not self.allow_pick_jobs or self.job_counter > 0 or self._claiming.locked():
             return False
         try:
             claimed = await self._claim_and_start([job_id])
