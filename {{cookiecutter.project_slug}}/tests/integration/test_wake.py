@@ -220,16 +220,7 @@ async def test_a_notice_naming_its_job_starts_it_without_a_poll(
     """The web's notice carries the job's id: an idle worker with a free slot claims that job
     at once, where it used to poll the queue first (a round trip the job waited for)."""
     worker = await start_worker()
-    by_notice: list[str] = []
-    noticed = worker._start_noticed
-
-    async def noticed_spy(job_id: str) -> bool:
-        started = await noticed(job_id)
-        if started:
-            by_notice.append(job_id)
-        return started
-
-    worker._start_noticed = noticed_spy  # type: ignore[method-assign]
+    by_notice = started_by_notice(worker)
     body = {"task": "word_count", "args": {"text": "by its notice"}}
 
     accepted = await client.post("/jobs", json=body)
@@ -246,16 +237,7 @@ async def test_a_busy_worker_leaves_a_notices_job_to_its_poll(
     it counts them) polls, so a burst of notices costs one read, not a claim per notice and
     worker. The job still starts at once."""
     worker = await start_worker()
-    by_notice: list[str] = []
-    noticed = worker._start_noticed
-
-    async def noticed_spy(job_id: str) -> bool:
-        started = await noticed(job_id)
-        if started:
-            by_notice.append(job_id)
-        return started
-
-    worker._start_noticed = noticed_spy  # type: ignore[method-assign]
+    by_notice = started_by_notice(worker)
     worker.job_counter += 1  # (one job running)
     body = {"task": "word_count", "args": {"text": "polled for"}}
     try:
@@ -310,3 +292,18 @@ async def test_a_stopped_worker_takes_no_job_a_notice_names(
     await asyncio.sleep(0.3)
 
     assert (await client.get(location)).json()["state"] == "queued"
+
+
+def started_by_notice(worker: WakingWorker) -> list[str]:
+    """The ids of the jobs `worker` claims through their notices (not by a poll), as it does."""
+    started: list[str] = []
+    noticed = worker._start_noticed
+
+    async def spied(job_id: str) -> bool:
+        if await noticed(job_id):
+            started.append(job_id)
+            return True
+        return False
+
+    worker._start_noticed = spied  # type: ignore[method-assign]
+    return started
