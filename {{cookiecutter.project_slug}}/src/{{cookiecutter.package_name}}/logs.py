@@ -8,6 +8,7 @@ a web request, and job_id, task, try, queue and request_id of a job (see worker.
 
 import json
 import logging
+import math
 import sys
 import time
 from typing import Literal, TextIO
@@ -47,10 +48,9 @@ def configure_logging(
     handler = logging.StreamHandler(out)
     handler.setFormatter(formatter)
     handler.set_name("structlog")
-    # What no line shows is not gathered for each one: its thread, process and asyncio task (the
-    # logging HOWTO's "Optimization"). A worker logs a few lines a job, on its hot path.
-    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
-    setattr(logging, "logAsyncioTasks", False)  # noqa: B010  (3.12+; not in typeshed)
+    # No line shows a record's asyncio task: not looked up for each one (the logging HOWTO's
+    # "Optimization"; Python 3.12+, not in typeshed). A worker logs a few lines a job.
+    setattr(logging, "logAsyncioTasks", False)  # noqa: B010
     root = logging.getLogger()
     # Replace our own handler on a second call; leave others (a test's log capture) in place.
     root.handlers = [h for h in root.handlers if h.get_name() != "structlog"] + [handler]
@@ -94,7 +94,7 @@ class JsonLines(logging.Formatter):
     def timestamp(self, created: float) -> str:
         """ISO 8601 in UTC, to the microsecond, as structlog's chain writes it: the date and time
         of day built once a second, not a datetime for every line."""
-        second = int(created)
+        second = math.floor(created)
         last, text = self._second
         if second != last:
             text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))

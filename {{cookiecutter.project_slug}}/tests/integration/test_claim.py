@@ -96,6 +96,28 @@ async def test_a_claim_reads_each_job_as_arqs_run_job_would(settings: Settings) 
         await redis.delete(*(job_key_prefix + job_id for job_id in ids))
 
 
+async def test_a_claim_given_back_leaves_the_jobs_as_before_it(settings: Settings) -> None:
+    """A worker told to stop while its claim was under way gives the jobs back: its claims
+    gone and the tries they counted uncounted; a claim that is no longer its own is left."""
+    queue = settings.queue_name
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        ids = [f"{queue}-{name}" for name in ("fresh", "tried", "taken")]
+        await redis.zadd(queue, dict.fromkeys(ids, NOW))
+        await redis.set(retry_key_prefix + ids[1], 2)
+        claimer = Claimer(redis, queue, LIFETIME, aborts=True)
+        claimed = await claimer.claim(ids, NOW, "mine")
+        await redis.set(in_progress_key_prefix + ids[2], b"another's")  # (expired, re-claimed)
+
+        await claimer.give_back(claimed, "mine")
+
+        assert not await redis.exists(*(in_progress_key_prefix + job_id for job_id in ids[:2]))
+        assert not await redis.exists(retry_key_prefix + ids[0])
+        assert await redis.get(retry_key_prefix + ids[1]) == b"2"
+        assert await redis.get(in_progress_key_prefix + ids[2]) == b"another's"
+        assert await redis.get(retry_key_prefix + ids[2]) == b"1"
+        await forget(redis, ids)
+
+
 async def test_a_claimed_job_runs_without_a_read_of_its_own(
     settings: Settings, own_redis: RedisServer
 ) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import create_pool
+from arq.constants import in_progress_key_prefix, retry_key_prefix
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 
@@ -24,6 +25,7 @@ from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
 from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.worker.claim import Claimed
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
@@ -248,6 +250,33 @@ async def test_a_busy_worker_leaves_a_notices_job_to_its_poll(
 
     assert by_notice == []
     assert elapsed < SOON
+
+
+async def test_a_claim_answered_after_a_stop_starts_no_job_and_gives_it_back(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """A stop that comes while a notice's claim is under way: the claimed job is not started
+    but given back (no claim left, no try counted), for another worker."""
+    worker = await start_worker()
+    assert worker._claimer is not None  # (made by the first poll)
+    claim = worker._claimer.claim
+
+    async def stopped_meanwhile(job_ids: list[str], now_ms: int, token: str) -> list[Claimed]:
+        claimed = await claim(job_ids, now_ms, token)
+        if claimed:  # (what a stop sets, whichever claims it: the poll or the listener)
+            worker.allow_pick_jobs = False
+        return claimed
+
+    worker._claimer.claim = stopped_meanwhile  # type: ignore[method-assign]
+    body = {"task": "word_count", "args": {"text": "given back"}}
+
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    await asyncio.sleep(0.3)
+
+    assert (await client.get(f"/jobs/{job_id}")).json()["state"] == "queued"
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        assert not await redis.exists(in_progress_key_prefix + job_id)
+        assert not await redis.exists(retry_key_prefix + job_id)
 
 
 async def test_notices_and_polls_together_never_run_more_jobs_than_slots(

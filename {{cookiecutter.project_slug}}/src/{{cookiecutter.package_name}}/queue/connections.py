@@ -99,6 +99,8 @@ class _TimedReads(AbstractConnection):
             or encoder.encoding != "utf-8"
             or encoder.encoding_errors != "strict"
             or any(type(arg) not in PACKED_AS_IS for arg in args)
+            # (redis-py sends a large value as a chunk of its own; hiredis would copy it)
+            or any(len(arg) > self._buffer_cutoff for arg in args if type(arg) in (bytes, str))
         ):
             return super().pack_command(*args)
         first = args[0]

@@ -82,6 +82,7 @@ class Claimer:
 
     def __init__(self, redis: Redis, queue_name: str, lifetime_ms: int, aborts: bool) -> None:
         self._script = redis.register_script(CLAIM)
+        self._unclaim = redis.register_script(UNCLAIM)
         self._queue_name = queue_name
         self._lifetime_ms = lifetime_ms
         self._aborts = "1" if aborts else "0"
@@ -100,6 +101,26 @@ class Claimer:
             Claimed(job_id.decode(), int(float(score)), job, int(job_try), aborted == 1)
             for job_id, score, job, job_try, aborted in reply
         ]
+
+    async def give_back(self, claimed: list[Claimed], token: str) -> None:
+        """Undo a claim (`token`'s) of jobs that will not start here: for another worker now."""
+        keys: list[str] = []
+        for job in claimed:
+            keys += [in_progress_key_prefix + job.job_id, retry_key_prefix + job.job_id]
+        await self._unclaim(keys, [token])
+
+
+UNCLAIM = """
+for i = 1, #KEYS, 2 do
+  if redis.call('GET', KEYS[i]) == ARGV[1] then
+    redis.call('DEL', KEYS[i])
+    if redis.call('DECR', KEYS[i + 1]) <= 0 then redis.call('DEL', KEYS[i + 1]) end
+  end
+end
+"""
+"""KEYS: each job's in-progress key and retry key; ARGV: the claim's token. Gives back the jobs a
+claim took but will not start: their claims, where still this token's, and the tries they
+counted."""
 
 
 CLAIMED_READ: ContextVar["ClaimedRead | None"] = ContextVar("claimed_read", default=None)

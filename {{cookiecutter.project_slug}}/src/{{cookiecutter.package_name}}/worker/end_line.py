@@ -3,9 +3,10 @@
 arq logs a success the moment the task returns, before it writes the job's end: on the path of
 every job from its task's return to its result in Redis, where at idle a log line costs a tenth
 of a millisecond. The worker holds that line (`HoldEndLine`) and writes it right after the end's
-write (worker.process), unchanged: its time is still the moment arq logged it, its fields the
-job's, and a job whose end is never written (its worker killed mid-write) leaves no line saying
-it succeeded. Other lines (a start, a failure, a retry) go out as arq logs them.
+write (worker.process), unchanged: its time is still the moment arq logged it (in JSON lines),
+its fields the job's, and a job whose end is never written (its worker stopped or killed before)
+leaves no line saying it succeeded. Other lines (a start, a failure, a retry) go out as arq logs
+them.
 """
 
 import logging
@@ -33,9 +34,14 @@ def hold_end_lines(logger: logging.Logger | None = None) -> None:
         target.addFilter(HoldEndLine())
 
 
-def write_held(held: list[logging.LogRecord]) -> None:
-    """Write the lines held in this task (its job's end is written, or will never be)."""
+def write_held() -> None:
+    """Write the lines this job holds: its end is stored. (arq writes the end in a task of its
+    own, shielded from the job's cancel, whose context holds the same list.)"""
+    held = HELD.get()
+    if not held:
+        return
     HELD.set(None)
-    for record in held:
-        logging.getLogger(record.name).handle(record)
+    lines = held[:]
     held.clear()
+    for record in lines:
+        logging.getLogger(record.name).handle(record)

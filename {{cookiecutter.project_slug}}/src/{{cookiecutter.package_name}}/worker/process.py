@@ -232,7 +232,13 @@ class WakingWorker(Worker):
         async with self._claiming:
             # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
             candidates = job_ids[: self.max_jobs - self.job_counter]
-            claimed = await self._claimer.claim(candidates, timestamp_ms(), uuid.uuid4().hex)
+            token = uuid.uuid4().hex
+            claimed = await self._claimer.claim(candidates, timestamp_ms(), token)
+            if claimed and not self.allow_pick_jobs:
+                # Told to stop while the claim was under way (the listener's claims outlive
+                # the main task): those jobs go back for another worker, their tries uncounted.
+                await self._give_back(self._claimer, claimed, token)
+                return []
             for job in claimed:
                 await self.sem.acquire()  # never waits: the slot was free
                 self.job_counter += 1
@@ -240,6 +246,13 @@ class WakingWorker(Worker):
                 task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
                 self.tasks[job.job_id] = task
         return claimed
+
+    async def _give_back(self, claimer: Claimer, claimed: list[Claimed], token: str) -> None:
+        try:
+            async with asyncio.timeout(SOCKET_TIMEOUT):
+                await claimer.give_back(claimed, token)
+        except REDIS_ERRORS as exc:  # their claims expire instead, as any claim left behind
+            log.warning("could not give back %d claimed jobs (%s)", len(claimed), exc)
 
     async def _start_noticed(self, job_id: str) -> bool:
         """Start the job a notice named, claimed here and now; False if this worker may not
@@ -268,6 +281,8 @@ class WakingWorker(Worker):
             return False
         self._idle_polls = 0  # (as a poll that starts a job would)
         self.tasks[job_id].add_done_callback(lambda _: self._ended_unpolled())
+        # The poll checks aborts: while the job runs, at the poll delay, not a stretched one.
+        self.loop.call_later(self.fallback_poll_delay, self._wake.set)
         return True
 
     def _ended_unpolled(self) -> None:
@@ -281,12 +296,10 @@ class WakingWorker(Worker):
         """arq's run of a job, its opening read answered from the claim (worker.claim), its
         success line written after its end (worker.end_line)."""
         CLAIMED_READ.set(job.read())  # (this task's context alone)
-        held: list[logging.LogRecord] = []
-        HELD.set(held)
-        try:
-            await self.run_job(job.job_id, job.score)
-        finally:
-            write_held(held)
+        # Its success line waits for finish_job, which writes it once the end is stored; if that
+        # never comes (stopped before), the line goes with the list.
+        HELD.set([])
+        await self.run_job(job.job_id, job.score)
 
     async def run_job(self, job_id: str, score: int) -> None:
         claimed = time.monotonic()
@@ -358,6 +371,7 @@ class WakingWorker(Worker):
             ),
             "record the end of a job",
         )
+        write_held()  # the job's success line, now that its end is stored (worker.end_line)
         if incr_score:
             self._notice()  # a retry, queued for later: the wait until the next poll is recounted
 
