@@ -104,6 +104,8 @@ class ResultWatch:
         while True:
             kind, _pattern, channel, event = await self.connection.read_response(timeout=None)
             if kind == b"pmessage" and event == b"set":
+                if len(self.writes) > 100_000:  # (other clients' writes, on a shared Redis)
+                    self.writes.clear()
                 self.writes[channel] = time.time()
                 self.arrived.set()
 
