@@ -84,6 +84,14 @@ PACKED_AS_IS = (bytes, str, int, float)
 hiredis would send as "True", and anything else go to redis-py's own packing and its DataError."""
 
 
+def packed_alike(arg: Any, cutoff: int) -> bool:
+    """Whether hiredis packs `arg` as redis-py would, and should: one of PACKED_AS_IS, and no
+    value past redis-py's `cutoff`, which redis-py sends as a chunk of its own (hiredis would
+    copy it)."""
+    kind = type(arg)
+    return kind in PACKED_AS_IS and not (kind in (bytes, str) and len(arg) > cutoff)
+
+
 class _TimedReads(AbstractConnection):
     """A connection whose replies are timed by its parser (TimedReadsParser) when it has one,
     and whose commands hiredis packs."""
@@ -98,9 +106,7 @@ class _TimedReads(AbstractConnection):
             not HIREDIS_AVAILABLE
             or encoder.encoding != "utf-8"
             or encoder.encoding_errors != "strict"
-            or any(type(arg) not in PACKED_AS_IS for arg in args)
-            # (redis-py sends a large value as a chunk of its own; hiredis would copy it)
-            or any(len(arg) > self._buffer_cutoff for arg in args if type(arg) in (bytes, str))
+            or not all(packed_alike(arg, self._buffer_cutoff) for arg in args)
         ):
             return super().pack_command(*args)
         first = args[0]
