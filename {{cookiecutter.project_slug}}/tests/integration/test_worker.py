@@ -23,6 +23,7 @@ import httpx
 import pytest
 from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.tasks import Context
@@ -382,3 +383,41 @@ async def test_a_jobs_success_line_is_written_once_its_end_is(
 
     assert order == ["end written", "success line"]
     assert job_id in lines[0].getMessage()
+
+
+async def test_a_success_line_waits_for_an_end_that_redis_refused_at_first(
+    client: httpx.AsyncClient,
+    run_worker: RunWorker,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Redis away as the job ends (its end's write refused, then taken on the next try): the
+    success line comes once the end is stored, not with the refused write, and once."""
+    order: list[str] = []
+    end_job = job_end.end_job
+
+    async def refused_once(*args: Any, **kwargs: Any) -> None:
+        if "refused" not in order:
+            order.append("refused")
+            raise RedisConnectionError("Redis went away")
+        await end_job(*args, **kwargs)
+        order.append("end written")
+
+    class Noted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "←" in record.getMessage():
+                order.append("success line")
+
+    monkeypatch.setattr(process, "end_job", refused_once)
+    handler = Noted()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    body = {"task": "word_count", "args": {"text": "said late"}}
+    try:
+        await client.post("/jobs", json=body)
+        with caplog.at_level(logging.INFO, logger="arq.worker"):
+            await run_worker()
+    finally:
+        root.removeHandler(handler)
+
+    assert order == ["refused", "end written", "success line"]
