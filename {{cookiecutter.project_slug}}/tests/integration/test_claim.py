@@ -9,6 +9,7 @@ from pydantic import RedisDsn
 from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
+from {{ cookiecutter.package_name }}.queue.wake_channel import handoff_member, idle_workers_key
 from {{ cookiecutter.package_name }}.settings import Settings
 from {{ cookiecutter.package_name }}.worker.claim import Claimer
 from {{ cookiecutter.package_name }}.worker.options import worker_options
@@ -173,3 +174,32 @@ async def forget(redis: Redis, ids: list[str]) -> None:
 
 
 PREFIXES = (in_progress_key_prefix, retry_key_prefix)
+
+
+async def test_a_claim_leaves_a_slot_for_a_job_handed_to_the_worker_meanwhile(
+    settings: Settings,
+) -> None:
+    """A worker registered as idle that claims: if its entry is gone from the idle set, an
+    enqueue took it, and a job handed over is on its way to take a slot, so the claim takes
+    one job fewer than the free slots; if the entry is still there, the claim takes the slots
+    and the entry out (busy now). A resent claim returns its own first claims whatever room is
+    left."""
+    queue = settings.queue_name
+    idle = idle_workers_key(queue)
+    member = handoff_member("w1", LIFETIME, aborts=True)
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        ids = [f"{queue}-{n}" for n in range(4)]
+        await redis.zadd(queue, dict.fromkeys(ids, NOW))
+        claimer = Claimer(redis, queue, LIFETIME, aborts=True)
+
+        taken_over = await claimer.claim(ids[:2], NOW, "t1", room=2, member=member)
+        await redis.zadd(idle, {member: 1})
+        registered = await claimer.claim(ids[2:], NOW, "t2", room=2, member=member)
+        again = await claimer.claim(ids[2:], NOW, "t2", room=2, member=member)
+
+        assert [job.job_id for job in taken_over] == ids[:1]  # (one slot for the handed job)
+        assert [job.job_id for job in registered] == ids[2:]
+        assert await redis.zscore(idle, member) is None  # busy: out of the set
+        assert again == registered  # (its entry gone now, yet its own claims come back whole)
+        await forget(redis, ids)
+        await redis.delete(idle)

@@ -23,8 +23,15 @@ from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
-from {{ cookiecutter.package_name }}.queue.wake_channel import wake_channel
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.queue.wake_channel import (
+    HANDOFF_LEASE_MS,
+    HandOff,
+    handoff_channel,
+    handoff_member,
+    idle_workers_key,
+    wake_channel,
+)
+from {{ cookiecutter.package_name }}.settings import QueueKey, Settings
 from {{ cookiecutter.package_name }}.worker.claim import Claimed
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
@@ -41,18 +48,21 @@ StartWorker = Callable[..., Awaitable[WakingWorker]]
 async def start_worker(settings: Settings) -> AsyncIterator[StartWorker]:
     running: list[tuple[WakingWorker, asyncio.Task[None]]] = []
 
-    async def start(**overrides: object) -> WakingWorker:
+    async def start(queue: QueueKey = "default", **overrides: object) -> WakingWorker:
         tuned = settings.model_copy(update={"worker_poll_delay": POLL, **overrides})
-        options = {**worker_options(tuned), "cron_jobs": [], "handle_signals": False}
+        options = {**worker_options(tuned, queue), "cron_jobs": [], "handle_signals": False}
         worker = WakingWorker(**options)
         running.append((worker, asyncio.create_task(worker.async_run())))
-        # Ready once it listens: connected, first poll done, wake channel subscribed.
-        channel = wake_channel(tuned.queue_name)
+        # Ready once it listens: connected, first poll done, wake channel subscribed, and
+        # registered as idle (the poll the subscription wakes).
+        channel = wake_channel(tuned.queue_for(queue))
         async with asyncio.timeout(10):
             # Polled: arq offers no event for either (it connects in main()).
             while worker._pool is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             while not (await worker.pool.pubsub_numsub(channel))[0][1]:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            while worker._registration is None or not worker._registration.held:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
         return worker
 
@@ -220,8 +230,9 @@ async def test_a_notice_naming_its_job_starts_it_without_a_poll(
     client: httpx.AsyncClient, start_worker: StartWorker
 ) -> None:
     """The web's notice carries the job's id: an idle worker with a free slot claims that job
-    at once, where it used to poll the queue first (a round trip the job waited for)."""
-    worker = await start_worker()
+    at once, where it used to poll the queue first (a round trip the job waited for). (A worker
+    registered as idle is handed its job instead: below.)"""
+    worker = await unregistered(await start_worker())
     by_notice = started_by_notice(worker)
     body = {"task": "word_count", "args": {"text": "by its notice"}}
 
@@ -238,7 +249,7 @@ async def test_a_busy_worker_leaves_a_notices_job_to_its_poll(
     """Only an idle worker claims a notice's job itself: a busy one (here one job running, as
     it counts them) polls, so a burst of notices costs one read, not a claim per notice and
     worker. The job still starts at once."""
-    worker = await start_worker()
+    worker = await unregistered(await start_worker())
     by_notice = started_by_notice(worker)
     worker.job_counter += 1  # (one job running)
     body = {"task": "word_count", "args": {"text": "polled for"}}
@@ -257,12 +268,14 @@ async def test_a_claim_answered_after_a_stop_starts_no_job_and_gives_it_back(
 ) -> None:
     """A stop that comes while a notice's claim is under way: the claimed job is not started
     but given back (no claim left, no try counted), for another worker."""
-    worker = await start_worker()
+    worker = await unregistered(await start_worker())
     assert worker._claimer is not None  # (made by the first poll)
     claim = worker._claimer.claim
 
-    async def stopped_meanwhile(job_ids: list[str], now_ms: int, token: str) -> list[Claimed]:
-        claimed = await claim(job_ids, now_ms, token)
+    async def stopped_meanwhile(
+        job_ids: list[str], now_ms: int, token: str, room: int | None = None, member: str = ""
+    ) -> list[Claimed]:
+        claimed = await claim(job_ids, now_ms, token, room, member)
         if claimed:  # (what a stop sets, whichever claims it: the poll or the listener)
             worker.allow_pick_jobs = False
         return claimed
@@ -308,19 +321,211 @@ async def test_notices_and_polls_together_never_run_more_jobs_than_slots(
     assert most == 2
 
 
-async def test_a_stopped_worker_takes_no_job_a_notice_names(
-    client: httpx.AsyncClient, start_worker: StartWorker
+@pytest.mark.parametrize("registered", [True, False], ids=["handed-over", "noticed"])
+async def test_a_stopped_worker_takes_no_job_a_notice_names_or_is_handed(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker, registered: bool
 ) -> None:
     """Between a stop (SIGINT: arq's stop at once) and close(), the wake listener still reads
-    notices: it starts none of their jobs, which wait for another worker."""
+    notices and jobs handed over: it starts none of them; one handed over is given back (no
+    claim, no try left), for another worker."""
     worker = await start_worker()
+    if not registered:
+        await unregistered(worker)
     worker.handle_sig(signal.SIGINT)
     body = {"task": "word_count", "args": {"text": "after the stop"}}
 
-    location = (await client.post("/jobs", json=body)).headers["location"]
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
     await asyncio.sleep(0.3)
 
-    assert (await client.get(location)).json()["state"] == "queued"
+    assert (await client.get(f"/jobs/{job_id}")).json()["state"] == "queued"
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        assert not await redis.exists(in_progress_key_prefix + job_id)
+        assert not await redis.exists(retry_key_prefix + job_id)
+
+
+async def test_an_idle_worker_is_handed_its_job_and_claims_nothing_itself(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """A registered idle worker gets the job itself, claimed for it by the enqueue: it starts
+    the job without a claim of its own (no Redis round trip before the start), runs it once,
+    and registers again once idle."""
+    worker = await start_worker()
+    claims = claims_of(worker)
+    handed = handed_to(worker)
+    body = {"task": "word_count", "args": {"text": "handed over"}}
+
+    accepted = await client.post("/jobs", json=body)
+    await finished_within(client, accepted.headers["location"], SOON)
+
+    job = (await client.get(accepted.headers["location"])).json()
+    assert handed == [accepted.json()["id"]]
+    assert claims == []
+    assert job["tries"] == 1
+    assert job["result"] == {"words": 2, "characters": 11}
+    async with asyncio.timeout(SOON):  # (its poll after the job: no job, so idle again)
+        while not worker._registration or not worker._registration.held:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        members = await redis.zrange(idle_workers_key(settings.queue_name), 0, -1)
+    assert [member.decode() for member in members] == [worker._registration.member]
+
+
+async def test_a_job_for_a_worker_gone_without_a_word_goes_to_the_next_idle_one(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """A worker killed while idle leaves its entry in the idle set, and nobody on its channel:
+    Redis delivers the job to nobody, so the enqueue takes the next entry. The dead one's entry
+    is gone after that one job."""
+    worker = await start_worker()
+    handed = handed_to(worker)
+    dead = handoff_member("killed-worker", 60_000, aborts=True)
+    key = idle_workers_key(settings.queue_name)
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        await redis.zadd(key, {dead: time.time() + 3600})  # the first to be handed a job
+        body = {"task": "word_count", "args": {"text": "not lost"}}
+
+        accepted = await client.post("/jobs", json=body)
+        await finished_within(client, accepted.headers["location"], SOON)
+
+        assert handed == [accepted.json()["id"]]
+        assert await redis.zscore(key, dead) is None
+
+
+@pytest.mark.slow
+async def test_a_job_handed_to_a_worker_that_never_takes_it_runs_elsewhere_after_the_lease(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """A frozen worker (here a subscriber that never reads) is handed a job: its claim lasts
+    the lease, then another worker's poll takes the job. When the frozen one reads the message
+    at last, the claim is no longer its own: it does not start the job a second time."""
+    worker = await start_worker(worker_poll_delay=0.5)
+    key = idle_workers_key(settings.queue_name)
+    frozen = handoff_member("frozen-worker", 60_000, aborts=True)
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        listener = redis.pubsub()
+        await listener.subscribe(handoff_channel(settings.queue_name, "frozen-worker"))
+        await redis.zadd(key, {frozen: time.time() + 3600})  # handed the next job
+        body = {"task": "word_count", "args": {"text": "held too long"}}
+        started = time.monotonic()
+
+        accepted = await client.post("/jobs", json=body)
+        held = await redis.get(in_progress_key_prefix + accepted.json()["id"])
+        await finished_within(client, accepted.headers["location"], HANDOFF_LEASE_MS / 1000 + 3)
+        took = time.monotonic() - started
+
+        message = None
+        async with asyncio.timeout(5):
+            while message is None or message["type"] != "message":
+                message = await listener.get_message(timeout=1)
+        await listener.aclose()
+    assert held == b"frozen-worker"
+    assert took >= HANDOFF_LEASE_MS / 1000 - 0.1  # not before the lease ended
+    handed = HandOff.parse(message["data"])
+    assert handed.job_id == accepted.json()["id"]
+    # The frozen worker reads its message late: the claim lapsed, and it starts nothing.
+    ran = runs_of(worker)
+    await worker._start_handed(message["data"])
+    await asyncio.sleep(0.2)
+    assert ran == []
+    assert (await client.get(accepted.headers["location"])).json()["state"] == "succeeded"
+
+
+async def test_a_late_hand_off_whose_claim_still_holds_is_confirmed_then_started(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    """A message older than a quarter of the lease starts its job only once the claim is
+    confirmed (extended to its full lifetime), which it is while it is still the worker's."""
+    worker = await start_worker()
+    assert worker._registration is not None
+    token = worker._registration.token
+    ran = runs_of(worker)
+    job_id = "late-but-held"
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        server_ms = int(float(".".join(map(str, await redis.time()))) * 1000)
+        await redis.set(in_progress_key_prefix + job_id, token, px=HANDOFF_LEASE_MS)
+        sent_ms = server_ms - HANDOFF_LEASE_MS // 2
+        payload = serialize({"t": 1, "f": "word_count", "a": [], "k": {"text": "x"}, "et": 0})
+        head = f"{sent_ms} 1 0 {server_ms} {len(job_id)}\n".encode()
+
+        await worker._start_handed(head + job_id.encode() + payload)
+        lifetime = await redis.pttl(in_progress_key_prefix + job_id)
+
+    assert ran == [job_id]
+    assert lifetime > HANDOFF_LEASE_MS  # confirmed: the worker's full claim
+
+
+@pytest.mark.slow
+async def test_a_handed_job_still_running_after_a_quarter_of_the_lease_has_its_claim_confirmed(
+    settings: Settings, client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """Most handed jobs end within a quarter of the lease (their end deletes the claim); one
+    that runs longer has its claim extended to the full in-progress time, so that no other
+    worker takes it while it runs."""
+    await start_worker("bulk")
+    body = {"task": "render_report", "args": {"pages": 4, "seconds_per_page": 1}}
+
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        await asyncio.sleep(0.5)
+        early = await redis.pttl(in_progress_key_prefix + job_id)
+        await asyncio.sleep(HANDOFF_LEASE_MS / 4000)
+        later = await redis.pttl(in_progress_key_prefix + job_id)
+
+    assert 0 < early <= HANDOFF_LEASE_MS  # the lease
+    assert later > HANDOFF_LEASE_MS  # confirmed
+
+
+async def unregistered(worker: WakingWorker) -> WakingWorker:
+    """`worker` out of the idle set: jobs reach it by notice, as they reach a worker that is
+    not registered (its next idle poll registers it again)."""
+    assert worker._claimer is not None
+    assert worker._registration is not None
+    await worker._registration.unregister(worker._claimer)
+    return worker
+
+
+def claims_of(worker: WakingWorker) -> list[list[str]]:
+    """The candidates of each claim `worker` sends to Redis (by its polls or its notices)."""
+    assert worker._claimer is not None
+    claims: list[list[str]] = []
+    claim = worker._claimer.claim
+
+    async def spied(
+        job_ids: list[str], now_ms: int, token: str, room: int | None = None, member: str = ""
+    ) -> list[Claimed]:
+        if job_ids:  # (none: nothing is sent)
+            claims.append(job_ids)
+        return await claim(job_ids, now_ms, token, room, member)
+
+    worker._claimer.claim = spied  # type: ignore[method-assign]
+    return claims
+
+
+def handed_to(worker: WakingWorker) -> list[str]:
+    """The ids of the jobs handed to `worker` that it started."""
+    started: list[str] = []
+    start = worker._start_handed
+
+    async def spied(data: bytes) -> None:
+        before = set(worker.tasks)
+        await start(data)
+        started.extend(job_id for job_id in worker.tasks if job_id not in before)
+
+    worker._start_handed = spied  # type: ignore[method-assign]
+    return started
+
+
+def runs_of(worker: WakingWorker) -> list[str]:
+    """The ids of the jobs `worker` runs from now on (by any path)."""
+    ran: list[str] = []
+    run_job = worker.run_job
+
+    async def spied(job_id: str, score: int) -> None:
+        ran.append(job_id)
+        await run_job(job_id, score)
+
+    worker.run_job = spied  # type: ignore[method-assign]
+    return ran
 
 
 def started_by_notice(worker: WakingWorker) -> list[str]:

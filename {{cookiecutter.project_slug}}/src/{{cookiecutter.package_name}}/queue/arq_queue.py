@@ -24,6 +24,7 @@ from arq.constants import (
     in_progress_key_prefix,
     job_key_prefix,
     result_key_prefix,
+    retry_key_prefix,
 )
 from arq.jobs import DeserializationError, deserialize_job, deserialize_result, serialize_job
 from redis.asyncio import Redis
@@ -65,7 +66,7 @@ from .ledger import Ledger, RecordWrite, SuccessSink, event_from, record_from
 from .liveness import decode_beat, registry_key
 from .serializer import RemoteError, deserialize, serialize
 from .unavailable import unavailable, wrong_type
-from .wake_channel import wake_channel
+from .wake_channel import idle_workers_key, wake_channel
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,8 @@ class ArqJobQueue:
         keys, args = self._ledger.creation(chosen, task, queue_name, state, request_id, after)
         payload, ttl_ms, score = self._job(task, kwargs, meta, defer, after)
         keys += (job_key_prefix + chosen, result_key_prefix + chosen, queue_name, abort_jobs_ss)
+        keys += (in_progress_key_prefix + chosen, retry_key_prefix + chosen)
+        keys += (idle_workers_key(queue_name),)
         given = "1" if job_id else "0"
         more: tuple[bytes | int | str, ...] = (
             payload,
@@ -316,6 +319,7 @@ class ArqJobQueue:
             self._durable,
             " ".join(after),
             self._expires_ms,
+            "1" if not defer else "0",  # due now: it may go to an idle worker (the hand-off)
         )
         if idempotency is not None:
             digest = hashlib.sha256(idempotency.key.encode()).hexdigest()

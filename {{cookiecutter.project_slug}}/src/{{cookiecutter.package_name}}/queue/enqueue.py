@@ -14,6 +14,41 @@ write from another request's, and the script answers "created" for it, as the fi
 
 from .dependencies import DEPENDENCIES
 from .ledger import RECORD
+from .wake_channel import HANDOFF_LEASE_MS
+
+# A job due now goes to an idle worker that registered (queue.wake_channel: the hand-off): the
+# worker taken out of the set, the job sent on its channel, and, if Redis delivered the message,
+# claimed for it as the worker's claim script would (worker.claim: in-progress key, try, abort),
+# for HANDOFF_LEASE_MS until the worker confirms it. Not delivered (the worker is gone): the next
+# one, three at most. Not where a claim exists already (a job of this id that still runs).
+# The message (HandOff.parse): "<Redis time, ms> <try> <aborted> <score> <id length>\n<id><job>".
+HAND_OFF = """
+local function hand_off(idle, in_progress, retry, aborts, channel, job_id, score, job)
+    if redis.call('EXISTS', in_progress) == 1 then return false end
+    for _ = 1, 3 do
+        local popped = redis.call('ZPOPMAX', idle)
+        if #popped == 0 then return false end
+        local token, takes_aborts = string.match(popped[1], '^(%S+) %d+ ([01])$')
+        if token then
+            local try = tonumber(redis.call('GET', retry) or '0') + 1
+            local aborted = 0
+            if takes_aborts == '1' and redis.call('ZSCORE', aborts, job_id) then aborted = 1 end
+            local time = redis.call('TIME')
+            local now = string.format('%d', time[1] * 1000 + math.floor(time[2] / 1000))
+            local head = table.concat({now, try, aborted, score, #job_id}, ' ')
+            local message = head .. '\\n' .. job_id .. job
+            if redis.call('PUBLISH', channel .. ':' .. token, message) > 0 then
+                redis.call('SET', in_progress, token, 'PX', __LEASE__)
+                redis.call('INCR', retry)
+                redis.call('EXPIRE', retry, 88400)
+                if aborted == 1 then redis.call('ZREM', aborts, job_id) end
+                return true
+            end
+        end
+    end
+    return false
+end
+""".replace("__LEASE__", str(HANDOFF_LEASE_MS))
 
 # With DURABLE_ENQUEUE_REPLICAS the answer waits (Redis WAIT) until replicas have this
 # connection's latest write. A replay writes nothing new, so WAIT would return at once, while the
@@ -27,13 +62,15 @@ end
 """
 
 # KEYS: the record's three (RECORD's), arq's job key, arq's result key, the queue, arq's abort
-# set, and the idempotency key's claim if there is one.
+# set, arq's in-progress and retry keys of the job, the queue's idle workers (HAND_OFF), and the
+# idempotency key's claim if there is one.
 # ARGV: RECORD's six arguments (the record's change is fresh), the serialized job, its time to
 # live (ms), its score (when it may start, ms), the wake channel, "1" if the caller chose the id
 # (an abort left for an earlier job of this id must not kill this one: arq #485), "1" if the
 # answer waits for replicas (DURABLE), the ids of the jobs it runs after (space-separated, or
-# empty: queue.dependencies), how long arq keeps a job (ms), then, with a claim, its value
-# ("<fingerprint> <job id>") and its lifetime (s).
+# empty: queue.dependencies), how long arq keeps a job (ms), "1" if the job is due now (it may
+# be handed to an idle worker), then, with a claim, its value ("<fingerprint> <job id>") and its
+# lifetime (s).
 # Returns {"created"}, {"taken"} (the id is queued, running, or its result is kept),
 # {"claimed", earlier claim}: the key's earlier request, a replay or a conflict, whose job exists,
 # or {"unknown", id} / {"crowded", id}: a job it was to run after has no record, or has all the
@@ -42,16 +79,17 @@ ENQUEUE = (
     RECORD
     + DURABLE
     + DEPENDENCIES
+    + HAND_OFF
     + """
 local function mine()
     return redis.call('HGET', KEYS[1], 'enqueued_at') == cjson.decode(ARGV[4]).set.enqueued_at
 end
 local durable = ARGV[12] == '1'
-local claim = KEYS[8]
+local claim = KEYS[11]
 if claim then
     local earlier = redis.call('GET', claim)
     if earlier then
-        if earlier == ARGV[15] and mine() then
+        if earlier == ARGV[16] and mine() then
             if durable then rewrite(KEYS[1], 'enqueued_at') end
             return {'created'}
         end
@@ -84,7 +122,7 @@ end
 redis.call('PSETEX', KEYS[4], ARGV[8], ARGV[7])
 if ARGV[11] == '1' then redis.call('ZREM', KEYS[7], ARGV[6]) end
 record(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6])
-if claim then redis.call('SET', claim, ARGV[15], 'EX', ARGV[16]) end
+if claim then redis.call('SET', claim, ARGV[16], 'EX', ARGV[17]) end
 if parents ~= '' then
     -- Into its queue only when its parents let it (which may be now).
     local at = cjson.decode(ARGV[4]).set.enqueued_at
@@ -92,6 +130,13 @@ if parents ~= '' then
     return {'created'}
 end
 redis.call('ZADD', KEYS[6], ARGV[9], ARGV[6])
+-- Due now: to an idle worker, if one registered; the other workers need no notice then.
+if ARGV[15] == '1' then
+    local job_id, score, job = ARGV[6], ARGV[9], ARGV[7]
+    if hand_off(KEYS[10], KEYS[8], KEYS[9], KEYS[7], ARGV[10], job_id, score, job) then
+        return {'created'}
+    end
+end
 -- Deferred jobs too: an idle worker then times its next poll to the job's due time. The notice
 -- names the job: a worker with a free slot claims it without reading the queue first.
 redis.call('PUBLISH', ARGV[10], ARGV[6])

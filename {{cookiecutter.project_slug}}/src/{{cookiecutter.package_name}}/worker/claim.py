@@ -19,6 +19,11 @@ in place of its transaction (`Claimed.read`). At idle that round trip was a fift
 latency; under load, one Redis call a job fewer. A resent claim counts no try twice (it reads the
 count its first run left), though an abort its first run took is not seen again (one that came
 in the moment between: the job runs; a cancel through the web also marks its record).
+
+A job handed to an idle worker (queue.wake_channel) arrives claimed by the enqueue script, on the
+same terms, for a short lease: `Claimer` also enters the worker in the idle set, confirms such a
+claim, and gives back what the worker will not start. A claim of the worker's own counts a job
+on its way to it among its slots (the worker left the set, and did not take itself out).
 """
 
 from contextvars import ContextVar
@@ -29,15 +34,22 @@ from arq.connections import ArqRedis
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from redis.asyncio import Redis
 
+from ..queue.wake_channel import idle_workers_key, wake_channel
+
 CLAIM = """
 local now, lifetime, token, aborts = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4] == '1'
+local room, member = tonumber(ARGV[5]), ARGV[6]
+-- Registered as idle, and no longer in the set: a job handed to this worker is on its way, and
+-- takes a slot.
+if member ~= '' and not redis.call('ZSCORE', KEYS[3], member) then room = room - 1 end
 local claimed = {}
 local n = 0
-for i = 3, #KEYS, 3 do
+for i = 4, #KEYS, 3 do
   n = n + 1
   local holder = redis.call('GET', KEYS[i])
-  if not holder or holder == token then
-    local job_id = ARGV[n + 4]
+  -- (A claim of this token's, from a first run whose reply was lost, is returned in any case.)
+  if holder == token or (not holder and #claimed < room) then
+    local job_id = ARGV[n + 6]
     local score = redis.call('ZSCORE', KEYS[1], job_id)
     if score and tonumber(score) <= now then
       local try
@@ -54,13 +66,16 @@ for i = 3, #KEYS, 3 do
     end
   end
 end
+-- Busy now: no more jobs handed over.
+if member ~= '' and #claimed > 0 then redis.call('ZREM', KEYS[3], member) end
 return claimed
 """
-"""KEYS: the queue, arq's abort set, then for each candidate its in-progress key, job key and
-retry key; ARGV: now (ms), the claim's lifetime (ms), this claim's token, "1" to take aborts (as
-arq's run_job does when it allows them), then the candidates' ids. Returns, for each job claimed:
-its id, score, serialized job (nil if it expired), try, and 1 if an abort was waiting for it.
-(88400: the seconds arq keeps a retry count.)"""
+"""KEYS: the queue, arq's abort set, the queue's idle workers, then for each candidate its
+in-progress key, job key and retry key; ARGV: now (ms), the claim's lifetime (ms), this claim's
+token, "1" to take aborts (as arq's run_job does when it allows them), the worker's free slots,
+its entry in the idle set if it registered (else empty), then the candidates' ids. Returns, for
+each job claimed: its id, score, serialized job (nil if it expired), try, and 1 if an abort was
+waiting for it. (88400: the seconds arq keeps a retry count.)"""
 
 
 @dataclass(frozen=True)
@@ -83,31 +98,57 @@ class Claimer:
     def __init__(self, redis: Redis, queue_name: str, lifetime_ms: int, aborts: bool) -> None:
         self._script = redis.register_script(CLAIM)
         self._unclaim = redis.register_script(UNCLAIM)
+        self._confirm = redis.register_script(CONFIRM)
+        self._register = redis.register_script(REGISTER)
+        self.redis = redis
         self._queue_name = queue_name
         self._lifetime_ms = lifetime_ms
         self._aborts = "1" if aborts else "0"
 
-    async def claim(self, job_ids: list[str], now_ms: int, token: str) -> list[Claimed]:
-        """Claim those of `job_ids` that are due by `now_ms` and held by no worker; `token` names
-        this claim (a new one per call: see above)."""
+    async def claim(
+        self, job_ids: list[str], now_ms: int, token: str, room: int | None = None, member: str = ""
+    ) -> list[Claimed]:
+        """Claim those of `job_ids` that are due by `now_ms` and held by no worker, `room` at most
+        (all by default) and one fewer if `member` (this worker's entry in the idle set) is no
+        longer registered: a job handed to it is on its way. `token` names this claim (a new
+        one per call: see above)."""
         if not job_ids:
             return []
-        keys = [self._queue_name, abort_jobs_ss]
+        keys = [self._queue_name, abort_jobs_ss, idle_workers_key(self._queue_name)]
         for job_id in job_ids:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
             keys.append(retry_key_prefix + job_id)
-        reply = await self._script(keys, [now_ms, self._lifetime_ms, token, self._aborts, *job_ids])
+        room = len(job_ids) if room is None else room
+        args: list[str | int] = [now_ms, self._lifetime_ms, token, self._aborts, room, member]
+        args += job_ids
+        reply = await self._script(keys, args)
         return [
             Claimed(job_id.decode(), int(float(score)), job, int(job_try), aborted == 1)
             for job_id, score, job, job_try, aborted in reply
         ]
 
     async def give_back(self, claimed: list[Claimed], token: str) -> None:
-        """Undo a claim (`token`'s) of jobs that will not start here: for another worker now."""
+        """Undo a claim (`token`'s) of jobs that will not start here: for another worker now,
+        told by a notice on the queue's channel."""
         keys: list[str] = []
         for job in claimed:
             keys += [in_progress_key_prefix + job.job_id, retry_key_prefix + job.job_id]
-        await self._unclaim(keys, [token])
+        channel = wake_channel(self._queue_name)
+        await self._unclaim(keys, [token, channel, *(job.job_id for job in claimed)])
+
+    async def confirm(self, job_id: str, token: str) -> bool:
+        """Extend a handed-off job's claim (`token`'s, for HANDOFF_LEASE_MS) to the full
+        lifetime; False if it is no longer this worker's (lapsed, maybe taken by another)."""
+        return bool(
+            await self._confirm([in_progress_key_prefix + job_id], [token, self._lifetime_ms])
+        )
+
+    async def register(self, member: str) -> int:
+        """Enter this worker in the queue's idle set, for jobs handed over; Redis's clock (ms)."""
+        return int(await self._register([idle_workers_key(self._queue_name)], [member]))
+
+    async def unregister(self, member: str) -> None:
+        await self.redis.zrem(idle_workers_key(self._queue_name), member)
 
 
 UNCLAIM = """
@@ -115,12 +156,32 @@ for i = 1, #KEYS, 2 do
   if redis.call('GET', KEYS[i]) == ARGV[1] then
     redis.call('DEL', KEYS[i])
     if redis.call('DECR', KEYS[i + 1]) <= 0 then redis.call('DEL', KEYS[i + 1]) end
+    redis.call('PUBLISH', ARGV[2], ARGV[2 + (i + 1) / 2])
   end
 end
 """
-"""KEYS: each job's in-progress key and retry key; ARGV: the claim's token. Gives back the jobs a
-claim took but will not start: their claims, where still this token's, and the tries they
-counted."""
+"""KEYS: each job's in-progress key and retry key; ARGV: the claim's token, the queue's wake
+channel, the jobs' ids. Gives back the jobs a claim took but will not start: their claims, where
+still this token's, and the tries they counted; each job's notice wakes the other workers."""
+
+CONFIRM = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0
+"""
+"""KEYS: a job's in-progress key; ARGV: the hand-off's token, the claim's full lifetime (ms)."""
+
+REGISTER = """
+redis.call('ZADD', KEYS[1], redis.call('TIME')[1], ARGV[1])
+redis.call('EXPIRE', KEYS[1], 86400)
+local time = redis.call('TIME')
+return time[1] * 1000 + math.floor(time[2] / 1000)
+"""
+"""KEYS: the queue's idle workers; ARGV: this worker's entry. Its score is when it registered
+(s), so that the latest is handed the next job; the set goes a day after its last registration
+(an entry of a worker that died without unregistering goes with the first job handed to it)."""
 
 
 CLAIMED_READ: ContextVar["ClaimedRead | None"] = ContextVar("claimed_read", default=None)

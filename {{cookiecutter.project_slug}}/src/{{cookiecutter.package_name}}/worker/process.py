@@ -6,10 +6,13 @@ waits between polls for whichever comes first: a notice on the queue's wake chan
 every enqueue of the web, see queue.wake_channel), a finished job (a free slot), the next deferred
 job or retry coming due, or `poll_delay` (the fallback that keeps plain arq clients' jobs running).
 The polls themselves are arq's (aborts, health checks and cron behave as in arq), except that
-due jobs are claimed many at a time in one script (worker.claim). A notice that names its job (an
-enqueue of the web) is claimed by the listener itself when a slot is free: the job starts without
-waiting for a poll's read of the queue, a Redis round trip that was a fifth of a job's latency at
-idle; anything else (a deferred job, one taken by another worker, a full worker) wakes the poll.
+due jobs are claimed many at a time in one script (worker.claim). An idle worker registers in its
+queue's set of idle workers, and the web's enqueue hands it a job due now, claimed and whole, on
+a channel of its own (queue.wake_channel, worker.handoff): the job starts as the message arrives,
+with no Redis round trip of the worker's. A notice that names its job (no worker was registered)
+is claimed by the listener itself when the worker is idle: the job starts without waiting for a
+poll's read of the queue; anything else (a deferred job, one taken by another worker, a busy
+worker) wakes the poll.
 
 Unlike arq's, this worker never exits on a Redis error (a stall, a full memory, an outage of any
 length): the poll logs it, backs off and tries again, finished jobs wait to be recorded, and the
@@ -41,10 +44,11 @@ from ..queue.connections import redis_pool
 from ..queue.deliveries import Delivery
 from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
-from ..queue.wake_channel import wake_channel
+from ..queue.wake_channel import HANDOFF_LEASE_MS, HandOff, wake_channel
 from ..settings import QueueKey, Settings
 from .claim import CLAIMED_READ, Claimed, Claimer, ClaimingRedis
 from .end_line import HELD, write_held
+from .handoff import FRESH_MS, IdleRegistration, confirm_claim
 from .heartbeat import proof_path, write_proof
 from .job_end import end_job
 from .options import worker_options
@@ -89,6 +93,8 @@ class WakingWorker(Worker):
         self._read = self._started = self._left = 0
         self._backlog = False
         self._claimer: Claimer | None = None
+        self._registration: IdleRegistration | None = None  # (made with the claimer)
+        self._confirming: set[asyncio.Task[None]] = set()  # (held: the loop keeps weak refs)
         # Held while a claim is under way (the poll's or the listener's): each counts free slots
         # before its claim, and two at once could claim one job more than there are slots.
         self._claiming = asyncio.Lock()
@@ -211,7 +217,34 @@ class WakingWorker(Worker):
         self._idle_polls = self._idle_polls + 1 if self._read == 0 and not self.tasks else 0
         if self._backlog and self._started > 0 and self.job_counter < self.max_jobs:
             return 0
+        if self.job_counter == 0 and self._listening and self.allow_pick_jobs:
+            await self._register()
         return await self._until_next_poll()
+
+    def _claims(self) -> tuple[Claimer, IdleRegistration]:
+        if self._claimer is None or self._registration is None:
+            lifetime_ms = int(self.in_progress_timeout_s * 1000)
+            self._claimer = Claimer(self.pool, self.queue_name, lifetime_ms, self.allow_abort_jobs)
+            self._registration = IdleRegistration(
+                self.queue_name, lifetime_ms, self.allow_abort_jobs
+            )
+        return self._claimer, self._registration
+
+    async def _register(self) -> None:
+        """Enter this idle worker in its queue's idle set (once: a hand-off or a claim of its own
+        takes it out), so that the web hands it the next job due now."""
+        claimer, registration = self._claims()
+        if registration.held:
+            return
+        try:
+            await registration.register(claimer)
+        except REDIS_ERRORS as exc:  # jobs still come by notice and poll
+            log.log(
+                logging.WARNING if unavailable(exc) else logging.ERROR,
+                "could not register as idle (%s); jobs come by notice meanwhile",
+                exc,
+                exc_info=not unavailable(exc),
+            )
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start the due jobs among `job_ids`, as many as there are free slots, claimed in one
@@ -226,26 +259,32 @@ class WakingWorker(Worker):
 
     async def _claim_and_start(self, job_ids: list[str]) -> list[Claimed]:
         """Claim as many of `job_ids` as there are free slots, and start those claimed."""
-        if self._claimer is None:
-            lifetime_ms = int(self.in_progress_timeout_s * 1000)
-            self._claimer = Claimer(self.pool, self.queue_name, lifetime_ms, self.allow_abort_jobs)
+        claimer, registration = self._claims()
         async with self._claiming:
             # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
-            candidates = job_ids[: self.max_jobs - self.job_counter]
+            free = self.max_jobs - self.job_counter
             token = uuid.uuid4().hex
-            claimed = await self._claimer.claim(candidates, timestamp_ms(), token)
+            # Registered as idle: the script counts a job handed over meanwhile among the slots.
+            member = registration.member if registration.held is not False else ""
+            claimed = await claimer.claim(job_ids[:free], timestamp_ms(), token, free, member)
+            if claimed:
+                registration.held = False  # (busy: the script took it out of the idle set)
             if claimed and not self.allow_pick_jobs:
                 # Told to stop while the claim was under way (the listener's claims outlive
                 # the main task): those jobs go back for another worker, their tries uncounted.
-                await self._give_back(self._claimer, claimed, token)
+                await self._give_back(claimer, claimed, token)
                 return []
             for job in claimed:
-                await self.sem.acquire()  # never waits: the slot was free
-                self.job_counter += 1
-                task = self.loop.create_task(self._run_claimed(job))
-                task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
-                self.tasks[job.job_id] = task
+                await self._start(job)
         return claimed
+
+    async def _start(self, job: Claimed) -> asyncio.Task[None]:
+        await self.sem.acquire()  # never waits: the slot was free
+        self.job_counter += 1
+        task = self.loop.create_task(self._run_claimed(job))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job.job_id] = task
+        return task
 
     async def _give_back(self, claimer: Claimer, claimed: list[Claimed], token: str) -> None:
         try:
@@ -284,6 +323,54 @@ class WakingWorker(Worker):
         # The poll checks aborts: while the job runs, at the poll delay, not a stretched one.
         self.loop.call_later(self.fallback_poll_delay, self._wake.set)
         return True
+
+    async def _take_handed(self, data: bytes) -> None:
+        try:
+            await self._start_handed(data)
+        except ValueError:  # not the enqueue script's: nothing to take (its lease lapses, if any)
+            log.error("unreadable message on this worker's hand-off channel: %r", data[:200])
+
+    async def _start_handed(self, data: bytes) -> None:
+        """Start the job the web handed to this worker, claimed for it already (worker.handoff);
+        give it back, for another worker, if this one may not start it (stopping, full)."""
+        claimer, registration = self._claims()
+        registration.held = False  # (the enqueue took this worker out of the idle set)
+        handed = HandOff.parse(data)
+        job = Claimed(handed.job_id, handed.score, handed.job, handed.job_try, handed.aborted)
+        token = registration.token
+        full = self.job_counter >= self.max_jobs
+        if not self.allow_pick_jobs or full or job.job_id in self.tasks:
+            await self._give_back(claimer, [job], token)
+            return
+        fresh = registration.age_ms(handed.sent_ms) <= FRESH_MS
+        if not fresh:
+            # A late message: its claim may have lapsed, and another worker run the job since.
+            try:
+                async with asyncio.timeout(SOCKET_TIMEOUT):
+                    confirmed = await claimer.confirm(job.job_id, token)
+            except REDIS_ERRORS as exc:  # the claim lapses, and a poll takes the job
+                log.warning("could not confirm job %s handed over late (%s)", job.job_id, exc)
+                return
+            if not confirmed:
+                log.info("job %s was handed over too long ago: left to the poll", job.job_id)
+                return
+        task = await self._start(job)
+        self._idle_polls = 0  # (as a poll that starts a job would)
+        task.add_done_callback(lambda _: self._ended_unpolled())
+        # The poll checks aborts: while the job runs, at the poll delay, not a stretched one.
+        self.loop.call_later(self.fallback_poll_delay, self._wake.set)
+        if fresh:  # confirmed a quarter of the lease on, if it still runs then
+            later = self.loop.call_later(FRESH_MS / 1000, self._confirm, job.job_id, task)
+            task.add_done_callback(lambda _: later.cancel())
+
+    def _confirm(self, job_id: str, job: "asyncio.Task[None]") -> None:
+        claimer, registration = self._claims()
+        until = time.monotonic() + (HANDOFF_LEASE_MS - FRESH_MS) / 1000
+        confirming = self.loop.create_task(
+            confirm_claim(claimer, job_id, registration.token, until, lambda: not job.done())
+        )
+        self._confirming.add(confirming)
+        confirming.add_done_callback(self._confirming.discard)
 
     def _ended_unpolled(self) -> None:
         """A job the listener started has ended: with nothing else running, the poll looks at
@@ -467,13 +554,19 @@ class WakingWorker(Worker):
 
     async def _listen(self) -> None:
         channel = wake_channel(self.queue_name)
+        _, registration = self._claims()
+        own = registration.channel.encode()
         backoff = Backoff()
         while True:
             raise_if_cancelled()  # close() cancels this task; Python 3.11 may lose that
             pubsub = self.pool.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(channel)
+                await pubsub.subscribe(channel, registration.channel)
                 backoff.succeeded()
+                if registration.held:
+                    # Jobs handed over while nobody listened took the entry out (unsent): the
+                    # next idle poll registers again.
+                    registration.held = None
                 self._listening = True
                 self._notice()  # whatever was queued while nobody listened; ends a backoff
                 while True:
@@ -483,9 +576,11 @@ class WakingWorker(Worker):
                     notice = await pubsub.get_message(
                         ignore_subscribe_messages=True, timeout=NOTICE_WAIT
                     )
-                    if notice is not None and not await self._start_noticed(
-                        notice["data"].decode(errors="replace")
-                    ):
+                    if notice is None:
+                        continue
+                    if notice["channel"] == own:
+                        await self._take_handed(notice["data"])
+                    elif not await self._start_noticed(notice["data"].decode(errors="replace")):
                         self._notice()
             except REDIS_ERRORS as exc:
                 # Polling goes on without it: even a bug here only delays jobs, and is logged.
@@ -514,6 +609,7 @@ class WakingWorker(Worker):
 
     async def _wait_for_tasks_to_complete(self, signum: signal.Signals) -> None:
         """arq's stop after SIGTERM: running jobs get the completion wait, then are stopped."""
+        await self._unregister()  # (a job handed over meanwhile would be given back)
         if self.tasks:  # (no job starts after the signal)
             await asyncio.wait(list(self.tasks.values()), timeout=self._job_completion_wait)
         left = sum(not task.done() for task in self.tasks.values())
@@ -538,8 +634,17 @@ class WakingWorker(Worker):
         if self.on_stop is not None:
             self.on_stop(signal.Signals(signum))
 
+    async def _unregister(self) -> None:
+        """Out of the idle set: no more jobs handed over."""
+        if self._claimer is None or self._registration is None or not self._pool:
+            return
+        if self._registration.held is not False:
+            with contextlib.suppress(*REDIS_ERRORS):  # (those handed over are given back)
+                await self._registration.unregister(self._claimer)
+
     async def close(self) -> None:
         self.allow_pick_jobs = False
+        await self._unregister()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
