@@ -8,6 +8,7 @@ that something other than the poll started it. The bound is a fraction of POLL, 
 
 import asyncio
 import itertools
+import logging
 import signal
 import socket
 import time
@@ -20,6 +21,7 @@ from arq.connections import create_pool
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 from pydantic import RedisDsn
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
@@ -541,3 +543,31 @@ def started_by_notice(worker: WakingWorker) -> list[str]:
 
     worker._start_noticed = spied  # type: ignore[method-assign]
     return started
+
+
+async def test_a_registration_redis_refuses_is_logged_once_and_retried_at_each_idle_poll(
+    start_worker: StartWorker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A full Redis refuses the idle registration at every idle poll: one warning, not one a
+    poll, and the worker registers again once Redis takes it (jobs come by notice meanwhile)."""
+    worker = await unregistered(await start_worker(worker_poll_delay=0.05))
+    assert worker._claimer is not None
+    register = worker._claimer.register
+    tries = 0
+
+    async def refused(member: str) -> int:
+        nonlocal tries
+        tries += 1
+        raise ResponseError("OOM command not allowed when used memory > 'maxmemory'.")
+
+    worker._claimer.register = refused  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING, logger="{{ cookiecutter.package_name }}.worker.process"):
+        await asyncio.sleep(0.6)
+        worker._claimer.register = register  # type: ignore[method-assign]
+        async with asyncio.timeout(2):
+            while not worker._registration or not worker._registration.held:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+
+    assert tries >= 3
+    warnings = [r for r in caplog.records if "could not register as idle" in r.getMessage()]
+    assert len(warnings) == 1

@@ -95,6 +95,7 @@ class WakingWorker(Worker):
         self._claimer: Claimer | None = None
         self._registration: IdleRegistration | None = None  # (made with the claimer)
         self._confirming: set[asyncio.Task[None]] = set()  # (held: the loop keeps weak refs)
+        self._unregistered_since_error = False
         # Held while a claim is under way (the poll's or the listener's): each counts free slots
         # before its claim, and two at once could claim one job more than there are slots.
         self._claiming = asyncio.Lock()
@@ -239,12 +240,17 @@ class WakingWorker(Worker):
         try:
             await registration.register(claimer)
         except REDIS_ERRORS as exc:  # jobs still come by notice and poll
-            log.log(
-                logging.WARNING if unavailable(exc) else logging.ERROR,
-                "could not register as idle (%s); jobs come by notice meanwhile",
-                exc,
-                exc_info=not unavailable(exc),
-            )
+            # Said once, not at every idle poll while it lasts (a full Redis refuses it).
+            if not self._unregistered_since_error:
+                log.log(
+                    logging.WARNING if unavailable(exc) else logging.ERROR,
+                    "could not register as idle (%s); jobs come by notice meanwhile",
+                    exc,
+                    exc_info=not unavailable(exc),
+                )
+            self._unregistered_since_error = True
+        else:
+            self._unregistered_since_error = False
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         """Start the due jobs among `job_ids`, as many as there are free slots, claimed in one
