@@ -69,6 +69,9 @@ def _int64(text: str) -> int:
     return number
 
 
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite, parse_int=_int64)
+"""What json.loads builds anew at each call with these hooks."""
+
 MAX_DEPTH = 64  # levels of arrays and objects in a body; no job's arguments need more
 
 
@@ -94,9 +97,9 @@ def strict_loads(data: bytes) -> Any:
         doc = data.decode("utf-8", "replace")
         raise json.JSONDecodeError("the body is not UTF-8", doc, exc.start) from exc
     try:
-        value = json.loads(
-            text, parse_constant=_refuse_constant, parse_float=_finite, parse_int=_int64
-        )
+        if text.startswith("\ufeff"):  # (as json.loads, which builds _DECODER anew each call)
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
+        value = _DECODER.decode(text)
     except NotCarriedError as exc:  # json gives no position: the number's first occurrence
         literal = str(exc).split(" ", 1)[0].removesuffix("...")
         raise json.JSONDecodeError(str(exc), text, max(text.find(literal), 0)) from exc

@@ -79,19 +79,6 @@ class TimedReadsParser(_AsyncHiredisParser):
             return await super().read_from_socket()  # type: ignore[no-untyped-call,no-any-return]
 
 
-PACKED_AS_IS = (bytes, str, int, float)
-"""What hiredis packs as redis-py's encoder does (UTF-8, strict; numbers by repr). A bool, which
-hiredis would send as "True", and anything else go to redis-py's own packing and its DataError."""
-
-
-def packed_alike(arg: Any, cutoff: int) -> bool:
-    """Whether hiredis packs `arg` as redis-py would, and should: one of PACKED_AS_IS, and no
-    value past redis-py's `cutoff`, which redis-py sends as a chunk of its own (hiredis would
-    copy it)."""
-    kind = type(arg)
-    return kind in PACKED_AS_IS and not (kind in (bytes, str) and len(arg) > cutoff)
-
-
 class _TimedReads(AbstractConnection):
     """A connection whose replies are timed by its parser (TimedReadsParser) when it has one,
     and whose commands hiredis packs."""
@@ -106,9 +93,21 @@ class _TimedReads(AbstractConnection):
             not HIREDIS_AVAILABLE
             or encoder.encoding != "utf-8"
             or encoder.encoding_errors != "strict"
-            or not all(packed_alike(arg, self._buffer_cutoff) for arg in args)
         ):
             return super().pack_command(*args)
+        # hiredis packs bytes, str, int and float as redis-py's encoder does (UTF-8, strict;
+        # numbers by repr); a bool (hiredis would send "True") and anything else go to
+        # redis-py's own packing and its DataError, and so does a command with a value past
+        # redis-py's cutoff, which it sends as a chunk of its own (hiredis would copy it).
+        # (Inline: a call per argument cost more, run cold at idle.)
+        cutoff = self._buffer_cutoff
+        for arg in args:
+            kind = type(arg)
+            if kind is str or kind is bytes:
+                if len(arg) > cutoff:
+                    return super().pack_command(*args)
+            elif kind is not int and kind is not float:
+                return super().pack_command(*args)
         first = args[0]
         # (redis-py's rule: a command name with a space, "CONFIG GET", is sent as two words)
         if isinstance(first, str):

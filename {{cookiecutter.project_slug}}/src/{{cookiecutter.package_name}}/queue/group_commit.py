@@ -94,9 +94,23 @@ class GroupCommit:
             else:
                 call.reply.set_result(reply)
 
+    async def _evalsha(self, keys: Sequence[str], args: Args) -> Any:
+        """The script's call (redis-py's Script, without its wrapping): EVALSHA, and the text
+        once more when Redis has forgotten it (NOSCRIPT)."""
+        script = self._script
+        try:
+            return await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", script.sha, len(keys), *keys, *args
+            )
+        except NoScriptError:
+            script.sha = await self._redis.script_load(script.script)
+            return await self._redis.execute_command(  # type: ignore[no-untyped-call]
+                "EVALSHA", script.sha, len(keys), *keys, *args
+            )
+
     async def _one(self, call: _Call) -> Any:
         try:
-            return await self._script(keys=call.keys, args=call.args)
+            return await self._evalsha(call.keys, call.args)
         except Exception as exc:  # the call's own error, e.g. a full Redis
             return exc
 

@@ -14,7 +14,7 @@ import time
 from typing import Any
 from weakref import WeakKeyDictionary
 
-from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
+from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool, ConnectionPool
 
 from ..cancellation import raise_if_cancelled
 
@@ -25,9 +25,32 @@ class BoundedPool(BlockingConnectionPool):
         self.idle_timeout = idle_timeout
         self._idle_since: WeakKeyDictionary[AbstractConnection, float] = WeakKeyDictionary()
 
+    def _uncontended(self) -> bool:
+        """Nobody holds the pool's lock (close_idle) or waits for a connection."""
+        condition = self._condition
+        return not condition.locked() and not condition._waiters
+
+    async def get_connection(self, command_name: Any = None, *keys: Any, **options: Any) -> Any:
+        if not (self._available_connections and self._uncontended()):
+            return await super().get_connection()
+        # What BlockingConnectionPool does when a connection is free and nobody waits, without
+        # the lock and the timeout (a timer) it would take and cancel at once.
+        connection = self._available_connections.pop()
+        self._in_use_connections.add(connection)
+        try:
+            await self.ensure_connection(connection)
+        except BaseException:
+            await self.release(connection)
+            raise
+        return connection
+
     async def release(self, connection: AbstractConnection) -> None:
         self._idle_since[connection] = time.monotonic()
-        await super().release(connection)
+        if not self._uncontended():
+            await super().release(connection)
+            return
+        # BlockingConnectionPool.release without its lock: nobody waits to be notified.
+        await ConnectionPool.release(self, connection)
 
     def open_connections(self) -> int:
         """Connections open now, in use or idle."""

@@ -83,6 +83,7 @@ def create_app(
     app.add_middleware(BodyLimit, max_bytes=settings.max_request_bytes)
     app.add_middleware(RequestId)  # even a 413 carries the request id
     trust_proxies(app, settings)  # outermost: every part sees the scheme the browser used
+    jobs.add_enqueue_route(app, jobs_guards)  # (first: every job comes through it)
     app.include_router(jobs.router, dependencies=jobs_guards)
     # Operators only, whatever the answer to use_api_key: closed until OPERATOR_KEY is set.
     app.include_router(dead_letters.router, dependencies=[Depends(require_operator_key)])

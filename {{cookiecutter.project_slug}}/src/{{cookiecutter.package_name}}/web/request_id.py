@@ -22,7 +22,10 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope["headers"]).get(HEADER, b"")
+        given = b""
+        for name, value in scope["headers"]:
+            if name == HEADER:
+                given = value  # (the last one, as dict() would keep)
         request_id = given.decode() if USABLE.match(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 

@@ -1,9 +1,9 @@
 """Jobs: enqueue (with idempotency), read, cancel, list events, stream events (SSE)."""
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, HTTPException, Request, Response, status
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Request, Response, params, status
 from fastapi.responses import StreamingResponse
 from pydantic import AfterValidator
 
@@ -18,6 +18,7 @@ from ...queue import (
 )
 from ..deps import QueueDep, SettingsDep, StreamSlotsDep, queue_of, settings_of
 from ..json_body import StrictJsonRoute
+from ..lean_route import EnqueueRoute
 from ..schemas import (
     UNAVAILABLE,
     BatchAccepted,
@@ -75,16 +76,6 @@ async def found(job_queue: JobQueue, job_id: str) -> JobOut:
     return JobOut.from_record(record)
 
 
-@router.post(
-    "",
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=JobAccepted,
-    responses={
-        status.HTTP_200_OK: {"description": "Replayed: this Idempotency-Key's earlier job"},
-        status.HTTP_409_CONFLICT: {"description": "job_id taken, or Idempotency-Key reused"},
-        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
-    },
-)
 async def enqueue(
     body: EnqueueRequest,
     request: Request,
@@ -120,6 +111,32 @@ async def enqueue(
     # the model it was just given, on the path every job takes (response_model keeps the docs).
     return Response(
         accepted.model_dump_json(), code, headers=headers, media_type="application/json"
+    )
+
+
+ENQUEUE_ROUTE: dict[str, Any] = {
+    "methods": ["POST"],
+    "status_code": status.HTTP_202_ACCEPTED,
+    "response_model": JobAccepted,
+    "responses": {
+        status.HTTP_200_OK: {"description": "Replayed: this Idempotency-Key's earlier job"},
+        status.HTTP_409_CONFLICT: {"description": "job_id taken, or Idempotency-Key reused"},
+        status.HTTP_503_SERVICE_UNAVAILABLE: UNAVAILABLE,
+    },
+}
+
+
+def add_enqueue_route(app: FastAPI, guards: list[params.Depends]) -> None:
+    """POST /jobs on the app itself, ahead of the routers: a request is matched against one
+    route, not through an included router (FastAPI matches those twice, route by route), as the
+    same route it would be in `router` (path, tags, guards, strict JSON; the same OpenAPI)."""
+    app.router.add_api_route(
+        router.prefix,
+        enqueue,
+        tags=list(router.tags),
+        dependencies=guards,
+        route_class_override=EnqueueRoute,
+        **ENQUEUE_ROUTE,
     )
 
 
