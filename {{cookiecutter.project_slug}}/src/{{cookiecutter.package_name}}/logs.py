@@ -11,10 +11,10 @@ import logging
 import math
 import sys
 import time
-from typing import Literal, TextIO
+from typing import Any, Literal, TextIO
 
 import structlog
-from structlog.typing import Processor
+from structlog.typing import EventDict, Processor
 
 LogFormat = Literal["auto", "json", "console"]
 
@@ -30,7 +30,7 @@ def configure_logging(
     out = stream or sys.stderr
     as_json = log_format == "json" or (log_format == "auto" and not out.isatty())
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        merge_context,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -84,7 +84,7 @@ class JsonLines(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         if record.exc_info or record.exc_text or record.stack_info or isinstance(record.msg, dict):
             return self.fallback.format(record)
-        line = structlog.contextvars.get_contextvars()
+        line = getattr(record, CONTEXT, None) or structlog.contextvars.get_contextvars()
         line["event"] = record.getMessage()
         line["level"] = record.levelname.lower()
         line["logger"] = record.name
@@ -100,6 +100,27 @@ class JsonLines(logging.Formatter):
             text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
             self._second = (second, text)
         return f"{text}.{int((created - second) * 1_000_000):06d}Z"
+
+
+CONTEXT = "bound_context"
+"""A record's attribute: the context bound where it was logged, for a record written later or
+from another thread (worker.end_line), where the context is another."""
+
+
+def keep_context(record: logging.LogRecord) -> None:
+    """Take down the context bound now on `record` (its fields, whenever it is written)."""
+    setattr(record, CONTEXT, structlog.contextvars.get_contextvars())
+
+
+def merge_context(logger: Any, method: str, event: EventDict) -> EventDict:
+    """structlog's merge_contextvars, with a record's kept context (keep_context) first."""
+    record = event.get("_record")
+    kept = getattr(record, CONTEXT, None) if record is not None else None
+    if kept is None:
+        return structlog.contextvars.merge_contextvars(logger, method, event)
+    for key, value in kept.items():
+        event.setdefault(key, value)
+    return event
 
 
 ENCODE = json.JSONEncoder(default=repr).encode

@@ -47,7 +47,7 @@ from ..queue.unavailable import unavailable
 from ..queue.wake_channel import HANDOFF_LEASE_MS, HandOff, wake_channel
 from ..settings import QueueKey, Settings
 from .claim import CLAIMED_READ, Claimed, Claimer, ClaimingRedis
-from .end_line import HELD, write_held
+from .end_line import hold_job_lines, write_held
 from .handoff import FRESH_MS, IdleRegistration, confirm_claim
 from .heartbeat import proof_path, write_proof
 from .job_end import end_job
@@ -387,12 +387,15 @@ class WakingWorker(Worker):
 
     async def _run_claimed(self, job: Claimed) -> None:
         """arq's run of a job, its opening read answered from the claim (worker.claim), its
-        success line written after its end (worker.end_line)."""
+        log lines written after its end (worker.end_line)."""
         CLAIMED_READ.set(job.read())  # (this task's context alone)
-        # Its success line waits for finish_job, which writes it once the end is stored; if that
-        # never comes (stopped before), the line goes with the list.
-        HELD.set([])
-        await self.run_job(job.job_id, job.score)
+        # Its lines wait for finish_job, which writes them once the end is stored; if that never
+        # comes (stopped before), they are written here, but for the success line.
+        hold_job_lines()
+        try:
+            await self.run_job(job.job_id, job.score)
+        finally:
+            write_held(ends=False)
 
     async def run_job(self, job_id: str, score: int) -> None:
         claimed = time.monotonic()
@@ -464,7 +467,7 @@ class WakingWorker(Worker):
             ),
             "record the end of a job",
         )
-        write_held()  # the job's success line, now that its end is stored (worker.end_line)
+        write_held()  # the job's lines, now that its end is stored (worker.end_line)
         if incr_score:
             self._notice()  # a retry, queued for later: the wait until the next poll is recounted
 
