@@ -176,30 +176,28 @@ async def forget(redis: Redis, ids: list[str]) -> None:
 PREFIXES = (in_progress_key_prefix, retry_key_prefix)
 
 
-async def test_a_claim_leaves_a_slot_for_a_job_handed_to_the_worker_meanwhile(
+async def test_a_claim_that_takes_a_job_takes_its_worker_out_of_the_idle_set(
     settings: Settings,
 ) -> None:
-    """A worker registered as idle that claims: if its entry is gone from the idle set, an
-    enqueue took it, and a job handed over is on its way to take a slot, so the claim takes
-    one job fewer than the free slots; if the entry is still there, the claim takes the slots
-    and the entry out (busy now). A resent claim returns its own first claims whatever room is
-    left."""
+    """A worker registered as idle is busy once it claims a job: its entry leaves the idle set
+    (no job is handed to it then), in the claim's own script; a claim that takes nothing leaves
+    it there."""
     queue = settings.queue_name
     idle = idle_workers_key(queue)
     member = handoff_member("w1", LIFETIME, aborts=True)
     async with Redis.from_url(str(settings.redis_url)) as redis:
-        ids = [f"{queue}-{n}" for n in range(4)]
-        await redis.zadd(queue, dict.fromkeys(ids, NOW))
+        ids = [f"{queue}-{n}" for n in range(2)]
+        await redis.zadd(queue, {ids[0]: NOW, ids[1]: NOW + 1})  # (the second not due)
+        await redis.zadd(idle, {member: 1})
         claimer = Claimer(redis, queue, LIFETIME, aborts=True)
 
-        taken_over = await claimer.claim(ids[:2], NOW, "t1", room=2, member=member)
-        await redis.zadd(idle, {member: 1})
-        registered = await claimer.claim(ids[2:], NOW, "t2", room=2, member=member)
-        again = await claimer.claim(ids[2:], NOW, "t2", room=2, member=member)
+        nothing = await claimer.claim(ids[1:], NOW, "t1", member=member)
+        still = await redis.zscore(idle, member)
+        claimed = await claimer.claim(ids, NOW, "t2", member=member)
 
-        assert [job.job_id for job in taken_over] == ids[:1]  # (one slot for the handed job)
-        assert [job.job_id for job in registered] == ids[2:]
-        assert await redis.zscore(idle, member) is None  # busy: out of the set
-        assert again == registered  # (its entry gone now, yet its own claims come back whole)
+        assert nothing == []
+        assert still == 1
+        assert [job.job_id for job in claimed] == ids[:1]
+        assert await redis.zscore(idle, member) is None
         await forget(redis, ids)
         await redis.delete(idle)

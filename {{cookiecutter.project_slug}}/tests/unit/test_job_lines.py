@@ -105,3 +105,27 @@ def test_a_job_that_blocks_the_loop_has_its_start_line_written_meanwhile(
     assert seen is not None
     assert HOLD_LIMIT * 0.9 <= seen <= HOLD_LIMIT * 2 + 0.2
     assert [line["event"] for line in events(output)] == ["  0.00s → j-2:stuck(…)"]
+
+
+def test_a_held_line_says_what_its_arguments_were_and_an_error_is_not_held(
+    output: io.StringIO,
+) -> None:
+    """A held line is rendered when logged (its arguments may change before it is written); a
+    line with an exception goes out at once, after the lines held before it."""
+    context = contextvars.copy_context()
+    context.run(hold_job_lines)
+    pages = [1]
+    log = logging.getLogger("tasks")
+    context.run(log.info, "pages %s", pages)
+    pages.append(2)
+
+    def failing() -> None:
+        try:
+            raise ValueError("broken")
+        except ValueError:
+            log.exception("it failed")
+
+    context.run(failing)
+
+    assert [line["event"] for line in events(output)] == ["pages [1]", "it failed"]
+    assert "ValueError: broken" in str(events(output)[1]["exception"])

@@ -14,13 +14,12 @@ write from another request's, and the script answers "created" for it, as the fi
 
 from .dependencies import DEPENDENCIES
 from .ledger import RECORD
-from .wake_channel import HANDOFF_LEASE_MS
 
 # A job due now goes to an idle worker that registered (queue.wake_channel: the hand-off): the
 # worker taken out of the set, the job sent on its channel, and, if Redis delivered the message,
-# claimed for it as the worker's claim script would (worker.claim: in-progress key, try, abort),
-# for HANDOFF_LEASE_MS until the worker confirms it. Not delivered (the worker is gone): the next
-# one, three at most. Not where a claim exists already (a job of this id that still runs).
+# claimed for it as the worker's claim script would (worker.claim: in-progress key for the
+# worker's claim lifetime, try, abort). Not delivered (the worker is gone): the next one, three at
+# most. Not where a claim exists already (a job of this id that still runs).
 # The message (HandOff.parse): "<Redis time, ms> <try> <aborted> <score> <id length>\n<id><job>".
 HAND_OFF = """
 local function hand_off(idle, in_progress, retry, aborts, channel, job_id, score, job)
@@ -28,7 +27,7 @@ local function hand_off(idle, in_progress, retry, aborts, channel, job_id, score
     for _ = 1, 3 do
         local popped = redis.call('ZPOPMAX', idle)
         if #popped == 0 then return false end
-        local token, takes_aborts = string.match(popped[1], '^(%S+) %d+ ([01])$')
+        local token, lifetime, takes_aborts = string.match(popped[1], '^(%S+) (%d+) ([01])$')
         if token then
             local try = tonumber(redis.call('GET', retry) or '0') + 1
             local aborted = 0
@@ -38,7 +37,7 @@ local function hand_off(idle, in_progress, retry, aborts, channel, job_id, score
             local head = table.concat({now, try, aborted, score, #job_id}, ' ')
             local message = head .. '\\n' .. job_id .. job
             if redis.call('PUBLISH', channel .. ':' .. token, message) > 0 then
-                redis.call('SET', in_progress, token, 'PX', __LEASE__)
+                redis.call('SET', in_progress, token, 'PX', lifetime)
                 redis.call('INCR', retry)
                 redis.call('EXPIRE', retry, 88400)
                 if aborted == 1 then redis.call('ZREM', aborts, job_id) end
@@ -48,7 +47,7 @@ local function hand_off(idle, in_progress, retry, aborts, channel, job_id, score
     end
     return false
 end
-""".replace("__LEASE__", str(HANDOFF_LEASE_MS))
+"""
 
 # With DURABLE_ENQUEUE_REPLICAS the answer waits (Redis WAIT) until replicas have this
 # connection's latest write. A replay writes nothing new, so WAIT would return at once, while the

@@ -16,17 +16,13 @@ set, sends the job itself on that worker's channel and claims it for the worker,
 worker starts it as the message arrives, with no Redis round trip of its own (at idle, a claim's
 round trip was a sixth of a job's latency). Redis says how many subscribers got the message: none
 means the worker is gone (its connection closed), and the script tries the next one, or falls
-back to the notice. A worker that got the message but never takes the job (frozen, its connection
-lost while the message was on its way, a failover) holds it only for HANDOFF_LEASE_MS: the claim
-is that short until the worker confirms it, and then any worker's poll takes the job.
+back to the notice. The job is claimed for the worker as its own claims are (arq's in-progress
+key, for the job timeout and 10 s): a worker that got the message but never takes the job
+(frozen, or its connection cut while the message was on its way) holds it that long, as a worker
+frozen or killed right after claiming a job does, and then any worker's poll takes it.
 """
 
 from dataclasses import dataclass
-
-HANDOFF_LEASE_MS = 10_000
-"""How long a handed-off job is held for its worker before that worker confirms it. The worker
-confirms (extends the claim to arq's full in-progress time) a quarter of this after the start, if
-the job still runs, or before the start if the message is that old (worker.handoff)."""
 
 
 def wake_channel(queue_name: str) -> str:
@@ -34,8 +30,9 @@ def wake_channel(queue_name: str) -> str:
 
 
 def idle_workers_key(queue_name: str) -> str:
-    """The queue's registered idle workers: a sorted set of `handoff_member`s, by when each
-    registered (the latest first: its connection is the likeliest to be alive)."""
+    """The queue's registered idle workers: a sorted set of `handoff_member`s, by the second
+    each registered (the latest first, to the second: its connection is the likeliest to be
+    alive)."""
     return f"{queue_name}:idle-workers"
 
 

@@ -21,9 +21,9 @@ count its first run left), though an abort its first run took is not seen again 
 in the moment between: the job runs; a cancel through the web also marks its record).
 
 A job handed to an idle worker (queue.wake_channel) arrives claimed by the enqueue script, on the
-same terms, for a short lease: `Claimer` also enters the worker in the idle set, confirms such a
-claim, and gives back what the worker will not start. A claim of the worker's own counts a job
-on its way to it among its slots (the worker left the set, and did not take itself out).
+same terms: `Claimer` also enters the worker in the idle set (and a claim of its own takes it
+out: busy), confirms a claim that a late message carries, and gives back what the worker will
+not start.
 """
 
 from contextvars import ContextVar
@@ -38,18 +38,14 @@ from ..queue.wake_channel import idle_workers_key, wake_channel
 
 CLAIM = """
 local now, lifetime, token, aborts = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4] == '1'
-local room, member = tonumber(ARGV[5]), ARGV[6]
--- Registered as idle, and no longer in the set: a job handed to this worker is on its way, and
--- takes a slot.
-if member ~= '' and not redis.call('ZSCORE', KEYS[3], member) then room = room - 1 end
+local member = ARGV[5]
 local claimed = {}
 local n = 0
 for i = 4, #KEYS, 3 do
   n = n + 1
   local holder = redis.call('GET', KEYS[i])
-  -- (A claim of this token's, from a first run whose reply was lost, is returned in any case.)
-  if holder == token or (not holder and #claimed < room) then
-    local job_id = ARGV[n + 6]
+  if not holder or holder == token then
+    local job_id = ARGV[n + 5]
     local score = redis.call('ZSCORE', KEYS[1], job_id)
     if score and tonumber(score) <= now then
       local try
@@ -72,8 +68,8 @@ return claimed
 """
 """KEYS: the queue, arq's abort set, the queue's idle workers, then for each candidate its
 in-progress key, job key and retry key; ARGV: now (ms), the claim's lifetime (ms), this claim's
-token, "1" to take aborts (as arq's run_job does when it allows them), the worker's free slots,
-its entry in the idle set if it registered (else empty), then the candidates' ids. Returns, for
+token, "1" to take aborts (as arq's run_job does when it allows them), the worker's entry in the
+idle set (taken out once it claims a job; empty: none), then the candidates' ids. Returns, for
 each job claimed: its id, score, serialized job (nil if it expired), try, and 1 if an abort was
 waiting for it. (88400: the seconds arq keeps a retry count.)"""
 
@@ -106,20 +102,18 @@ class Claimer:
         self._aborts = "1" if aborts else "0"
 
     async def claim(
-        self, job_ids: list[str], now_ms: int, token: str, room: int | None = None, member: str = ""
+        self, job_ids: list[str], now_ms: int, token: str, member: str = ""
     ) -> list[Claimed]:
-        """Claim those of `job_ids` that are due by `now_ms` and held by no worker, `room` at most
-        (all by default) and one fewer if `member` (this worker's entry in the idle set) is no
-        longer registered: a job handed to it is on its way. `token` names this claim (a new
-        one per call: see above)."""
+        """Claim those of `job_ids` that are due by `now_ms` and held by no worker; `token` names
+        this claim (a new one per call: see above). `member`, this worker's entry in the idle
+        set, leaves it if a job is claimed."""
         if not job_ids:
             return []
         keys = [self._queue_name, abort_jobs_ss, idle_workers_key(self._queue_name)]
         for job_id in job_ids:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
             keys.append(retry_key_prefix + job_id)
-        room = len(job_ids) if room is None else room
-        args: list[str | int] = [now_ms, self._lifetime_ms, token, self._aborts, room, member]
+        args: list[str | int] = [now_ms, self._lifetime_ms, token, self._aborts, member]
         args += job_ids
         reply = await self._script(keys, args)
         return [
@@ -137,8 +131,8 @@ class Claimer:
         await self._unclaim(keys, [token, channel, *(job.job_id for job in claimed)])
 
     async def confirm(self, job_id: str, token: str) -> bool:
-        """Extend a handed-off job's claim (`token`'s, for HANDOFF_LEASE_MS) to the full
-        lifetime; False if it is no longer this worker's (lapsed, maybe taken by another)."""
+        """Extend a handed-off job's claim (`token`'s) to a full lifetime from now; False if it
+        is no longer this worker's (lapsed, maybe taken by another worker)."""
         return bool(
             await self._confirm([in_progress_key_prefix + job_id], [token, self._lifetime_ms])
         )

@@ -4,10 +4,13 @@ At idle, where every line of code runs cold, a log line costs a tenth of a milli
 a job writes three or more (arq's start `→`, the task's own, arq's success `←`) before its end's
 write leaves: a tenth of its latency. So the worker holds a job's lines for its own output (the
 handler `configure_logging` installs, wrapped by `HoldJobLines`) and writes them, in order and
-unchanged (their time is still the moment they were logged, in JSON lines), right after the write
-that stores the job's end. A line waits HOLD_LIMIT at most: a thread of its own writes the lines
+unchanged (their time is still the moment they were logged, in JSON lines; the message is
+rendered then, so it says what its arguments were), right after the write that stores the job's
+end. A line waits about HOLD_LIMIT, 1.5 x HOLD_LIMIT at most: a thread of its own writes the lines
 of a job that runs longer, even one that blocks the event loop (its start line shows which job
-did). Other handlers of the root logger (a test's capture, one of yours) get each line at once.
+did). A line with an exception or a stack is not held: it goes out at once, after the lines held
+before it. Other handlers of the root logger (a test's capture, one of yours) get each line at
+once.
 
 The success line is held further, for every handler (`HoldEndLine`): it is written only once the
 end is stored, and a job whose end is never written (its worker stopped or killed before) leaves
@@ -49,7 +52,7 @@ class HoldEndLine(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         held = HELD.get()
         if held is not None and not held.closed and record.msg == JOB_SUCCESS:
-            keep_context(record)
+            prepare(record)
             held.ends.append(record)
             return False
         return True
@@ -67,8 +70,12 @@ class HoldJobLines(logging.Handler):
         held = HELD.get()
         if held is not None and not held.closed:
             with _LOCK:
-                if not held.closed:
-                    keep_context(record)  # (written later, elsewhere: the job's fields now)
+                if held.closed:
+                    pass
+                elif record.exc_info or record.stack_info:
+                    _write(held, close=False)  # (in order: what it held first)
+                else:
+                    prepare(record)
                     held.handler = self
                     held.lines.append(record)
                     _OPEN.add(held)
@@ -77,6 +84,15 @@ class HoldJobLines(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:  # (handle() passes every record on)
         self.inner.emit(record)
+
+
+def prepare(record: logging.LogRecord) -> None:
+    """What a record held to be written later, maybe from the other thread, needs: its message
+    rendered now (its arguments may change, or not render off the loop) and the job's fields
+    (bound in this context)."""
+    record.msg = record.getMessage()
+    record.args = None
+    keep_context(record)
 
 
 def _write(held: JobLines, close: bool) -> None:

@@ -1,31 +1,27 @@
 """The worker's side of the hand-off (queue.wake_channel): its entry in the queue's set of idle
-workers, what it knows of Redis's clock, and the confirmation of a handed-off job's claim.
+workers, and what it knows of Redis's clock.
 
-A job handed over arrives claimed for HANDOFF_LEASE_MS only, so that one sent to a worker that
-never takes it goes to another worker soon. The worker therefore confirms the claim (extends it
-to arq's full in-progress time) a quarter of the lease after the start, if the job still runs:
-most jobs are done before, and their end deletes the claim, so they cost no command more. A
+A job handed over arrives claimed for the worker's claim lifetime (arq's in-progress time). A
 message that reaches the worker late (the worker was frozen, or its reads lagged) may carry a
-claim that has lapsed already, and a job another worker has started since: such a job is
-confirmed before it starts, or not started at all. Its age is reckoned with Redis's clock, read
-when the worker registered, so that the two machines' clocks never need to agree.
+claim that has lapsed, and a job another worker has started since: one older than half the
+lifetime is confirmed (the claim still this worker's, and extended) before it starts, or not
+started at all. Its age is reckoned with Redis's clock, read when the worker registered, so that
+the two machines' clocks never need to agree.
 """
 
 import asyncio
-import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
 
-from ..queue.wake_channel import HANDOFF_LEASE_MS, handoff_channel, handoff_member
+from ..queue.wake_channel import handoff_channel, handoff_member
 from .claim import Claimer
-from .outage import REDIS_ERRORS, SOCKET_TIMEOUT, Backoff
+from .outage import SOCKET_TIMEOUT
 
-log = logging.getLogger(__name__)
-
-FRESH_MS = HANDOFF_LEASE_MS / 4
-"""A hand-off younger than this starts at once; its claim is confirmed this long after."""
+REGISTRATION_REFRESH = 3600.0
+"""Seconds after which an idle worker registers again (its entry stays, and the set's expiry of
+a day moves on): an entry lost without this worker seeing it (the set expired or was evicted)
+comes back within this time."""
 
 
 class IdleRegistration:
@@ -35,48 +31,37 @@ class IdleRegistration:
         self.token = uuid.uuid4().hex
         self.channel = handoff_channel(queue_name, self.token)
         self.member = handoff_member(self.token, lifetime_ms, aborts)
+        self.lifetime_ms = lifetime_ms
         self.held: bool | None = False
         """Whether Redis holds the entry: True, False, or None when unknown (a registration
-        whose answer was lost). A claim counts a job on its way unless it is surely not held."""
+        whose answer was lost, or one that a hand-off or a claim may have taken out since)."""
         self._offset_ms: float | None = None  # Redis's clock minus ours, at most
+        self._registered_at = -math.inf
+
+    def due(self) -> bool:
+        """Whether to register (again) now."""
+        return not self.held or time.monotonic() - self._registered_at > REGISTRATION_REFRESH
 
     async def register(self, claimer: Claimer) -> None:
         self.held = None
-        sent = time.monotonic() * 1000
+        sent = time.monotonic()
         async with asyncio.timeout(SOCKET_TIMEOUT):
             redis_ms = await claimer.register(self.member)
         # Redis read its clock after `sent`: an offset that makes a message look older, if any.
-        self._offset_ms = redis_ms - sent
-        self.held = True
+        self._offset_ms = redis_ms - sent * 1000
+        self._registered_at = sent
+        if self.held is None:  # (not taken out meanwhile, by a hand-off or a claim)
+            self.held = True
 
     async def unregister(self, claimer: Claimer) -> None:
         async with asyncio.timeout(SOCKET_TIMEOUT):
             await claimer.unregister(self.member)
         self.held = False
 
-    def age_ms(self, sent_ms: int) -> float:
-        """How old a message Redis sent at `sent_ms` (its clock) is, at most."""
+    def fresh(self, sent_ms: int) -> bool:
+        """Whether a message Redis sent at `sent_ms` (its clock) is young enough that the claim
+        it carries surely still holds: younger than half the claim's lifetime."""
         if self._offset_ms is None:
-            return math.inf
-        return time.monotonic() * 1000 + self._offset_ms - sent_ms
-
-
-async def confirm_claim(
-    claimer: Claimer, job_id: str, token: str, until: float, running: Callable[[], bool]
-) -> None:
-    """Extend a handed-off job's claim to its full lifetime, trying until `until` (monotonic:
-    when the lease ends); a lapsed claim is logged while the job still runs (`running`)."""
-    backoff = Backoff()
-    while (left := until - time.monotonic()) > 0:
-        try:
-            async with asyncio.timeout(min(left, SOCKET_TIMEOUT)):
-                confirmed = await claimer.confirm(job_id, token)
-        except REDIS_ERRORS as exc:
-            log.warning("could not confirm job %s (%s); trying again", job_id, exc)
-            await asyncio.sleep(min(backoff.failed(), max(0.0, until - time.monotonic())))
-            continue
-        if not confirmed and running():
-            log.warning("job %s: its hand-off claim lapsed before it was confirmed", job_id)
-        return
-    if running():
-        log.warning("job %s: its hand-off claim may lapse (Redis did not answer)", job_id)
+            return False
+        age = time.monotonic() * 1000 + self._offset_ms - sent_ms
+        return age <= self.lifetime_ms / 2

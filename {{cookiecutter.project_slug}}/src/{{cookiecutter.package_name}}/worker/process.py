@@ -44,11 +44,11 @@ from ..queue.connections import redis_pool
 from ..queue.deliveries import Delivery
 from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
-from ..queue.wake_channel import HANDOFF_LEASE_MS, HandOff, wake_channel
+from ..queue.wake_channel import HandOff, wake_channel
 from ..settings import QueueKey, Settings
 from .claim import CLAIMED_READ, Claimed, Claimer, ClaimingRedis
 from .end_line import hold_job_lines, write_held
-from .handoff import FRESH_MS, IdleRegistration, confirm_claim
+from .handoff import IdleRegistration
 from .heartbeat import proof_path, write_proof
 from .job_end import end_job
 from .options import worker_options
@@ -94,7 +94,6 @@ class WakingWorker(Worker):
         self._backlog = False
         self._claimer: Claimer | None = None
         self._registration: IdleRegistration | None = None  # (made with the claimer)
-        self._confirming: set[asyncio.Task[None]] = set()  # (held: the loop keeps weak refs)
         self._unregistered_since_error = False
         # Held while a claim is under way (the poll's or the listener's): each counts free slots
         # before its claim, and two at once could claim one job more than there are slots.
@@ -235,7 +234,7 @@ class WakingWorker(Worker):
         """Enter this idle worker in its queue's idle set (once: a hand-off or a claim of its own
         takes it out), so that the web hands it the next job due now."""
         claimer, registration = self._claims()
-        if registration.held:
+        if not registration.due():
             return
         try:
             await registration.register(claimer)
@@ -270,16 +269,18 @@ class WakingWorker(Worker):
             # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
             free = self.max_jobs - self.job_counter
             token = uuid.uuid4().hex
-            # Registered as idle: the script counts a job handed over meanwhile among the slots.
+            # Registered as idle: a claimed job takes the worker out of the set (busy).
             member = registration.member if registration.held is not False else ""
-            claimed = await claimer.claim(job_ids[:free], timestamp_ms(), token, free, member)
+            claimed = await claimer.claim(job_ids[:free], timestamp_ms(), token, member)
             if claimed:
-                registration.held = False  # (busy: the script took it out of the idle set)
-            if claimed and not self.allow_pick_jobs:
-                # Told to stop while the claim was under way (the listener's claims outlive
-                # the main task): those jobs go back for another worker, their tries uncounted.
-                await self._give_back(claimer, claimed, token)
-                return []
+                registration.held = False
+            # Told to stop while the claim was under way (the listener's claims outlive the main
+            # task), or a job handed over meanwhile took a slot: those jobs go back for another
+            # worker, their tries uncounted.
+            room = self.max_jobs - self.job_counter if self.allow_pick_jobs else 0
+            claimed, extra = claimed[:room], claimed[room:]
+            if extra:
+                await self._give_back(claimer, extra, token)
             for job in claimed:
                 await self._start(job)
         return claimed
@@ -348,8 +349,7 @@ class WakingWorker(Worker):
         if not self.allow_pick_jobs or full or job.job_id in self.tasks:
             await self._give_back(claimer, [job], token)
             return
-        fresh = registration.age_ms(handed.sent_ms) <= FRESH_MS
-        if not fresh:
+        if not registration.fresh(handed.sent_ms):
             # A late message: its claim may have lapsed, and another worker run the job since.
             try:
                 async with asyncio.timeout(SOCKET_TIMEOUT):
@@ -365,18 +365,6 @@ class WakingWorker(Worker):
         task.add_done_callback(lambda _: self._ended_unpolled())
         # The poll checks aborts: while the job runs, at the poll delay, not a stretched one.
         self.loop.call_later(self.fallback_poll_delay, self._wake.set)
-        if fresh:  # confirmed a quarter of the lease on, if it still runs then
-            later = self.loop.call_later(FRESH_MS / 1000, self._confirm, job.job_id, task)
-            task.add_done_callback(lambda _: later.cancel())
-
-    def _confirm(self, job_id: str, job: "asyncio.Task[None]") -> None:
-        claimer, registration = self._claims()
-        until = time.monotonic() + (HANDOFF_LEASE_MS - FRESH_MS) / 1000
-        confirming = self.loop.create_task(
-            confirm_claim(claimer, job_id, registration.token, until, lambda: not job.done())
-        )
-        self._confirming.add(confirming)
-        confirming.add_done_callback(self._confirming.discard)
 
     def _ended_unpolled(self) -> None:
         """A job the listener started has ended: with nothing else running, the poll looks at
