@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -346,6 +347,27 @@ async def test_a_success_is_recorded_with_arqs_end_even_when_redis_lost_the_scri
         assert not await redis.exists(f"arq:in-progress:{job['id']}")
 
 
+@contextlib.contextmanager
+def success_lines(order: list[str]) -> Iterator[list[logging.LogRecord]]:
+    """arq's success lines as the root logger's handlers get them (the worker's logging set-up
+    empties arq's own handlers): each noted in `order` as it comes, and kept."""
+    lines: list[logging.LogRecord] = []
+
+    class Noted(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "←" in record.getMessage():
+                order.append("success line")
+                lines.append(record)
+
+    handler = Noted()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        yield lines
+    finally:
+        root.removeHandler(handler)
+
+
 async def test_a_jobs_success_line_is_written_once_its_end_is(
     client: httpx.AsyncClient,
     run_worker: RunWorker,
@@ -362,24 +384,11 @@ async def test_a_jobs_success_line_is_written_once_its_end_is(
         await end_job(*args, **kwargs)
         order.append("end written")
 
-    class Noted(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "←" in record.getMessage():
-                order.append("success line")
-                lines.append(record)
-
-    lines: list[logging.LogRecord] = []
     monkeypatch.setattr(process, "end_job", noted)
-    handler = Noted()
-    root = logging.getLogger()  # (the worker's logging set-up empties arq's own handlers)
-    root.addHandler(handler)
     body = {"task": "word_count", "args": {"text": "said after"}}
-    try:
-        job_id = (await client.post("/jobs", json=body)).json()["id"]
-        with caplog.at_level(logging.INFO, logger="arq.worker"):
-            await run_worker()
-    finally:
-        root.removeHandler(handler)
+    job_id = (await client.post("/jobs", json=body)).json()["id"]
+    with success_lines(order) as lines, caplog.at_level(logging.INFO, logger="arq.worker"):
+        await run_worker()
 
     assert order == ["end written", "success line"]
     assert job_id in lines[0].getMessage()
@@ -403,21 +412,10 @@ async def test_a_success_line_waits_for_an_end_that_redis_refused_at_first(
         await end_job(*args, **kwargs)
         order.append("end written")
 
-    class Noted(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if "←" in record.getMessage():
-                order.append("success line")
-
     monkeypatch.setattr(process, "end_job", refused_once)
-    handler = Noted()
-    root = logging.getLogger()
-    root.addHandler(handler)
     body = {"task": "word_count", "args": {"text": "said late"}}
-    try:
-        await client.post("/jobs", json=body)
-        with caplog.at_level(logging.INFO, logger="arq.worker"):
-            await run_worker()
-    finally:
-        root.removeHandler(handler)
+    await client.post("/jobs", json=body)
+    with success_lines(order), caplog.at_level(logging.INFO, logger="arq.worker"):
+        await run_worker()
 
     assert order == ["refused", "end written", "success line"]

@@ -13,9 +13,12 @@ import pytest
 import structlog
 
 from {{ cookiecutter.package_name }}.logs import configure_logging
+from {{ cookiecutter.package_name }}.worker import end_line
 from {{ cookiecutter.package_name }}.worker.end_line import (
     HOLD_LIMIT,
     JOB_SUCCESS,
+    PARK_AFTER,
+    WATCHING,
     hold_end_lines,
     hold_job_lines,
     write_held,
@@ -129,3 +132,27 @@ def test_a_held_line_says_what_its_arguments_were_and_an_error_is_not_held(
 
     assert [line["event"] for line in events(output)] == ["pages [1]", "it failed"]
     assert "ValueError: broken" in str(events(output)[1]["exception"])
+
+
+def test_the_thread_sleeps_while_no_job_holds_lines_and_wakes_for_the_next(
+    output: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle worker's thread parks (no timer wakes it: its CPU at idle) once it has found
+    nothing held PARK_AFTER times; the next held line wakes it, and is written in time."""
+    monkeypatch.setattr(end_line, "HOLD_LIMIT", 0.04)  # (read by the thread at each look)
+    deadline = time.monotonic() + 0.5 + PARK_AFTER * 0.02 + 2  # (a look under way: 0.25 s)
+    while not WATCHING.parked:
+        assert time.monotonic() < deadline, "the thread never parked"
+        time.sleep(0.01)
+    time.sleep(0.2)  # parked, it writes nothing and finds nothing to write
+
+    context = contextvars.copy_context()
+    context.run(hold_job_lines)
+    context.run(logging.getLogger("tasks").info, "still working")
+    logged = time.monotonic()
+
+    assert not WATCHING.parked  # woken by the line
+    while not output.getvalue():
+        assert time.monotonic() - logged < 2, "the woken thread never wrote the held line"
+        time.sleep(0.005)
+    assert [line["event"] for line in events(output)] == ["still working"]

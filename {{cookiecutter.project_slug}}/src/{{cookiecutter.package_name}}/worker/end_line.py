@@ -8,9 +8,10 @@ unchanged (their time is still the moment they were logged, in JSON lines; the m
 rendered then, so it says what its arguments were), right after the write that stores the job's
 end. A line waits about HOLD_LIMIT, 1.5 x HOLD_LIMIT at most: a thread of its own writes the lines
 of a job that runs longer, even one that blocks the event loop (its start line shows which job
-did). A line with an exception or a stack is not held: it goes out at once, after the lines held
-before it. Other handlers of the root logger (a test's capture, one of yours) get each line at
-once.
+did); the thread sleeps, woken by no timer, while no job holds a line (PARK_AFTER), so an idle
+worker's costs nothing. A line with an exception or a stack is not held: it goes out at once,
+after the lines held before it. Other handlers of the root logger (a test's capture, one of
+yours) get each line at once.
 
 The success line is held further, for every handler (`HoldEndLine`): it is written only once the
 end is stored, and a job whose end is never written (its worker stopped or killed before) leaves
@@ -79,6 +80,8 @@ class HoldJobLines(logging.Handler):
                     held.handler = self
                     held.lines.append(record)
                     _OPEN.add(held)
+                    if WATCHING.parked:
+                        WATCHING.wake()
                     return True
         return bool(self.inner.handle(record))
 
@@ -107,8 +110,29 @@ def _write(held: JobLines, close: bool) -> None:
             held.handler.inner.handle(record)
 
 
+PARK_AFTER = 8
+"""Looks in a row that find no job holding lines before the thread parks: an idle worker's
+thread wakes for nothing (its CPU at idle), a busy one's is never woken by a job's line."""
+
+
+class Watching:
+    """Whether the thread sleeps until a line is held (`parked`), and its wake-up."""
+
+    def __init__(self) -> None:
+        self.parked = False
+        self.event = threading.Event()
+
+    def wake(self) -> None:  # (under _LOCK)
+        self.parked = False
+        self.event.set()
+
+
+WATCHING = Watching()
+
+
 def _watch() -> None:
     """Write the lines that have waited HOLD_LIMIT: a long job's, or one blocking the loop."""
+    empty = 0
     while True:
         time.sleep(HOLD_LIMIT / 2)
         now = time.time()
@@ -117,6 +141,13 @@ def _watch() -> None:
                 for held in list(_OPEN):
                     if held.lines and now - held.lines[0].created >= HOLD_LIMIT:
                         _write(held, close=False)
+                empty = 0 if _OPEN else empty + 1
+                if empty >= PARK_AFTER:
+                    WATCHING.parked = True
+                    WATCHING.event.clear()
+            if WATCHING.parked:
+                WATCHING.event.wait()  # (until a job holds a line: HoldJobLines.handle)
+                empty = 0
         except Exception:  # (logging reports a handler's own errors): never end the thread
             logging.getLogger(__name__).exception("could not write held log lines")
 
