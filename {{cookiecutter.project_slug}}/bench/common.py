@@ -3,6 +3,7 @@ counters, cleanup, percentiles, tables and the goals."""
 
 import asyncio
 import base64
+import contextlib
 import importlib.util
 import os
 import signal
@@ -126,13 +127,15 @@ def cpu_seconds(pid: int) -> float:
     (10 ms), so over an idle measure of 15 s it reads only 0, 0.07, 0.13 % ..., a step wider
     than the idle goal's margin. (A thread that ends leaves the sum: the workers' threads live
     as long as they do.)"""
-    try:
-        tasks = Path(f"/proc/{pid}/task").iterdir()
-        return sum(int((task / "schedstat").read_text().split()[0]) for task in tasks) / 1e9
-    except (OSError, ValueError, IndexError):  # (no schedstat: a kernel without it)
+    if not Path(f"/proc/{pid}/schedstat").exists():  # (a kernel without it: clock ticks)
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         user, system = int(fields[11]), int(fields[12])  # utime, stime (fields 14, 15)
         return (user + system) / os.sysconf("SC_CLK_TCK")
+    spent = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError):  # (a thread that ended meanwhile)
+            spent += int((task / "schedstat").read_text().split()[0])
+    return spent / 1e9
 
 
 def start_worker(

@@ -15,10 +15,10 @@ import structlog
 from {{ cookiecutter.package_name }}.logs import configure_logging
 from {{ cookiecutter.package_name }}.worker import end_line
 from {{ cookiecutter.package_name }}.worker.end_line import (
+    AWAKE,
     HOLD_LIMIT,
     JOB_SUCCESS,
     PARK_AFTER,
-    WATCHING,
     hold_end_lines,
     hold_job_lines,
     write_held,
@@ -141,7 +141,7 @@ def test_the_thread_sleeps_while_no_job_holds_lines_and_wakes_for_the_next(
     nothing held PARK_AFTER times; the next held line wakes it, and is written in time."""
     monkeypatch.setattr(end_line, "HOLD_LIMIT", 0.04)  # (read by the thread at each look)
     deadline = time.monotonic() + 0.5 + PARK_AFTER * 0.02 + 2  # (a look under way: 0.25 s)
-    while not WATCHING.parked:
+    while AWAKE.is_set():
         assert time.monotonic() < deadline, "the thread never parked"
         time.sleep(0.01)
     time.sleep(0.2)  # parked, it writes nothing and finds nothing to write
@@ -151,8 +151,7 @@ def test_the_thread_sleeps_while_no_job_holds_lines_and_wakes_for_the_next(
     context.run(logging.getLogger("tasks").info, "still working")
     logged = time.monotonic()
 
-    assert not WATCHING.parked  # woken by the line
-    while not output.getvalue():
+    assert AWAKE.is_set()  # woken by the line
+    while not output.getvalue():  # busy, never yielding: as a job blocking the loop
         assert time.monotonic() - logged < 2, "the woken thread never wrote the held line"
-        time.sleep(0.005)
     assert [line["event"] for line in events(output)] == ["still working"]

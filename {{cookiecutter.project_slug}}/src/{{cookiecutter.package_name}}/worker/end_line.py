@@ -80,8 +80,8 @@ class HoldJobLines(logging.Handler):
                     held.handler = self
                     held.lines.append(record)
                     _OPEN.add(held)
-                    if WATCHING.parked:
-                        WATCHING.wake()
+                    if not AWAKE.is_set():
+                        AWAKE.set()  # (the thread parked: see _watch)
                     return True
         return bool(self.inner.handle(record))
 
@@ -114,20 +114,10 @@ PARK_AFTER = 8
 """Looks in a row that find no job holding lines before the thread parks: an idle worker's
 thread wakes for nothing (its CPU at idle), a busy one's is never woken by a job's line."""
 
-
-class Watching:
-    """Whether the thread sleeps until a line is held (`parked`), and its wake-up."""
-
-    def __init__(self) -> None:
-        self.parked = False
-        self.event = threading.Event()
-
-    def wake(self) -> None:  # (under _LOCK)
-        self.parked = False
-        self.event.set()
-
-
-WATCHING = Watching()
+AWAKE = threading.Event()
+"""Set while the thread looks every HOLD_LIMIT / 2; cleared (under _LOCK) while it is parked,
+until a job holds a line."""
+AWAKE.set()
 
 
 def _watch() -> None:
@@ -143,11 +133,9 @@ def _watch() -> None:
                         _write(held, close=False)
                 empty = 0 if _OPEN else empty + 1
                 if empty >= PARK_AFTER:
-                    WATCHING.parked = True
-                    WATCHING.event.clear()
-            if WATCHING.parked:
-                WATCHING.event.wait()  # (until a job holds a line: HoldJobLines.handle)
-                empty = 0
+                    AWAKE.clear()
+                    empty = 0
+            AWAKE.wait()  # (at once unless parked: until a job holds a line, HoldJobLines)
         except Exception:  # (logging reports a handler's own errors): never end the thread
             logging.getLogger(__name__).exception("could not write held log lines")
 
