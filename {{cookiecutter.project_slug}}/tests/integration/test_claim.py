@@ -2,11 +2,15 @@
 decides, for many jobs in one script, and what arq's run_job would read of each job next."""
 
 import asyncio
+import time
 import uuid
+from typing import Any
 
+import pytest
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from pydantic import RedisDsn
 from redis.asyncio import Redis
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
 from {{ cookiecutter.package_name }}.queue.wake_channel import handoff_member, idle_workers_key
@@ -201,3 +205,45 @@ async def test_a_claim_that_takes_a_job_takes_its_worker_out_of_the_idle_set(
         assert await redis.zscore(idle, member) is None
         await forget(redis, ids)
         await redis.delete(idle)
+
+
+async def test_a_claim_whose_answer_was_lost_is_sent_again_and_counts_its_try_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis ran the claim, its answer never came (every retry of redis-py failed, or the turn's
+    timeout cut it): the next poll sends the claim again under the same token, so the job runs at
+    once, on its first try, instead of waiting for its claim to expire and counting two tries."""
+    tokens: list[str] = []
+    lost_at: list[float] = []
+    claim = Claimer.claim
+
+    async def answer_lost(self: Claimer, job_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        tokens.append(args[1])
+        claimed = await claim(self, job_ids, *args, **kwargs)
+        if len(tokens) == 1:
+            assert claimed, "the first claim took nothing: the fault was not met"
+            lost_at.append(time.monotonic())
+            raise RedisTimeoutError("Timeout reading from socket (the claim's answer lost)")
+        return claimed
+
+    monkeypatch.setattr(Claimer, "claim", answer_lost)
+    options = {**worker_options(settings, "default"), "cron_jobs": [], "handle_signals": False}
+    async with ArqJobQueue.connect(settings) as backend:
+        job_id = (
+            await backend.enqueue("word_count", {"text": "a b"}, queue_name=settings.queue_name)
+        ).job_id
+        worker = WakingWorker(**{**options, "burst": True})
+        assert worker.in_progress_timeout_s > 20  # (a claim left to expire would outlast this test)
+        try:
+            async with asyncio.timeout(15):
+                await worker.main()
+        finally:
+            await worker.close()
+        ran_after = time.monotonic() - lost_at[0]
+        job = await backend.get(job_id)
+
+    print(f"\nclaim's answer lost: the job had run {ran_after:.2f} s after")
+    assert job is not None
+    assert (job.state.value, job.tries) == ("succeeded", 1)
+    assert len(tokens) >= 2
+    assert tokens[1] == tokens[0]

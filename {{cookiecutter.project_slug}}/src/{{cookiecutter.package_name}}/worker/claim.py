@@ -9,8 +9,10 @@ still in the queue and due.
 
 The claim's value is a token of this call, not arq's `1`: redis-py resends a command whose reply
 a dropped connection lost, and the resent script then finds the claims it already wrote and
-returns them again, instead of leaving those jobs held by nobody until their claims expire. (A
-claim whose every try failed is left to expire, as arq's is.)
+returns them again, instead of leaving those jobs held by nobody until their claims expire. A
+claim whose every try failed (a stall past redis-py's retries, the poll's turn timeout) may have
+run all the same: `LostClaims` keeps its token, and the next claim of those jobs is sent with it
+(arq's claim, whose `1` names no worker, is left to expire and counts the job's try twice).
 
 arq's run_job then opens with a transaction of its own: the job (GET), its try (INCR and EXPIRE
 of the retry key) and whether an abort waits for it (ZREM). The script does the same for each job
@@ -26,6 +28,9 @@ out: busy), confirms a claim that a late message carries, and gives back what th
 not start.
 """
 
+import time
+import uuid
+from collections.abc import Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -143,6 +148,51 @@ class Claimer:
 
     async def unregister(self, member: str) -> None:
         await self.redis.zrem(idle_workers_key(self._queue_name), member)
+
+
+class LostClaims:
+    """Claims sent without an answer: Redis may have run them (the reply lost), or not (the
+    command lost). Either way the jobs they named are sent again, as soon as they are claimed
+    next, under the same token: a claim Redis ran is then found as this worker's, its try counted
+    once, and the job starts at once rather than when its claim expires; one Redis never ran is
+    made then. Only those jobs ride that token: a job it claims runs here, and a token sent
+    again with it could find arq's kept in-progress key of that job's retry (its value) and take
+    it as claimed. A token is forgotten once every job it named has been answered for, or its
+    claim lifetime after the loss (its claims have expired by then)."""
+
+    def __init__(self, lifetime_s: float) -> None:
+        self._lifetime_s = lifetime_s
+        self._lost: dict[str, tuple[float, set[str]]] = {}
+        """token -> (when its claims have surely expired (monotonic), the jobs it named)"""
+
+    def next_claim(self, job_ids: Sequence[str]) -> tuple[str, list[str]]:
+        """The token and jobs of the next claim among `job_ids`: a lost claim's jobs under its
+        token first (the others wait for the next claim), else all under a new token."""
+        now = time.monotonic()
+        for token, (expires, ids) in list(self._lost.items()):
+            if expires <= now:
+                del self._lost[token]
+                continue
+            again = [job_id for job_id in job_ids if job_id in ids]
+            if again:
+                return token, again
+        return uuid.uuid4().hex, list(job_ids)
+
+    def answered(self, token: str, job_ids: Sequence[str]) -> None:
+        lost = self._lost.get(token)
+        if lost is not None:
+            lost[1].difference_update(job_ids)
+            if not lost[1]:
+                del self._lost[token]
+
+    def lost(self, token: str, job_ids: Sequence[str]) -> None:
+        """No answer to the claim of `job_ids` under `token` (an error, a timeout, a cancel)."""
+        expires, ids = self._lost.get(token, (time.monotonic() + self._lifetime_s, set()))
+        ids.update(job_ids)
+        self._lost[token] = (expires, ids)
+
+    def __len__(self) -> int:
+        return len(self._lost)
 
 
 UNCLAIM = """

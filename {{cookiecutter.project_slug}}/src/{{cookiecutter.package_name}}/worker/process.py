@@ -27,7 +27,6 @@ import logging
 import math
 import signal
 import time
-import uuid
 from datetime import datetime
 from typing import Any
 
@@ -46,7 +45,7 @@ from ..queue.ledger import RecordWrite
 from ..queue.unavailable import unavailable
 from ..queue.wake_channel import HandOff, wake_channel
 from ..settings import QueueKey, Settings
-from .claim import CLAIMED_READ, Claimed, Claimer, ClaimingRedis
+from .claim import CLAIMED_READ, Claimed, Claimer, ClaimingRedis, LostClaims
 from .end_line import hold_job_lines, write_held
 from .handoff import IdleRegistration
 from .heartbeat import proof_path, write_proof
@@ -94,6 +93,7 @@ class WakingWorker(Worker):
         self._backlog = False
         self._claimer: Claimer | None = None
         self._registration: IdleRegistration | None = None  # (made with the claimer)
+        self._lost_claims = LostClaims(self.in_progress_timeout_s)
         self._unregistered_since_error = False
         # Held while a claim is under way (the poll's or the listener's): each counts free slots
         # before its claim, and two at once could claim one job more than there are slots.
@@ -268,10 +268,15 @@ class WakingWorker(Worker):
         async with self._claiming:
             # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
             free = self.max_jobs - self.job_counter
-            token = uuid.uuid4().hex
+            token, ids = self._lost_claims.next_claim(job_ids[:free])
             # Registered as idle: a claimed job takes the worker out of the set (busy).
             member = registration.member if registration.held is not False else ""
-            claimed = await claimer.claim(job_ids[:free], timestamp_ms(), token, member)
+            try:
+                claimed = await claimer.claim(ids, timestamp_ms(), token, member)
+            except BaseException:  # (a cancel too: the turn's timeout, a stop)
+                self._lost_claims.lost(token, ids)
+                raise
+            self._lost_claims.answered(token, ids)
             if claimed:
                 registration.held = False
             # Told to stop while the claim was under way (the listener's claims outlive the main
