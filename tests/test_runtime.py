@@ -376,6 +376,8 @@ def test_the_benchmark_runs_and_reports_its_ratios_and_goals(
         r"^End-to-end latency on an idle worker ",
         r"^this service \(wakes on enqueue, poll 0\.5 s\)\s+20\s+[0-9.]+\s",
         r"^raw arq, poll 0\.5 s\s+4\s+[0-9.]+\s",
+        r"^The floor at idle here and now \(p50s of 4, each after an idle pause\): a bare "
+        r"endpoint of the same web [0-9.]+ ms, a Redis PING [0-9.]+ ms$",
         r"^Capacity: 2 workers per queue drain \d+ jobs on each of two queues ",
         r"^one Redis\s+\d+\s+1\.00x\s",
         r"^two Redis \(bulk queue on its own\)\s+\d+\s+[0-9.]+x\s+\d+\s+\d+ \+ \d+\s",

@@ -9,8 +9,10 @@ POST /jobs to the web, the others by their client's enqueue. A job's latency run
 until its result is stored, as Redis tells a subscriber (ResultWatch), in three parts: the
 request (until the 202, or until the enqueue returns), the wake (until the job's start:
 `started_at` of its record; for raw arq and saq the start they store, to the millisecond) and the
-run with its record (until the result). Then all idle together while their CPU time is read
-from /proc (Linux).
+run with its record (until the result). Beside them, the floor this machine sets at idle,
+measured in the same loop: a bare endpoint of the same web process (bench/server.py) and a Redis
+PING, each after an idle pause. Then all idle together while their CPU time is read from /proc
+(Linux).
 """
 
 import asyncio
@@ -190,6 +192,21 @@ async def one_job(
     return sent, accepted, started, done
 
 
+async def floor(
+    pool: ArqRedis, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> tuple[float, float]:
+    """After the idle pause that precedes it: a bare endpoint's answer, then a Redis PING."""
+    sent = time.perf_counter()
+    status, answer = await exchange(reader, writer, request("/bench/bare", b"{}"))
+    bare = time.perf_counter() - sent
+    if status != "200":
+        raise RuntimeError(f"the bare endpoint answered {status}: {answer!r}")
+    await asyncio.sleep(0.02 + random.uniform(0, 0.5))
+    sent = time.perf_counter()
+    await pool.ping()
+    return bare, time.perf_counter() - sent
+
+
 async def measure(run: Run) -> str:
     settings = run.settings
     idle = 3.0 if run.quick else 15.0
@@ -207,12 +224,14 @@ async def measure(run: Run) -> str:
         raw.append(Samples(start_saq(run, "saq (wakes on enqueue)", name, 10), many, 0.5))
         raw[-1].peer = saq_worker.queue(str(settings.redis_url), name)
     everyone = [*raw, ours]
-    web, port = await serve(run, "{{ cookiecutter.package_name }}.web.app:create_app")
+    web, port = await serve(run)  # the deployed app and, for the floor, a bare endpoint
     pool = await create_pool(redis_settings(settings))
     ledger = ledger_for(pool, settings)
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     watch = ResultWatch(pool)
     await watch.open()
+    bare: list[float] = []
+    ping: list[float] = []
     try:
         await ready(pool, [samples.worker for samples in everyone])
         for samples in everyone:  # warm-up: connections, imports, first-call caches
@@ -226,6 +245,11 @@ async def measure(run: Run) -> str:
                 await asyncio.sleep(0.02 + random.uniform(0, samples.poll_delay))
                 times = await one_job(run, watch, ledger, reader, writer, samples)
                 samples.add(*times)
+            if n < few:
+                await asyncio.sleep(0.02 + random.uniform(0, 0.5))
+                answered, pinged = await floor(pool, reader, writer)
+                bare.append(answered)
+                ping.append(pinged)
         await asyncio.sleep(1)  # let the last jobs' bookkeeping settle
         before = [samples.worker.cpu_seconds() for samples in everyone]
         await asyncio.sleep(idle)
@@ -248,6 +272,9 @@ async def measure(run: Run) -> str:
     def ms(values: list[float], share: float = 0.5) -> str:
         return f"{percentile(values, share) * 1000:.1f}"
 
+    def fine(values: list[float]) -> str:
+        return f"{percentile(values, 0.5) * 1000:.2f}"
+
     rows = [
         [
             samples.worker.label,
@@ -268,9 +295,14 @@ async def measure(run: Run) -> str:
             Goal("idle worker CPU <= 0.1 %", f"{idle_cpu:.2f} %", idle_cpu <= 0.1),
         ]
     )
-    return table(
-        f"End-to-end latency on an idle worker (send -> result, and its parts: p50s), and idle "
-        f"CPU over {idle:g} s",
-        ["worker", "jobs", "p50 ms", "p99 ms", "request", "wake", "run+record", "idle CPU %"],
-        rows,
+    columns = ["worker", "jobs", "p50 ms", "p99 ms", "request", "wake", "run+record"]
+    return (
+        table(
+            f"End-to-end latency on an idle worker (send -> result, and its parts: p50s), and "
+            f"idle CPU over {idle:g} s",
+            [*columns, "idle CPU %"],
+            rows,
+        )
+        + f"\nThe floor at idle here and now (p50s of {len(bare)}, each after an idle pause): "
+        f"a bare endpoint of the same web {fine(bare)} ms, a Redis PING {fine(ping)} ms"
     )

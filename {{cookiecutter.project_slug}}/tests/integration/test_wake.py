@@ -22,6 +22,7 @@ from arq.constants import in_progress_key_prefix, retry_key_prefix
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from {{ cookiecutter.package_name }}.queue.arq_queue import redis_settings
 from {{ cookiecutter.package_name }}.queue.serializer import serialize
@@ -291,6 +292,50 @@ async def test_a_claim_answered_after_a_stop_starts_no_job_and_gives_it_back(
     async with Redis.from_url(str(settings.redis_url)) as redis:
         assert not await redis.exists(in_progress_key_prefix + job_id)
         assert not await redis.exists(retry_key_prefix + job_id)
+
+
+async def test_an_idle_worker_whose_claims_answer_was_lost_registers_again(
+    settings: Settings, start_worker: StartWorker
+) -> None:
+    """A poll's claim carries the worker's idle-set entry, which Redis takes out once the claim
+    takes a job. Its answer lost (and the job gone before the claim goes again), the worker cannot
+    know whether its entry is still there: it registers again at its next idle poll, so that jobs
+    are handed to it again, rather than take itself for registered until its hourly refresh."""
+    worker = await start_worker()
+    assert worker._claimer is not None
+    assert worker._registration is not None
+    member = worker._registration.member
+    claim = worker._claimer.claim
+    lost: list[str] = []
+    pool = await create_pool(redis_settings(settings))
+
+    async def answer_lost(
+        job_ids: list[str], now_ms: int, token: str, member: str = ""
+    ) -> list[Claimed]:
+        claimed = await claim(job_ids, now_ms, token, member)
+        if claimed and not lost:
+            lost.extend(job.job_id for job in claimed)
+            await pool.zrem(settings.queue_name, *lost)  # (cancelled meanwhile, say)
+            raise RedisTimeoutError("Timeout reading from socket (the claim's answer lost)")
+        return claimed
+
+    worker._claimer.claim = answer_lost  # type: ignore[method-assign]
+    idle = idle_workers_key(settings.queue_name)
+    try:
+        # A plain arq client's job, then a notice that names none: the worker's poll claims it.
+        await pool.enqueue_job("word_count", text="plain", _queue_name=settings.queue_name)
+        await pool.publish(wake_channel(settings.queue_name), "")
+        async with asyncio.timeout(SOON):
+            while not lost:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        taken_out = await pool.zscore(idle, member) is None
+        async with asyncio.timeout(SOON):
+            while await pool.zscore(idle, member) is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+    finally:
+        await pool.aclose()
+
+    assert taken_out, "the lost claim left the entry in: the fault was not met"
 
 
 async def test_notices_and_polls_together_never_run_more_jobs_than_slots(

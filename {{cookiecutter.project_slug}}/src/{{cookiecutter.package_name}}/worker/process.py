@@ -275,6 +275,8 @@ class WakingWorker(Worker):
                 claimed = await claimer.claim(ids, timestamp_ms(), token, member)
             except BaseException:  # (a cancel too: the turn's timeout, a stop)
                 self._lost_claims.lost(token, ids)
+                if member:  # (a claim Redis ran took the entry out: register again when idle)
+                    registration.held = None
                 raise
             self._lost_claims.answered(token, ids)
             if claimed:
