@@ -247,3 +247,35 @@ async def test_a_claim_whose_answer_was_lost_is_sent_again_and_counts_its_try_on
     assert (job.state.value, job.tries) == ("succeeded", 1)
     assert len(tokens) >= 2
     assert tokens[1] == tokens[0]
+
+
+async def test_a_job_handed_to_this_worker_is_its_own_once_half_its_claim_has_passed(
+    settings: Settings,
+) -> None:
+    """A hand-off whose message never arrived: the claim takes the job as this worker's once
+    half its claim has passed (before that, the message may still come and start it), on the
+    try the hand-off counted, and re-keys the claim to its own token, so that the message,
+    arriving after all, fails its confirmation. Another worker's hand-off is left alone."""
+    queue = settings.queue_name
+    async with Redis.from_url(str(settings.redis_url)) as redis:
+        ids = [f"{queue}-{name}" for name in ("young", "old", "another's")]
+        await redis.zadd(queue, dict.fromkeys(ids, NOW))
+        await redis.set(in_progress_key_prefix + ids[0], b"mine", px=LIFETIME)
+        await redis.set(in_progress_key_prefix + ids[1], b"mine", px=LIFETIME // 2 - 1000)
+        await redis.set(in_progress_key_prefix + ids[2], b"theirs", px=10_000)
+        for job_id in ids:
+            await redis.set(retry_key_prefix + job_id, 1)  # (the hand-off's try)
+        claimer = Claimer(redis, queue, LIFETIME, aborts=True)
+
+        unnamed = await claimer.claim(ids, NOW, "t0")
+        claimed = await claimer.claim(ids, NOW, "t1", handed="mine")
+        again = await claimer.claim(ids, NOW, "t1", handed="mine")  # (redis-py's resend)
+
+        assert unnamed == []
+        assert [(job.job_id, job.job_try) for job in claimed] == [(ids[1], 1)]
+        assert again == claimed
+        assert await redis.get(in_progress_key_prefix + ids[1]) == b"t1"
+        assert await redis.pttl(in_progress_key_prefix + ids[1]) > LIFETIME // 2
+        assert await redis.get(in_progress_key_prefix + ids[0]) == b"mine"
+        assert await redis.get(retry_key_prefix + ids[1]) == b"1"
+        await forget(redis, ids)

@@ -275,9 +275,9 @@ async def test_a_claim_answered_after_a_stop_starts_no_job_and_gives_it_back(
     claim = worker._claimer.claim
 
     async def stopped_meanwhile(
-        job_ids: list[str], now_ms: int, token: str, member: str = ""
+        job_ids: list[str], now_ms: int, token: str, member: str = "", handed: str = ""
     ) -> list[Claimed]:
-        claimed = await claim(job_ids, now_ms, token, member)
+        claimed = await claim(job_ids, now_ms, token, member, handed)
         if claimed:  # (what a stop sets, whichever claims it: the poll or the listener)
             worker.allow_pick_jobs = False
         return claimed
@@ -310,9 +310,9 @@ async def test_an_idle_worker_whose_claims_answer_was_lost_registers_again(
     pool = await create_pool(redis_settings(settings))
 
     async def answer_lost(
-        job_ids: list[str], now_ms: int, token: str, member: str = ""
+        job_ids: list[str], now_ms: int, token: str, member: str = "", handed: str = ""
     ) -> list[Claimed]:
-        claimed = await claim(job_ids, now_ms, token, member)
+        claimed = await claim(job_ids, now_ms, token, member, handed)
         if claimed and not lost:
             lost.extend(job.job_id for job in claimed)
             await pool.zrem(settings.queue_name, *lost)  # (cancelled meanwhile, say)
@@ -414,6 +414,41 @@ async def test_an_idle_worker_is_handed_its_job_and_claims_nothing_itself(
     async with Redis.from_url(str(settings.redis_url)) as redis:
         members = await redis.zrange(idle_workers_key(settings.queue_name), 0, -1)
     assert [member.decode() for member in members] == [worker._registration.member]
+
+
+async def test_a_job_whose_hand_off_message_was_lost_runs_once_half_its_claim_has_passed(
+    client: httpx.AsyncClient, start_worker: StartWorker
+) -> None:
+    """The message that hands a job to an idle worker is lost on its way (the worker's connection
+    dropped after Redis sent it). The worker's poll takes the job as its own once half its claim
+    has passed, when a message still to come would be confirmed before its start and that
+    confirmation fails: the job runs once, on its first try, long before its claim expires."""
+    worker = await start_worker(worker_poll_delay=0.5, job_timeout=2)
+    lifetime = worker.in_progress_timeout_s
+    lost: list[bytes] = []
+    start_handed = worker._start_handed
+
+    async def message_lost(data: bytes) -> None:
+        if not lost:
+            lost.append(data)
+            return
+        await start_handed(data)
+
+    worker._start_handed = message_lost  # type: ignore[method-assign]
+    ran = runs_of(worker)
+    body = {"task": "word_count", "args": {"text": "message lost"}}
+
+    accepted = await client.post("/jobs", json=body)
+    took = await finished_within(client, accepted.headers["location"], lifetime)
+    await start_handed(lost[0])  # the lost message, arriving after all: not run again
+    await asyncio.sleep(0.3)
+
+    job = (await client.get(accepted.headers["location"])).json()
+    print(f"\nhand-off lost: the job ran {took:.1f} s after, its claim {lifetime:g} s")
+    assert lost, "no job was handed over: the fault was not met"
+    assert lifetime / 2 - 0.5 <= took <= lifetime * 0.75
+    assert ran == [accepted.json()["id"]]
+    assert (job["state"], job["tries"]) == ("succeeded", 1)
 
 
 async def test_a_job_for_a_worker_gone_without_a_word_goes_to_the_next_idle_one(
@@ -533,10 +568,12 @@ def claims_of(worker: WakingWorker) -> list[list[str]]:
     claims: list[list[str]] = []
     claim = worker._claimer.claim
 
-    async def spied(job_ids: list[str], now_ms: int, token: str, member: str = "") -> list[Claimed]:
+    async def spied(
+        job_ids: list[str], now_ms: int, token: str, member: str = "", handed: str = ""
+    ) -> list[Claimed]:
         if job_ids:  # (none: nothing is sent)
             claims.append(job_ids)
-        return await claim(job_ids, now_ms, token, member)
+        return await claim(job_ids, now_ms, token, member, handed)
 
     worker._claimer.claim = spied  # type: ignore[method-assign]
     return claims

@@ -25,7 +25,10 @@ in the moment between: the job runs; a cancel through the web also marks its rec
 A job handed to an idle worker (queue.wake_channel) arrives claimed by the enqueue script, on the
 same terms: `Claimer` also enters the worker in the idle set (and a claim of its own takes it
 out: busy), confirms a claim that a late message carries, and gives back what the worker will
-not start.
+not start. A message lost on its way (the connection cut after Redis sent it) leaves its job
+claimed for the worker, which no message will start: the claim script takes such a job as this
+worker's once half its claim has passed, re-keyed to the claim's token so that the message, if it
+arrives after all, fails its confirmation (worker.handoff) instead of starting the job again.
 """
 
 import time
@@ -43,19 +46,25 @@ from ..queue.wake_channel import idle_workers_key, wake_channel
 
 CLAIM = """
 local now, lifetime, token, aborts = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4] == '1'
-local member = ARGV[5]
+local member, handed = ARGV[5], ARGV[6]
 local claimed = {}
 local n = 0
 for i = 4, #KEYS, 3 do
   n = n + 1
   local holder = redis.call('GET', KEYS[i])
-  if not holder or holder == token then
-    local job_id = ARGV[n + 5]
+  -- Handed to this worker, its message never read (lost with the connection): this worker's
+  -- once older than half its claim, when a message still to come is confirmed before its start
+  -- (worker.handoff), and that confirmation then fails, as the claim is this call's.
+  local lost = holder and holder ~= token and handed ~= '' and holder == handed
+  if not holder or holder == token or lost then
+    local job_id = ARGV[n + 6]
     local score = redis.call('ZSCORE', KEYS[1], job_id)
+    if lost and redis.call('PTTL', KEYS[i]) * 2 >= tonumber(lifetime) then score = false end
     if score and tonumber(score) <= now then
       local try
       if holder then
         try = tonumber(redis.call('GET', KEYS[i + 2]) or '1')
+        if lost then redis.call('SET', KEYS[i], token, 'PX', lifetime) end
       else
         redis.call('SET', KEYS[i], token, 'PX', lifetime)
         try = redis.call('INCR', KEYS[i + 2])
@@ -74,7 +83,8 @@ return claimed
 """KEYS: the queue, arq's abort set, the queue's idle workers, then for each candidate its
 in-progress key, job key and retry key; ARGV: now (ms), the claim's lifetime (ms), this claim's
 token, "1" to take aborts (as arq's run_job does when it allows them), the worker's entry in the
-idle set (taken out once it claims a job; empty: none), then the candidates' ids. Returns, for
+idle set (taken out once it claims a job; empty: none), the worker's hand-off token (its jobs
+handed over, the try counted by the hand-off; empty: none), then the candidates' ids. Returns, for
 each job claimed: its id, score, serialized job (nil if it expired), try, and 1 if an abort was
 waiting for it. (88400: the seconds arq keeps a retry count.)"""
 
@@ -107,18 +117,20 @@ class Claimer:
         self._aborts = "1" if aborts else "0"
 
     async def claim(
-        self, job_ids: list[str], now_ms: int, token: str, member: str = ""
+        self, job_ids: list[str], now_ms: int, token: str, member: str = "", handed: str = ""
     ) -> list[Claimed]:
         """Claim those of `job_ids` that are due by `now_ms` and held by no worker; `token` names
         this claim (a new one per call: see above). `member`, this worker's entry in the idle
-        set, leaves it if a job is claimed."""
+        set, leaves it if a job is claimed. `handed`, this worker's hand-off token: a job
+        handed to it whose claim is older than half its lifetime is claimed too (its message
+        lost: see CLAIM)."""
         if not job_ids:
             return []
         keys = [self._queue_name, abort_jobs_ss, idle_workers_key(self._queue_name)]
         for job_id in job_ids:
             keys += [in_progress_key_prefix + job_id, job_key_prefix + job_id]
             keys.append(retry_key_prefix + job_id)
-        args: list[str | int] = [now_ms, self._lifetime_ms, token, self._aborts, member]
+        args: list[str | int] = [now_ms, self._lifetime_ms, token, self._aborts, member, handed]
         args += job_ids
         reply = await self._script(keys, args)
         return [

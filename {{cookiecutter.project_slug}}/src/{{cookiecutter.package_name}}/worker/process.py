@@ -272,13 +272,18 @@ class WakingWorker(Worker):
             # Registered as idle: a claimed job takes the worker out of the set (busy).
             member = registration.member if registration.held is not False else ""
             try:
-                claimed = await claimer.claim(ids, timestamp_ms(), token, member)
+                claimed = await claimer.claim(
+                    ids, timestamp_ms(), token, member, registration.token
+                )
             except BaseException:  # (a cancel too: the turn's timeout, a stop)
                 self._lost_claims.lost(token, ids)
                 if member:  # (a claim Redis ran took the entry out: register again when idle)
                     registration.held = None
                 raise
             self._lost_claims.answered(token, ids)
+            # A job handed over whose message the listener took while this claim was under way,
+            # if the claim took it too (worker.claim: a hand-off it took for lost): it runs here.
+            claimed = [job for job in claimed if job.job_id not in self.tasks]
             if claimed:
                 registration.held = False
             # Told to stop while the claim was under way (the listener's claims outlive the main
