@@ -19,7 +19,7 @@ from {{ cookiecutter.package_name }}.worker.claim import Claimer
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
-from .conftest import RedisServer
+from .conftest import RedisServer, stop_worker
 
 NOW = 1_800_000_000_000
 LIFETIME = 60_000
@@ -63,12 +63,15 @@ async def test_a_claim_sent_again_gets_its_own_jobs_back(settings: Settings) -> 
         claimer = Claimer(redis, queue, LIFETIME, aborts=True)
 
         first = await claimer.claim(ids, NOW, "same")
+        await redis.pexpire(in_progress_key_prefix + ids[0], 1000)  # (long after the first run)
         again = await claimer.claim(ids, NOW, "same")
         other = await claimer.claim(ids, NOW, "another")
 
         assert [job.job_id for job in first] == ids
         assert again == first
         assert other == []
+        # The job starts now: its claim runs a full lifetime from the second run, not the first.
+        assert await redis.pttl(in_progress_key_prefix + ids[0]) > LIFETIME - 10_000
         await forget(redis, ids)
 
 
@@ -113,7 +116,7 @@ async def test_a_claim_given_back_leaves_the_jobs_as_before_it(settings: Setting
         claimed = await claimer.claim(ids, NOW, "mine")
         await redis.set(in_progress_key_prefix + ids[2], b"another's")  # (expired, re-claimed)
 
-        await claimer.give_back(claimed, "mine")
+        await claimer.give_back([job.job_id for job in claimed], "mine")
 
         assert not await redis.exists(*(in_progress_key_prefix + job_id for job_id in ids[:2]))
         assert not await redis.exists(retry_key_prefix + ids[0])
@@ -247,6 +250,45 @@ async def test_a_claim_whose_answer_was_lost_is_sent_again_and_counts_its_try_on
     assert (job.state.value, job.tries) == ("succeeded", 1)
     assert len(tokens) >= 2
     assert tokens[1] == tokens[0]
+
+
+async def test_a_worker_that_stops_gives_back_the_jobs_of_a_claim_left_unanswered(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every answer lost, Redis running each claim: the worker stops with a claim it never saw
+    answered, and gives its jobs back (no claim left, no try counted) for the other workers,
+    instead of leaving them held until the claim expires."""
+    claim = Claimer.claim
+    lost = asyncio.Event()
+
+    async def answer_lost(self: Claimer, job_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        if await claim(self, job_ids, *args, **kwargs):
+            lost.set()
+        raise RedisTimeoutError("Timeout reading from socket (the claim's answer lost)")
+
+    monkeypatch.setattr(Claimer, "claim", answer_lost)
+    options = {**worker_options(settings, "default"), "cron_jobs": [], "handle_signals": False}
+    async with (
+        ArqJobQueue.connect(settings) as backend,
+        Redis.from_url(str(settings.redis_url)) as redis,
+    ):
+        job_id = (
+            await backend.enqueue("word_count", {"text": "a b"}, queue_name=settings.queue_name)
+        ).job_id
+        worker = WakingWorker(**options)
+        task = asyncio.create_task(worker.async_run())
+        try:
+            async with asyncio.timeout(10):
+                await lost.wait()
+            held = await redis.get(in_progress_key_prefix + job_id)
+        finally:
+            await stop_worker(worker, task)
+
+        assert held is not None, "no claim held: the fault was not met"
+        assert not await redis.exists(in_progress_key_prefix + job_id)
+        assert not await redis.exists(retry_key_prefix + job_id)
+        assert await redis.zscore(settings.queue_name, job_id) is not None  # (still queued)
+        await redis.zrem(settings.queue_name, job_id)
 
 
 async def test_a_job_handed_to_this_worker_is_its_own_once_half_its_claim_has_passed(

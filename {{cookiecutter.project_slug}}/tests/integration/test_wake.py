@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 from arq.connections import create_pool
-from arq.constants import in_progress_key_prefix, retry_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from pydantic import RedisDsn
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -333,6 +333,8 @@ async def test_an_idle_worker_whose_claims_answer_was_lost_registers_again(
             while await pool.zscore(idle, member) is None:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
     finally:
+        prefixes = (job_key_prefix, in_progress_key_prefix, retry_key_prefix)
+        await pool.delete(*(prefix + job_id for job_id in lost for prefix in prefixes))
         await pool.aclose()
 
     assert taken_out, "the lost claim left the entry in: the fault was not met"

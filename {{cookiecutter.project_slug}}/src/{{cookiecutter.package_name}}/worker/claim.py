@@ -63,8 +63,10 @@ for i = 4, #KEYS, 3 do
     if score and tonumber(score) <= now then
       local try
       if holder then
+        -- Claimed by this claim's earlier run (or handed over): the try it counted, and a full
+        -- lifetime from now, as the job starts now (the earlier run may be long past).
         try = tonumber(redis.call('GET', KEYS[i + 2]) or '1')
-        if lost then redis.call('SET', KEYS[i], token, 'PX', lifetime) end
+        redis.call('SET', KEYS[i], token, 'PX', lifetime)
       else
         redis.call('SET', KEYS[i], token, 'PX', lifetime)
         try = redis.call('INCR', KEYS[i + 2])
@@ -138,14 +140,14 @@ class Claimer:
             for job_id, score, job, job_try, aborted in reply
         ]
 
-    async def give_back(self, claimed: list[Claimed], token: str) -> None:
+    async def give_back(self, job_ids: Sequence[str], token: str) -> None:
         """Undo a claim (`token`'s) of jobs that will not start here: for another worker now,
         told by a notice on the queue's channel."""
         keys: list[str] = []
-        for job in claimed:
-            keys += [in_progress_key_prefix + job.job_id, retry_key_prefix + job.job_id]
+        for job_id in job_ids:
+            keys += [in_progress_key_prefix + job_id, retry_key_prefix + job_id]
         channel = wake_channel(self._queue_name)
-        await self._unclaim(keys, [token, channel, *(job.job_id for job in claimed)])
+        await self._unclaim(keys, [token, channel, *job_ids])
 
     async def confirm(self, job_id: str, token: str) -> bool:
         """Extend a handed-off job's claim (`token`'s) to a full lifetime from now; False if it
@@ -170,7 +172,8 @@ class LostClaims:
     made then. Only those jobs ride that token: a job it claims runs here, and a token sent
     again with it could find arq's kept in-progress key of that job's retry (its value) and take
     it as claimed. A token is forgotten once every job it named has been answered for, or its
-    claim lifetime after the loss (its claims have expired by then)."""
+    claim lifetime after its last loss (its claims have expired by then). A worker that stops
+    gives back what is left (`pending`): claims Redis ran, the tries they counted."""
 
     def __init__(self, lifetime_s: float) -> None:
         self._lifetime_s = lifetime_s
@@ -180,15 +183,19 @@ class LostClaims:
     def next_claim(self, job_ids: Sequence[str]) -> tuple[str, list[str]]:
         """The token and jobs of the next claim among `job_ids`: a lost claim's jobs under its
         token first (the others wait for the next claim), else all under a new token."""
-        now = time.monotonic()
-        for token, (expires, ids) in list(self._lost.items()):
-            if expires <= now:
-                del self._lost[token]
-                continue
+        for token, ids in self.pending():
             again = [job_id for job_id in job_ids if job_id in ids]
             if again:
                 return token, again
         return uuid.uuid4().hex, list(job_ids)
+
+    def pending(self) -> list[tuple[str, set[str]]]:
+        """The lost claims whose claims may still hold: each token and its jobs."""
+        now = time.monotonic()
+        for token, (expires, _) in list(self._lost.items()):
+            if expires <= now:
+                del self._lost[token]
+        return [(token, ids) for token, (_, ids) in self._lost.items()]
 
     def answered(self, token: str, job_ids: Sequence[str]) -> None:
         lost = self._lost.get(token)
@@ -199,9 +206,10 @@ class LostClaims:
 
     def lost(self, token: str, job_ids: Sequence[str]) -> None:
         """No answer to the claim of `job_ids` under `token` (an error, a timeout, a cancel)."""
-        expires, ids = self._lost.get(token, (time.monotonic() + self._lifetime_s, set()))
+        _, ids = self._lost.get(token, (0.0, set()))
         ids.update(job_ids)
-        self._lost[token] = (expires, ids)
+        # From this loss: a resend that Redis ran later claims for a lifetime from then.
+        self._lost[token] = (time.monotonic() + self._lifetime_s, ids)
 
     def __len__(self) -> int:
         return len(self._lost)

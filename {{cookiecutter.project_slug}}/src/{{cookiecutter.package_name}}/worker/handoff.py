@@ -37,6 +37,7 @@ class IdleRegistration:
         whose answer was lost, or one that a hand-off or a claim may have taken out since)."""
         self._offset_ms: float | None = None  # Redis's clock minus ours, at most
         self._registered_at = -math.inf
+        self._doubts = 0  # (counted by `doubt`)
 
     def due(self) -> bool:
         """Whether to register (again) now."""
@@ -44,14 +45,23 @@ class IdleRegistration:
 
     async def register(self, claimer: Claimer) -> None:
         self.held = None
+        doubts = self._doubts
         sent = time.monotonic()
         async with asyncio.timeout(SOCKET_TIMEOUT):
             redis_ms = await claimer.register(self.member)
         # Redis read its clock after `sent`: an offset that makes a message look older, if any.
         self._offset_ms = redis_ms - sent * 1000
         self._registered_at = sent
-        if self.held is None:  # (not taken out meanwhile, by a hand-off or a claim)
+        # Not taken out meanwhile, by a hand-off or a claim, nor maybe by a claim whose answer
+        # was lost (Redis may have run it after this registration).
+        if self.held is None and self._doubts == doubts:
             self.held = True
+
+    def doubt(self) -> None:
+        """A claim that carried the entry went unanswered: Redis may have taken it out, so the
+        worker registers again at its next idle poll."""
+        self.held = None
+        self._doubts += 1
 
     async def unregister(self, claimer: Claimer) -> None:
         async with asyncio.timeout(SOCKET_TIMEOUT):

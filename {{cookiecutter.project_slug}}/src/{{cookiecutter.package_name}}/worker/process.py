@@ -94,6 +94,7 @@ class WakingWorker(Worker):
         self._claimer: Claimer | None = None
         self._registration: IdleRegistration | None = None  # (made with the claimer)
         self._lost_claims = LostClaims(self.in_progress_timeout_s)
+        self._resent = False  # the last claim sent a lost claim's jobs again, and no others
         self._unregistered_since_error = False
         # Held while a claim is under way (the poll's or the listener's): each counts free slots
         # before its claim, and two at once could claim one job more than there are slots.
@@ -203,6 +204,7 @@ class WakingWorker(Worker):
         """arq's poll (claim due jobs, aborts, reaping, health check, cron); then the seconds to
         wait before the next one."""
         self._read = self._started = self._left = 0
+        self._resent = False
         full = self.job_counter >= self.max_jobs  # arq reads nothing from the queue then
         # A job stays at the head of the queue while it runs: read past this worker's own.
         limit = self.queue_read_limit
@@ -215,7 +217,7 @@ class WakingWorker(Worker):
         # as soon as there is a free slot, where arq would wait out its poll delay.
         self._backlog = full or self._left > 0 or self._read >= asked
         self._idle_polls = self._idle_polls + 1 if self._read == 0 and not self.tasks else 0
-        if self._backlog and self._started > 0 and self.job_counter < self.max_jobs:
+        if self._backlog and (self._started or self._resent) and self.job_counter < self.max_jobs:
             return 0
         if self.job_counter == 0 and self._listening and self.allow_pick_jobs:
             await self._register()
@@ -277,10 +279,12 @@ class WakingWorker(Worker):
                 )
             except BaseException:  # (a cancel too: the turn's timeout, a stop)
                 self._lost_claims.lost(token, ids)
-                if member:  # (a claim Redis ran took the entry out: register again when idle)
-                    registration.held = None
+                if member:
+                    registration.doubt()
                 raise
             self._lost_claims.answered(token, ids)
+            # A lost claim's jobs went alone: the others wait for a poll at once (start_jobs).
+            self._resent = len(ids) < len(job_ids[:free])
             # A job handed over whose message the listener took while this claim was under way,
             # if the claim took it too (worker.claim: a hand-off it took for lost): it runs here.
             claimed = [job for job in claimed if job.job_id not in self.tasks]
@@ -292,7 +296,7 @@ class WakingWorker(Worker):
             room = self.max_jobs - self.job_counter if self.allow_pick_jobs else 0
             claimed, extra = claimed[:room], claimed[room:]
             if extra:
-                await self._give_back(claimer, extra, token)
+                await self._give_back(claimer, [job.job_id for job in extra], token)
             for job in claimed:
                 await self._start(job)
         return claimed
@@ -305,12 +309,12 @@ class WakingWorker(Worker):
         self.tasks[job.job_id] = task
         return task
 
-    async def _give_back(self, claimer: Claimer, claimed: list[Claimed], token: str) -> None:
+    async def _give_back(self, claimer: Claimer, job_ids: list[str], token: str) -> None:
         try:
             async with asyncio.timeout(SOCKET_TIMEOUT):
-                await claimer.give_back(claimed, token)
+                await claimer.give_back(job_ids, token)
         except REDIS_ERRORS as exc:  # their claims expire instead, as any claim left behind
-            log.warning("could not give back %d claimed jobs (%s)", len(claimed), exc)
+            log.warning("could not give back %d claimed jobs (%s)", len(job_ids), exc)
 
     async def _start_noticed(self, job_id: str) -> bool:
         """Start the job a notice named, claimed here and now; False if this worker may not
@@ -359,7 +363,7 @@ class WakingWorker(Worker):
         token = registration.token
         full = self.job_counter >= self.max_jobs
         if not self.allow_pick_jobs or full or job.job_id in self.tasks:
-            await self._give_back(claimer, [job], token)
+            await self._give_back(claimer, [job.job_id], token)
             return
         if not registration.fresh(handed.sent_ms):
             # A late message: its claim may have lapsed, and another worker run the job since.
@@ -637,6 +641,20 @@ class WakingWorker(Worker):
             if not task.done():
                 (self.job_tasks.get(job_id) or task).cancel()
 
+    async def _give_back_lost(self) -> None:
+        """Claims whose answers were lost and that were not sent again before this stop: what
+        Redis ran of them goes back for the other workers (their tries uncounted), rather than
+        wait for their claims to expire. One socket timeout for all: a stop during an outage
+        leaves them to expire."""
+        if self._claimer is None:
+            return
+        try:
+            async with asyncio.timeout(SOCKET_TIMEOUT):
+                for token, job_ids in self._lost_claims.pending():
+                    await self._claimer.give_back(sorted(job_ids), token)
+        except REDIS_ERRORS as exc:
+            log.warning("could not give back the jobs of claims left unanswered (%s)", exc)
+
     def _stop_main(self, signum: int) -> None:
         if self.main_task is not None:
             self.main_task.cancel()
@@ -667,6 +685,7 @@ class WakingWorker(Worker):
             self.handle_sig(signal.SIGUSR1)
         if self._pool is None:
             return
+        await self._give_back_lost()
         await asyncio.gather(*self.tasks.values(), return_exceptions=True)
         with contextlib.suppress(*REDIS_ERRORS):  # a stop during an outage still shuts down
             await self.pool.delete(self.health_check_key)
