@@ -15,7 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
 from {{ cookiecutter.package_name }}.queue.wake_channel import handoff_member, idle_workers_key
 from {{ cookiecutter.package_name }}.settings import Settings
-from {{ cookiecutter.package_name }}.worker.claim import Claimer
+from {{ cookiecutter.package_name }}.worker.claim import LOST_AFTER_MS, Claimer
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
 
@@ -291,19 +291,21 @@ async def test_a_worker_that_stops_gives_back_the_jobs_of_a_claim_left_unanswere
         await redis.zrem(settings.queue_name, job_id)
 
 
-async def test_a_job_handed_to_this_worker_is_its_own_once_half_its_claim_has_passed(
+async def test_a_job_handed_to_this_worker_is_its_own_once_no_message_could_start_it(
     settings: Settings,
 ) -> None:
     """A hand-off whose message never arrived: the claim takes the job as this worker's once
-    half its claim has passed (before that, the message may still come and start it), on the
-    try the hand-off counted, and re-keys the claim to its own token, so that the message,
-    arriving after all, fails its confirmation. Another worker's hand-off is left alone."""
+    its claim is older than LOST_AFTER_MS (before that, the message may still come and start
+    it unconfirmed), on the try the hand-off counted, and re-keys the claim to its own token, so
+    that the message, arriving after all, fails its confirmation. Another worker's hand-off is
+    left alone."""
     queue = settings.queue_name
     async with Redis.from_url(str(settings.redis_url)) as redis:
         ids = [f"{queue}-{name}" for name in ("young", "old", "another's")]
         await redis.zadd(queue, dict.fromkeys(ids, NOW))
-        await redis.set(in_progress_key_prefix + ids[0], b"mine", px=LIFETIME)
-        await redis.set(in_progress_key_prefix + ids[1], b"mine", px=LIFETIME // 2 - 1000)
+        young, old = LIFETIME - LOST_AFTER_MS + 1000, LIFETIME - LOST_AFTER_MS - 1000
+        await redis.set(in_progress_key_prefix + ids[0], b"mine", px=young)
+        await redis.set(in_progress_key_prefix + ids[1], b"mine", px=old)
         await redis.set(in_progress_key_prefix + ids[2], b"theirs", px=10_000)
         for job_id in ids:
             await redis.set(retry_key_prefix + job_id, 1)  # (the hand-off's try)
@@ -317,7 +319,7 @@ async def test_a_job_handed_to_this_worker_is_its_own_once_half_its_claim_has_pa
         assert [(job.job_id, job.job_try) for job in claimed] == [(ids[1], 1)]
         assert again == claimed
         assert await redis.get(in_progress_key_prefix + ids[1]) == b"t1"
-        assert await redis.pttl(in_progress_key_prefix + ids[1]) > LIFETIME // 2
+        assert await redis.pttl(in_progress_key_prefix + ids[1]) > old + 1000
         assert await redis.get(in_progress_key_prefix + ids[0]) == b"mine"
         assert await redis.get(retry_key_prefix + ids[1]) == b"1"
         await forget(redis, ids)

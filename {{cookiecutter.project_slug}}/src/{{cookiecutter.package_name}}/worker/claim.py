@@ -27,8 +27,9 @@ same terms: `Claimer` also enters the worker in the idle set (and a claim of its
 out: busy), confirms a claim that a late message carries, and gives back what the worker will
 not start. A message lost on its way (the connection cut after Redis sent it) leaves its job
 claimed for the worker, which no message will start: the claim script takes such a job as this
-worker's once half its claim has passed, re-keyed to the claim's token so that the message, if it
-arrives after all, fails its confirmation (worker.handoff) instead of starting the job again.
+worker's once its claim is older than any message that starts its job unconfirmed (LOST_AFTER_MS),
+re-keyed to the claim's token so that the message, if it arrives after all, fails its
+confirmation (worker.handoff) instead of starting the job again.
 """
 
 import time
@@ -44,6 +45,18 @@ from redis.asyncio import Redis
 
 from ..queue.wake_channel import idle_workers_key, wake_channel
 
+FRESH_MS = 2_000
+"""A handed job's message younger than this (by Redis's clock) starts its job at once, on the
+claim the hand-off wrote; an older one has the claim confirmed, and extended to a full lifetime,
+first (worker.handoff). A job started at once keeps what is left of that claim: this bounds what
+it loses of arq's 10 s between the job's timeout and its claim's end."""
+
+LOST_AFTER_MS = FRESH_MS + 5_000
+"""A job handed to this worker whose claim is older than this was not started by its message
+(one that old is confirmed first, and finds the claim taken): its message was lost, and the claim
+script takes the job. The 5 s between the two absorb errors in the worker's reckoning of Redis's
+clock (read when it registered)."""
+
 CLAIM = """
 local now, lifetime, token, aborts = tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4] == '1'
 local member, handed = ARGV[5], ARGV[6]
@@ -53,13 +66,15 @@ for i = 4, #KEYS, 3 do
   n = n + 1
   local holder = redis.call('GET', KEYS[i])
   -- Handed to this worker, its message never read (lost with the connection): this worker's
-  -- once older than half its claim, when a message still to come is confirmed before its start
+  -- once its claim is LOST_AFTER_MS ms old, when a message still to come is confirmed first
   -- (worker.handoff), and that confirmation then fails, as the claim is this call's.
   local lost = holder and holder ~= token and handed ~= '' and holder == handed
   if not holder or holder == token or lost then
     local job_id = ARGV[n + 6]
     local score = redis.call('ZSCORE', KEYS[1], job_id)
-    if lost and redis.call('PTTL', KEYS[i]) * 2 >= tonumber(lifetime) then score = false end
+    if lost and redis.call('PTTL', KEYS[i]) + LOST_AFTER_MS >= tonumber(lifetime) then
+      score = false
+    end
     if score and tonumber(score) <= now then
       local try
       if holder then
@@ -81,7 +96,7 @@ end
 -- Busy now: no more jobs handed over.
 if member ~= '' and #claimed > 0 then redis.call('ZREM', KEYS[3], member) end
 return claimed
-"""
+""".replace("LOST_AFTER_MS", str(LOST_AFTER_MS))
 """KEYS: the queue, arq's abort set, the queue's idle workers, then for each candidate its
 in-progress key, job key and retry key; ARGV: now (ms), the claim's lifetime (ms), this claim's
 token, "1" to take aborts (as arq's run_job does when it allows them), the worker's entry in the
@@ -124,8 +139,8 @@ class Claimer:
         """Claim those of `job_ids` that are due by `now_ms` and held by no worker; `token` names
         this claim (a new one per call: see above). `member`, this worker's entry in the idle
         set, leaves it if a job is claimed. `handed`, this worker's hand-off token: a job
-        handed to it whose claim is older than half its lifetime is claimed too (its message
-        lost: see CLAIM)."""
+        handed to it whose claim is older than LOST_AFTER_MS is claimed too (its message lost:
+        see CLAIM)."""
         if not job_ids:
             return []
         keys = [self._queue_name, abort_jobs_ss, idle_workers_key(self._queue_name)]

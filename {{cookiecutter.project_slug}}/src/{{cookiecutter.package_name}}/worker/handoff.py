@@ -3,10 +3,12 @@ workers, and what it knows of Redis's clock.
 
 A job handed over arrives claimed for the worker's claim lifetime (arq's in-progress time). A
 message that reaches the worker late (the worker was frozen, or its reads lagged) may carry a
-claim that has lapsed, and a job another worker has started since: one older than half the
-lifetime is confirmed (the claim still this worker's, and extended) before it starts, or not
-started at all. Its age is reckoned with Redis's clock, read when the worker registered, so that
-the two machines' clocks never need to agree.
+claim that has lapsed, and a job another worker has started since: one older than FRESH_MS (2 s)
+is confirmed (the claim still this worker's, and extended to a full lifetime) before it starts,
+or not started at all. Only a message that young starts its job on the claim as the hand-off wrote
+it, so a job that runs to its timeout still ends inside its claim. Its age is reckoned with
+Redis's clock, read when the worker registered, so that the two machines' clocks never need to
+agree.
 """
 
 import asyncio
@@ -15,7 +17,7 @@ import time
 import uuid
 
 from ..queue.wake_channel import handoff_channel, handoff_member
-from .claim import Claimer
+from .claim import FRESH_MS, Claimer
 from .outage import SOCKET_TIMEOUT
 
 REGISTRATION_REFRESH = 3600.0
@@ -70,8 +72,9 @@ class IdleRegistration:
 
     def fresh(self, sent_ms: int) -> bool:
         """Whether a message Redis sent at `sent_ms` (its clock) is young enough that the claim
-        it carries surely still holds: younger than half the claim's lifetime."""
+        it carries surely still holds for the job's whole run: younger than FRESH_MS (or half
+        the claim's lifetime, if that is less)."""
         if self._offset_ms is None:
             return False
         age = time.monotonic() * 1000 + self._offset_ms - sent_ms
-        return age <= self.lifetime_ms / 2
+        return age <= min(FRESH_MS, self.lifetime_ms / 2)

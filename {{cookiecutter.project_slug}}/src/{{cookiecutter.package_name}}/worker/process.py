@@ -376,6 +376,12 @@ class WakingWorker(Worker):
             if not confirmed:
                 log.info("job %s was handed over too long ago: left to the poll", job.job_id)
                 return
+            if job.job_id in self.tasks:  # (taken by a poll of this worker meanwhile)
+                return
+            if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+                # Stopping, or full, since the checks above (the confirmation took a round trip).
+                await self._give_back(claimer, [job.job_id], token)
+                return
         task = await self._start(job)
         self._idle_polls = 0  # (as a poll that starts a job would)
         task.add_done_callback(lambda _: self._ended_unpolled())
@@ -651,7 +657,10 @@ class WakingWorker(Worker):
         try:
             async with asyncio.timeout(SOCKET_TIMEOUT):
                 for token, job_ids in self._lost_claims.pending():
-                    await self._claimer.give_back(sorted(job_ids), token)
+                    # (A job running here is not given back: a message may have started it.)
+                    ids = sorted(job_id for job_id in job_ids if job_id not in self.tasks)
+                    if ids:
+                        await self._claimer.give_back(ids, token)
         except REDIS_ERRORS as exc:
             log.warning("could not give back the jobs of claims left unanswered (%s)", exc)
 
