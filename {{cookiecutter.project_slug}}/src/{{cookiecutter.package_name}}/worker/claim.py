@@ -76,14 +76,13 @@ for i = 4, #KEYS, 3 do
       score = false
     end
     if score and tonumber(score) <= now then
+      -- A full lifetime from now, as the job starts now, also where this claim's earlier run
+      -- (long past, maybe) or a hand-off claimed it: that try is the one it counted.
+      redis.call('SET', KEYS[i], token, 'PX', lifetime)
       local try
       if holder then
-        -- Claimed by this claim's earlier run (or handed over): the try it counted, and a full
-        -- lifetime from now, as the job starts now (the earlier run may be long past).
         try = tonumber(redis.call('GET', KEYS[i + 2]) or '1')
-        redis.call('SET', KEYS[i], token, 'PX', lifetime)
       else
-        redis.call('SET', KEYS[i], token, 'PX', lifetime)
         try = redis.call('INCR', KEYS[i + 2])
         redis.call('EXPIRE', KEYS[i + 2], 88400)
       end

@@ -269,8 +269,8 @@ class WakingWorker(Worker):
         claimer, registration = self._claims()
         async with self._claiming:
             # Nothing is counted before Redis answers: an outage mid-claim takes no slot.
-            free = self.max_jobs - self.job_counter
-            token, ids = self._lost_claims.next_claim(job_ids[:free])
+            wanted = job_ids[: self.max_jobs - self.job_counter]
+            token, ids = self._lost_claims.next_claim(wanted)
             # Registered as idle: a claimed job takes the worker out of the set (busy).
             member = registration.member if registration.held is not False else ""
             try:
@@ -284,7 +284,7 @@ class WakingWorker(Worker):
                 raise
             self._lost_claims.answered(token, ids)
             # A lost claim's jobs went alone: the others wait for a poll at once (start_jobs).
-            self._resent = len(ids) < len(job_ids[:free])
+            self._resent = len(ids) < len(wanted)
             # A job handed over whose message the listener took while this claim was under way,
             # if the claim took it too (worker.claim: a hand-off it took for lost): it runs here.
             claimed = [job for job in claimed if job.job_id not in self.tasks]
@@ -361,10 +361,6 @@ class WakingWorker(Worker):
         handed = HandOff.parse(data)
         job = Claimed(handed.job_id, handed.score, handed.job, handed.job_try, handed.aborted)
         token = registration.token
-        full = self.job_counter >= self.max_jobs
-        if not self.allow_pick_jobs or full or job.job_id in self.tasks:
-            await self._give_back(claimer, [job.job_id], token)
-            return
         if not registration.fresh(handed.sent_ms):
             # A late message: its claim may have lapsed, and another worker run the job since.
             try:
@@ -376,12 +372,13 @@ class WakingWorker(Worker):
             if not confirmed:
                 log.info("job %s was handed over too long ago: left to the poll", job.job_id)
                 return
-            if job.job_id in self.tasks:  # (taken by a poll of this worker meanwhile)
-                return
-            if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
-                # Stopping, or full, since the checks above (the confirmation took a round trip).
-                await self._give_back(claimer, [job.job_id], token)
-                return
+        # (After the confirmation, if any: a stop, a full worker or a poll's claim of the job
+        # may have come during its round trip.)
+        if job.job_id in self.tasks:  # (taken by a poll of this worker: it runs already)
+            return
+        if not self.allow_pick_jobs or self.job_counter >= self.max_jobs:
+            await self._give_back(claimer, [job.job_id], token)
+            return
         task = await self._start(job)
         self._idle_polls = 0  # (as a poll that starts a job would)
         task.add_done_callback(lambda _: self._ended_unpolled())
