@@ -15,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
 from {{ cookiecutter.package_name }}.queue.wake_channel import handoff_member, idle_workers_key
 from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.worker import process
 from {{ cookiecutter.package_name }}.worker.claim import LOST_AFTER_MS, Claimer
 from {{ cookiecutter.package_name }}.worker.options import worker_options
 from {{ cookiecutter.package_name }}.worker.process import WakingWorker
@@ -246,6 +247,44 @@ async def test_a_claim_whose_answer_was_lost_is_sent_again_and_counts_its_try_on
         job = await backend.get(job_id)
 
     print(f"\nclaim's answer lost: the job had run {ran_after:.2f} s after")
+    assert job is not None
+    assert (job.state.value, job.tries) == ("succeeded", 1)
+    assert len(tokens) >= 2
+    assert tokens[1] == tokens[0]
+
+
+async def test_a_claim_cut_by_the_polls_turn_timeout_is_sent_again_and_counts_its_try_once(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other way an answer is lost: Redis ran the claim, and the poll's turn timeout cut the
+    wait for its answer (a cancel inside the claim, not an error of redis-py). The next poll
+    sends it again under the same token: the job runs on its first try."""
+    tokens: list[str] = []
+    claim = Claimer.claim
+
+    async def answer_late(self: Claimer, job_ids: list[str], *args: Any, **kwargs: Any) -> Any:
+        tokens.append(args[1])
+        claimed = await claim(self, job_ids, *args, **kwargs)
+        if len(tokens) == 1:
+            assert claimed, "the first claim took nothing: the fault was not met"
+            await asyncio.sleep(60)  # (the answer that never comes: the turn ends first)
+        return claimed
+
+    monkeypatch.setattr(Claimer, "claim", answer_late)
+    monkeypatch.setattr(process, "TURN_TIMEOUT", 0.5)
+    options = {**worker_options(settings, "default"), "cron_jobs": [], "handle_signals": False}
+    async with ArqJobQueue.connect(settings) as backend:
+        job_id = (
+            await backend.enqueue("word_count", {"text": "a b"}, queue_name=settings.queue_name)
+        ).job_id
+        worker = WakingWorker(**{**options, "burst": True})
+        try:
+            async with asyncio.timeout(15):
+                await worker.main()
+        finally:
+            await worker.close()
+        job = await backend.get(job_id)
+
     assert job is not None
     assert (job.state.value, job.tries) == ("succeeded", 1)
     assert len(tokens) >= 2
