@@ -12,6 +12,7 @@ from pydantic import RedisDsn
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from {{ cookiecutter.package_name }}.queue import JobRecord
 from {{ cookiecutter.package_name }}.queue.arq_queue import ArqJobQueue
 from {{ cookiecutter.package_name }}.queue.wake_channel import handoff_member, idle_workers_key
 from {{ cookiecutter.package_name }}.settings import Settings
@@ -211,6 +212,23 @@ async def test_a_claim_that_takes_a_job_takes_its_worker_out_of_the_idle_set(
         await redis.delete(idle)
 
 
+async def one_job_in_a_burst(settings: Settings) -> tuple[WakingWorker, JobRecord | None]:
+    """One job queued, then a worker in burst mode until it has run it (15 s at most: less than
+    a claim left to expire); the worker and the job's record."""
+    options = {**worker_options(settings, "default"), "cron_jobs": [], "handle_signals": False}
+    async with ArqJobQueue.connect(settings) as backend:
+        job_id = (
+            await backend.enqueue("word_count", {"text": "a b"}, queue_name=settings.queue_name)
+        ).job_id
+        worker = WakingWorker(**{**options, "burst": True})
+        try:
+            async with asyncio.timeout(15):
+                await worker.main()
+        finally:
+            await worker.close()
+        return worker, await backend.get(job_id)
+
+
 async def test_a_claim_whose_answer_was_lost_is_sent_again_and_counts_its_try_once(
     settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -231,21 +249,10 @@ async def test_a_claim_whose_answer_was_lost_is_sent_again_and_counts_its_try_on
         return claimed
 
     monkeypatch.setattr(Claimer, "claim", answer_lost)
-    options = {**worker_options(settings, "default"), "cron_jobs": [], "handle_signals": False}
-    async with ArqJobQueue.connect(settings) as backend:
-        job_id = (
-            await backend.enqueue("word_count", {"text": "a b"}, queue_name=settings.queue_name)
-        ).job_id
-        worker = WakingWorker(**{**options, "burst": True})
-        assert worker.in_progress_timeout_s > 20  # (a claim left to expire would outlast this test)
-        try:
-            async with asyncio.timeout(15):
-                await worker.main()
-        finally:
-            await worker.close()
-        ran_after = time.monotonic() - lost_at[0]
-        job = await backend.get(job_id)
+    worker, job = await one_job_in_a_burst(settings)
+    ran_after = time.monotonic() - lost_at[0]
 
+    assert worker.in_progress_timeout_s > 20  # (a claim left to expire would outlast this test)
     print(f"\nclaim's answer lost: the job had run {ran_after:.2f} s after")
     assert job is not None
     assert (job.state.value, job.tries) == ("succeeded", 1)
@@ -272,18 +279,7 @@ async def test_a_claim_cut_by_the_polls_turn_timeout_is_sent_again_and_counts_it
 
     monkeypatch.setattr(Claimer, "claim", answer_late)
     monkeypatch.setattr(process, "TURN_TIMEOUT", 0.5)
-    options = {**worker_options(settings, "default"), "cron_jobs": [], "handle_signals": False}
-    async with ArqJobQueue.connect(settings) as backend:
-        job_id = (
-            await backend.enqueue("word_count", {"text": "a b"}, queue_name=settings.queue_name)
-        ).job_id
-        worker = WakingWorker(**{**options, "burst": True})
-        try:
-            async with asyncio.timeout(15):
-                await worker.main()
-        finally:
-            await worker.close()
-        job = await backend.get(job_id)
+    _, job = await one_job_in_a_burst(settings)
 
     assert job is not None
     assert (job.state.value, job.tries) == ("succeeded", 1)
